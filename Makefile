@@ -1,0 +1,21 @@
+# hurricane-nas developer targets. Every target bootstraps its own cached virtualenv.
+SHELL := /bin/bash
+VENV = $(shell scripts/bootstrap.sh | tail -n1)
+PY = $(VENV)/bin/python
+
+.PHONY: demo test test-slow lint bench
+
+demo:  ## run the demo search end to end (digits, this CPU)
+	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
+
+test: lint  ## the default test run (CI)
+	cd "$(CURDIR)" && $(PY) -m pytest -m "not slow" -q
+
+test-slow:  ## slower end-to-end tests (the demo spec itself)
+	cd "$(CURDIR)" && $(PY) -m pytest -m slow -q
+
+lint:  ## ruff, mypy, and import-layer contracts on the installed layout
+	scripts/lint.sh "$(VENV)"
+
+bench:  ## benchmarks; JSON results go to bench/results/
+	$(PY) bench/supernet_step.py --out bench/results/supernet_step.json

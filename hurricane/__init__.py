@@ -1,0 +1,41 @@
+"""hurricane-nas: hardware-aware neural architecture search (HURRICANE) as a batch system."""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+
+class _CheckoutComponents(importlib.abc.MetaPathFinder):
+    """Resolves hurricane.api/.workers/.operator to the api/, workers/, operator/ folders of a
+    source checkout (editable install). Those folders are namespace portions on purpose: a
+    regular package named ``operator`` at the repository root would shadow the standard
+    library for any Python started there. Installed wheels carry them inside ``hurricane/``
+    and never reach this finder."""
+
+    def __init__(self, locations: dict[str, str]) -> None:
+        self.locations = locations
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        where = self.locations.get(fullname)
+        if where is None:
+            return None
+        spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+        spec.submodule_search_locations = [where]
+        return spec
+
+
+def _install_checkout_finder() -> None:
+    here = Path(__file__).resolve().parent
+    found = {f"{__name__}.{n}": str(here.parent / n) for n in ("api", "workers", "operator")
+             if not (here / n).is_dir() and (here.parent / n / ".hurricane-component").is_file()}
+    if found and not any(isinstance(f, _CheckoutComponents) for f in sys.meta_path):
+        sys.meta_path.append(_CheckoutComponents(found))
+
+
+_install_checkout_finder()

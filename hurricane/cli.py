@@ -1,0 +1,193 @@
+"""The `hurricane` command line: run searches, check specs, run one step or job (pods)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hurricane import progress
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Hardware-aware neural architecture search (HURRICANE).")
+spec_app = typer.Typer(no_args_is_help=True, help="Search specs: schema and validation.")
+ops_app = typer.Typer(no_args_is_help=True, help="The operator pool.")
+devices_app = typer.Typer(no_args_is_help=True, help="Device profiles.")
+app.add_typer(spec_app, name="spec")
+app.add_typer(ops_app, name="ops")
+app.add_typer(devices_app, name="devices")
+
+StoreOpt = Annotated[str, typer.Option(
+    "--store", envvar="HURRICANE_STORE", help="artifact store: a directory or file:// URL")]
+DEFAULT_STORE = "./runs"
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _reporter(quiet: bool = False) -> progress.Reporter:
+    if os.environ.get("HURRICANE_PROGRESS") == "jsonl":
+        return progress.JsonlReporter()
+    if not quiet and sys.stderr.isatty():
+        return progress.RichReporter()
+    return progress.LogReporter()
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    from hurricane.spec import SpecError, load_spec
+
+    try:
+        return load_spec(path)
+    except SpecError as err:
+        _fail(str(err))
+
+
+@spec_app.command("schema")
+def spec_schema() -> None:
+    """Print the JSON schema of a search spec."""
+    from hurricane.spec import spec_schema as schema
+
+    typer.echo(json.dumps(schema(), indent=2))
+
+
+@spec_app.command("validate")
+def spec_validate(path: Path) -> None:
+    """Check a spec file (YAML or JSON); errors name each field and what is allowed."""
+    spec = _load(path)
+    from hurricane.backbone import Layout
+
+    layout = Layout.from_spec(spec.backbone)
+    n_ops = len(spec.space.ops)
+    typer.echo(f"{path}: valid ({spec.strategy}, {spec.dataset.name}, {layout.num_layers} layers "
+               f"× {n_ops} ops, devices: {', '.join(d.name for d in spec.devices)})")
+
+
+@app.command()
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="search spec (YAML/JSON)")],
+    store: StoreOpt = DEFAULT_STORE,
+    search_id: Annotated[str | None, typer.Option(
+        help="resume this search (or name a new one); default: <name>-<random>")] = None,
+    executor: Annotated[str, typer.Option(help="process (default) or inline")] = "process",
+    quiet: Annotated[bool, typer.Option(help="log lines instead of progress bars")] = False,
+) -> None:
+    """Run a whole search on this machine; print where the artifacts are."""
+    spec = _load(spec_path)
+    from hurricane.evolution import InfeasibleBudget
+    from hurricane.executor import JobFailed, create_executor
+    from hurricane.pipeline import SearchConflict, run_search
+    from hurricane.store import open_store, search_key
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        ex = create_executor(executor)
+    except KeyError as err:
+        _fail(f"--executor: {err}")
+    st = open_store(store)
+    with progress.use_reporter(_reporter(quiet)):
+        try:
+            sid, report = run_search(spec, st, ex, search_id)
+        except (SearchConflict, InfeasibleBudget, JobFailed, ValueError) as err:
+            _fail(str(err), 1)
+    typer.echo(f"\nsearch {sid} finished in {report['total_s']:.1f} s")
+    for name, d in report["devices"].items():
+        typer.echo(f"  {name}: top-1 {d['top1']:.2%}, latency {d['measured_latency_ms']:.3f} ms "
+                   f"measured / {d['predicted_latency_ms']:.3f} ms predicted "
+                   f"(budget {d['budget_ms']:.3f} ms)\n    arch {d['arch']}")
+        for k, v in d["artifacts"].items():
+            typer.echo(f"    {k:11s} {v}")
+    typer.echo(f"  report      {st.uri(search_key(sid, 'report.json'))}")
+
+
+@app.command()
+def step(
+    name: str,
+    search: Annotated[str, typer.Option(help="search id")],
+    store: StoreOpt = DEFAULT_STORE,
+    executor: Annotated[str, typer.Option(help="where its job runs")] = "inline",
+) -> None:
+    """Run one pipeline step of a submitted search (idempotent)."""
+    import hurricane.steps  # noqa: F401
+    from hurricane.executor import create_executor
+    from hurricane.pipeline import load_spec, run_step
+    from hurricane.store import open_store
+
+    st = open_store(store)
+    with progress.use_reporter(_reporter()):
+        out = run_step(name, load_spec(st, search), search, st, create_executor(executor))
+    typer.echo(json.dumps(out, indent=2))
+
+
+@app.command()
+def job(
+    name: str,
+    search: Annotated[str, typer.Option(help="search id")],
+    store: StoreOpt = DEFAULT_STORE,
+    device: Annotated[str | None, typer.Option(help="only this target device")] = None,
+) -> None:
+    """Run one step's heavy job in this process (the command a pod runs)."""
+    from hurricane.pipeline import run_job
+    from hurricane.store import open_store
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    with progress.use_reporter(_reporter()):
+        run_job(name, search, open_store(store), device=device)
+
+
+@app.command()
+def status(search: str, store: StoreOpt = DEFAULT_STORE) -> None:
+    """Show a search's per-step status."""
+    from hurricane.pipeline import status_key
+    from hurricane.store import ArtifactNotFound, open_store
+
+    try:
+        typer.echo(json.dumps(open_store(store).get_json(status_key(search)), indent=2))
+    except ArtifactNotFound:
+        _fail(f"no search {search!r} in {store}")
+
+
+@ops_app.command("list")
+def ops_list(
+    cin: int = 64, cout: int = 64, hw: int = 56,
+    stride: Annotated[int, typer.Option(min=1, max=2)] = 1,
+) -> None:
+    """Every registered op with FLOPs (multiply-adds) and parameters at one input shape."""
+    from hurricane.flops import op_cost
+    from hurricane.ops import OPS
+
+    typer.echo(f"{'op':14s} {'MFLOPs':>10s} {'params':>10s}   (input {cin}x{hw}x{hw} -> {cout}, "
+               f"stride {stride})")
+    for name in OPS:
+        c = op_cost(name, cin, cout, stride, hw)
+        typer.echo(f"{name:14s} {c.macs / 1e6:10.3f} {c.params:10d}")
+
+
+@devices_app.command("list")
+def devices_list() -> None:
+    """Registered device profiles."""
+    from hurricane.devices import DEVICES
+
+    for name in DEVICES:
+        d = DEVICES.get(name)
+        typer.echo(f"{name:10s} backend={d.backend:8s} node={d.node_label:5s} {d.description}")
+
+
+@app.command()
+def strategies() -> None:
+    """Registered search strategies and their steps."""
+    from hurricane.strategies import STRATEGIES
+
+    for name in STRATEGIES:
+        s = STRATEGIES.get(name)
+        typer.echo(f"{name:10s} {' → '.join(s.steps)}\n           {s.description}")
+
+
+def main() -> None:
+    app()

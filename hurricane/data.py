@@ -1,0 +1,298 @@
+"""Datasets (bundled digits, ImageFolder, CIFAR-10 python format) as step-indexed batch streams.
+
+Training batches are a pure function of (seed, step): batch ``s`` of an epoch-wise shuffled
+stream, augmented with a generator seeded by the step. So a run resumed at step ``k`` sees
+exactly the batches a straight run would have seen, with no loader state to checkpoint.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hurricane.spec import DatasetSpec
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DatasetError(ValueError):
+    """The dataset on disk does not look like what the spec says."""
+
+
+def _gen(*key: int) -> torch.Generator:
+    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool) -> torch.Tensor:
+    """Random translation (pad + crop, 1/8 of the side) and optional horizontal flip."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (dy[:, None] + torch.arange(h)[None, :])  # n×h
+    cols = (dx[:, None] + torch.arange(w)[None, :])  # n×w
+    idx_n = torch.arange(n)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if flip:
+        mask = torch.rand(n, generator=gen) < 0.5
+        out = torch.where(mask[:, None, None, None], out.flip(3), out)
+    return out.contiguous()
+
+
+class Split:
+    """Labelled images held in memory as an N×3×H×W tensor (uint8 or float in [0, 1])."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        input_size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        augment: bool,
+        flip: bool,
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError("images and labels differ in length")
+        self.images = images
+        self.labels = labels.long()
+        self.input_size = input_size
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.augment = augment
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _prepare(self, idx: torch.Tensor, gen: torch.Generator | None) -> Batch:
+        x = self.images[idx]
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
+                              align_corners=False, antialias=x.shape[-1] > self.input_size)
+        if gen is not None and self.augment:
+            x = augment(x, gen, flip=self.flip)
+        return (x - self.mean) / self.std, self.labels[idx]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, len(self) // batch_size)
+
+    def train_batch(self, step: int, batch_size: int, *, seed: int) -> Batch:
+        """Batch number ``step`` of the shuffled, augmented training stream."""
+        bs = min(batch_size, len(self))
+        spe = self.steps_per_epoch(bs)
+        epoch, i = divmod(step, spe)
+        perm = torch.randperm(len(self), generator=_gen(seed, epoch))
+        return self._prepare(perm[i * bs:(i + 1) * bs], _gen(seed, epoch, i + 1))
+
+    def train_batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
+        step = start
+        while True:
+            yield self.train_batch(step, batch_size, seed=seed)
+            step += 1
+
+    def eval_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        """One ordered pass, no augmentation; at most ``limit`` batches."""
+        n = len(self)
+        for b, start in enumerate(range(0, n, batch_size)):
+            if limit is not None and b >= limit:
+                return
+            yield self._prepare(torch.arange(start, min(n, start + batch_size)), None)
+
+    def subset(self, idx: np.ndarray | torch.Tensor) -> Split:
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        return Split(self.images[idx_t], self.labels[idx_t], input_size=self.input_size,
+                     mean=tuple(self.mean.flatten().tolist()),
+                     std=tuple(self.std.flatten().tolist()), augment=self.augment, flip=self.flip)
+
+
+@dataclass(frozen=True)
+class Data:
+    """train: supernet training; val: architecture scoring; test: held out for final accuracy."""
+
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    classes: tuple[str, ...]
+
+    def trainval(self) -> Split:
+        both = torch.cat([self.train.images, self.val.images])
+        labels = torch.cat([self.train.labels, self.val.labels])
+        return Split(both, labels, input_size=self.train.input_size,
+                     mean=tuple(self.train.mean.flatten().tolist()),
+                     std=tuple(self.train.std.flatten().tolist()),
+                     augment=self.train.augment, flip=self.train.flip)
+
+
+def _stratified(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: (kept, held out)."""
+    rng = np.random.default_rng(seed)
+    held: list[np.ndarray] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        held.append(idx[: max(1, round(len(idx) * fraction))])
+    out = np.sort(np.concatenate(held))
+    keep = np.setdiff1d(np.arange(len(labels)), out)
+    return keep, out
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    xf = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    mean = xf.mean(dim=(0, 2, 3))
+    std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _finish(
+    images: torch.Tensor, labels: np.ndarray, test: tuple[torch.Tensor, np.ndarray] | None,
+    spec: DatasetSpec, *, input_size: int, seed: int, flip: bool, classes: tuple[str, ...],
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> Data:
+    if test is None:
+        keep, held = _stratified(labels, spec.test_fraction, seed)
+        test = (images[held], labels[held])
+        images, labels = images[keep], labels[keep]
+    tr, va = _stratified(labels, spec.val_fraction, seed + 1)
+    mean, std = stats or _channel_stats(images[tr])
+
+    def mk(x: torch.Tensor, y: np.ndarray, aug: bool) -> Split:
+        return Split(x, torch.as_tensor(y), input_size=input_size, mean=mean, std=std,
+                     augment=aug and spec.augment, flip=flip)
+
+    return Data(mk(images[tr], labels[tr], True), mk(images[va], labels[va], False),
+                mk(test[0], test[1], False), len(classes), classes)
+
+
+def load_digits_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
+    """scikit-learn's bundled 8×8 digits (1,797 images), upsampled once to ``input_size``."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).div_(16.0)[:, None].expand(-1, 3, -1, -1)
+    x = F.interpolate(x.contiguous(), size=(input_size, input_size), mode="bilinear",
+                      align_corners=False)
+    return _finish(x, d.target.astype(np.int64), None, spec, input_size=input_size, seed=seed,
+                   flip=False, classes=tuple(str(i) for i in range(10)))
+
+
+def _unpickle(path: Path) -> dict[bytes, object]:
+    with path.open("rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def load_cifar10_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
+    """CIFAR-10's python format: data_batch_1..5 and test_batch in ``spec.path``."""
+    root = Path(spec.path or ".")
+    names = [f"data_batch_{i}" for i in range(1, 6)]
+    missing = [n for n in [*names, "test_batch"] if not (root / n).is_file()]
+    if missing:
+        raise DatasetError(
+            f"dataset.path {root} is not a CIFAR-10 python directory: missing {missing} "
+            "(expected the extracted cifar-10-batches-py folder)"
+        )
+
+    def read(files: list[str]) -> tuple[torch.Tensor, np.ndarray]:
+        xs, ys = [], []
+        for n in files:
+            d = _unpickle(root / n)
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[b"labels"], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), np.concatenate(ys)
+
+    meta = root / "batches.meta"
+    classes = tuple(str(i) for i in range(10))
+    if meta.is_file():
+        raw = _unpickle(meta).get(b"label_names")
+        if isinstance(raw, list):
+            classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in raw)
+    x, y = read(names)
+    return _finish(x, y, read(["test_batch"]), spec, input_size=input_size, seed=seed,
+                   flip=True, classes=classes,
+                   stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
+
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+
+
+def _read_folder(root: Path, classes: tuple[str, ...], input_size: int) -> tuple[torch.Tensor, np.ndarray]:
+    from PIL import Image
+
+    xs, ys = [], []
+    for ci, c in enumerate(classes):
+        for f in sorted((root / c).iterdir()):
+            if f.suffix.lower() not in IMAGE_EXTS:
+                continue
+            with Image.open(f) as raw:
+                im = raw.convert("RGB")
+                side = min(im.size)  # resize the short side, then center crop
+                scale = input_size / side
+                im = im.resize((max(input_size, round(im.width * scale)),
+                                max(input_size, round(im.height * scale))), Image.Resampling.BILINEAR)
+                left, top = (im.width - input_size) // 2, (im.height - input_size) // 2
+                im = im.crop((left, top, left + input_size, top + input_size))
+                xs.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
+                ys.append(ci)
+    if not xs:
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTS)}) under {root}")
+    return torch.stack(xs), np.asarray(ys, dtype=np.int64)
+
+
+def load_imagefolder_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
+    """``path/train/<class>/*.jpg`` (and optional ``path/test`` or ``path/val``), decoded once.
+
+    Images are resized (short side) and center-cropped to ``input_size`` and kept in memory
+    as uint8, which suits the CPU-scale datasets this runner targets.
+    """
+    root = Path(spec.path or ".")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise DatasetError(f"dataset.path {root} has no train/ directory of class folders")
+    classes = tuple(sorted(p.name for p in train_dir.iterdir() if p.is_dir()))
+    if len(classes) < 2:
+        raise DatasetError(f"{train_dir} needs at least 2 class folders, found {list(classes)}")
+    x, y = _read_folder(train_dir, classes, input_size)
+    test = None
+    for name in ("test", "val"):
+        d = root / name
+        if d.is_dir():
+            extra = sorted(p.name for p in d.iterdir() if p.is_dir() and p.name not in classes)
+            if extra:
+                raise DatasetError(f"{d} has classes not in train/: {extra}")
+            test = _read_folder(d, tuple(c for c in classes if (d / c).is_dir()), input_size)
+            # re-map indices of a test dir that lacks some classes
+            present = [c for c in classes if (d / c).is_dir()]
+            test = (test[0], np.asarray([classes.index(present[i]) for i in test[1]]))
+            break
+    return _finish(x, y, test, spec, input_size=input_size, seed=seed, flip=True, classes=classes,
+                   stats=(IMAGENET_MEAN, IMAGENET_STD))
+
+
+LOADERS = {
+    "digits": load_digits_data,
+    "cifar10": load_cifar10_data,
+    "imagefolder": load_imagefolder_data,
+}
+
+
+def load_data(spec: DatasetSpec, *, input_size: int, seed: int, num_classes: int | None = None) -> Data:
+    data = LOADERS[spec.name](spec, input_size=input_size, seed=seed)
+    if num_classes is not None and data.num_classes != num_classes:
+        raise DatasetError(
+            f"backbone.num_classes is {num_classes} but dataset {spec.name!r} at "
+            f"{spec.path} has {data.num_classes} classes"
+        )
+    return data

@@ -1,0 +1,278 @@
+"""SearchSpec: the user's description of one search, loaded from YAML or JSON."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hurricane.oppool import OPS
+
+DatasetName = Literal["digits", "imagefolder", "cifar10"]
+KNOWN_CLASSES = {"digits": 10, "cifar10": 10}
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """Where images come from and how they are split."""
+
+    name: DatasetName = Field("digits", description="digits (bundled), imagefolder, cifar10")
+    path: Path | None = Field(
+        None,
+        description="imagefolder: a directory with train/ (and optional val/ or test/) "
+        "class folders; cifar10: the extracted cifar-10-batches-py directory",
+    )
+    val_fraction: float = Field(
+        0.15, gt=0, lt=0.5, description="share of the training images held out for search"
+    )
+    test_fraction: float = Field(
+        0.2, gt=0, lt=0.5,
+        description="share held out for the final test when the dataset has no test split",
+    )
+    augment: bool = Field(True, description="random crop + flip (cifar10, imagefolder)")
+    num_workers: int = Field(0, ge=0, description="data loader workers (imagefolder)")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> DatasetSpec:
+        if self.name != "digits" and self.path is None:
+            raise ValueError(f"dataset {self.name!r} needs 'path' (a directory)")
+        return self
+
+
+class BackboneSpec(_Strict):
+    """SPOS-style backbone: stem, 4 stages of learnable layers, head."""
+
+    input_size: int = Field(224, ge=32, le=1024, description="square input side in pixels")
+    num_classes: int = Field(1000, ge=2)
+    layers_per_stage: tuple[PositiveInt, ...] = Field((4, 4, 8, 4), min_length=1, max_length=6)
+    stage_channels: tuple[PositiveInt, ...] = Field((64, 160, 320, 640), min_length=1, max_length=6)
+    stem_channels: int = Field(16, gt=0)
+    head_channels: int = Field(1024, gt=0)
+    width_mult: float = Field(1.0, gt=0, le=4)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackboneSpec:
+        if len(self.layers_per_stage) != len(self.stage_channels):
+            raise ValueError(
+                f"layers_per_stage has {len(self.layers_per_stage)} stages but stage_channels "
+                f"has {len(self.stage_channels)}; give one channel count per stage"
+            )
+        chans = (self.stem_channels, *self.stage_channels)
+        if any(b <= a for a, b in itertools.pairwise(chans)):
+            raise ValueError(
+                "stage_channels must increase strictly from stem_channels "
+                f"(got {list(chans)}): ShuffleNet-style ops need cout > cin at stride 2"
+            )
+        down = 2 ** (len(self.stage_channels) + 1)
+        if self.input_size % down:
+            raise ValueError(
+                f"input_size must be a multiple of {down} (stem and every stage halve it), "
+                f"got {self.input_size}"
+            )
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return sum(self.layers_per_stage)
+
+
+def _check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        raise ValueError(f"unknown operator(s) {bad}; allowed: {', '.join(OPS.names())}")
+    if len(set(ops)) != len(ops):
+        raise ValueError("operators must not repeat")
+    return ops
+
+
+class SpaceSpec(_Strict):
+    """Candidate operators per learnable layer."""
+
+    ops: tuple[str, ...] = Field(
+        default_factory=lambda: tuple(OPS.names()),
+        min_length=1,
+        description="the operator pool; default: all 32 ops of HURRICANE Table 2",
+    )
+
+    _ops = field_validator("ops")(classmethod(lambda cls, v: _check_ops(tuple(v))))
+
+
+class DeviceTarget(_Strict):
+    """A device to search for and its latency budget."""
+
+    name: str = Field("cpu", description="device profile name (`hurricane devices list`)")
+    latency_budget_ms: float | None = Field(None, gt=0, description="absolute budget in ms")
+    budget_fraction: float | None = Field(
+        None, ge=0, le=1,
+        description="budget between the fastest (0) and slowest (1) architecture of the "
+        "space on this device; portable across machines",
+    )
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> DeviceTarget:
+        if (self.latency_budget_ms is None) == (self.budget_fraction is None):
+            raise ValueError("give exactly one of 'latency_budget_ms' or 'budget_fraction'")
+        return self
+
+
+class ProfileSpec(_Strict):
+    """How operators are timed on each device."""
+
+    warmup: int = Field(5, ge=0, le=1000)
+    repeats: int = Field(20, ge=3, le=10000)
+    batch_size: int = Field(1, ge=1, le=256)
+    threads: int = Field(1, ge=1, le=256)
+    measure_final: int = Field(30, ge=0, le=10000, description="end-to-end timings of winners")
+
+
+class SupernetTrainSpec(_Strict):
+    """Single-path supernet training (SPOS recipe)."""
+
+    iterations: int = Field(150_000, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(0.5, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+
+
+class EvolutionSpec(_Strict):
+    """SPOS evolution under the latency budget."""
+
+    iterations: int = Field(20, ge=1)
+    population: int = Field(50, ge=2)
+    top_k: int = Field(10, ge=1)
+    crossover: int = Field(25, ge=0)
+    mutation: int = Field(25, ge=0)
+    mutation_prob: float = Field(0.1, gt=0, le=1)
+    max_tries: int = Field(
+        20_000, ge=1, description="bound on rejection-sampling attempts per generation"
+    )
+    bn_batches: int = Field(10, ge=1, description="training batches for BN recalibration")
+    bn_batch_size: int = Field(256, ge=1)
+    eval_batches: int | None = Field(None, ge=1, description="validation batches; all if unset")
+    keep_top: int = Field(10, ge=1, description="architectures returned")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> EvolutionSpec:
+        if self.top_k > self.population:
+            raise ValueError(f"top_k ({self.top_k}) must not exceed population ({self.population})")
+        return self
+
+
+class RetrainSpec(_Strict):
+    """Training the winner from scratch."""
+
+    iterations: int = Field(100_000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(4e-5, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    checkpoint_every: int = Field(1000, ge=1)
+    onnx_opset: int = Field(18, ge=18, le=23)
+
+
+class SearchSpec(_Strict):
+    """One hardware-aware architecture search."""
+
+    name: str = Field("search", pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$",
+                      description="lowercase letters, digits and '-' (used in job names)")
+    seed: int = Field(0, ge=0)
+    strategy: str = Field("spos", description="search strategy (`hurricane strategies`)")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)  # type: ignore[arg-type]
+    backbone: BackboneSpec = Field(default_factory=BackboneSpec)  # type: ignore[arg-type]
+    space: SpaceSpec = Field(default_factory=SpaceSpec)  # type: ignore[arg-type]
+    devices: tuple[DeviceTarget, ...] = Field(
+        default_factory=lambda: (DeviceTarget(name="cpu", latency_budget_ms=None, budget_fraction=0.5),),
+        min_length=1,
+    )
+    profile: ProfileSpec = Field(default_factory=ProfileSpec)  # type: ignore[arg-type]
+    supernet: SupernetTrainSpec = Field(default_factory=SupernetTrainSpec)  # type: ignore[arg-type]
+    evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)  # type: ignore[arg-type]
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)  # type: ignore[arg-type]
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        from hurricane.strategies import STRATEGIES
+
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}; allowed: {', '.join(STRATEGIES.names())}")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _known_devices(cls, v: tuple[DeviceTarget, ...]) -> tuple[DeviceTarget, ...]:
+        from hurricane.devices import DEVICES
+
+        names = [d.name for d in v]
+        for n in names:
+            if n not in DEVICES:
+                raise ValueError(f"unknown device {n!r}; allowed: {', '.join(DEVICES.names())}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"devices must not repeat, got {names}")
+        return v
+
+    @model_validator(mode="after")
+    def _dataset_classes(self) -> SearchSpec:
+        known = KNOWN_CLASSES.get(self.dataset.name)
+        if known is not None and self.backbone.num_classes != known:
+            raise ValueError(
+                f"backbone.num_classes must be {known} for dataset {self.dataset.name!r}, "
+                f"got {self.backbone.num_classes}"
+            )
+        return self
+
+
+class SpecError(ValueError):
+    """A spec file could not be read or is invalid; the message names each bad field."""
+
+
+def format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(spec)"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {msg}")
+    return f"{err.error_count()} error(s) in search spec:\n" + "\n".join(lines)
+
+
+def parse_spec(data: Any) -> SearchSpec:
+    try:
+        return SearchSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err)) from None
+
+
+def load_spec(path: str | Path) -> SearchSpec:
+    """Loads a spec from a .yaml/.yml/.json file; raises SpecError with field-level messages."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise SpecError(f"cannot read spec {p}: {err.strerror}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise SpecError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{p}: a search spec is a mapping of fields, got {type(data).__name__}")
+    return parse_spec(data)
+
+
+def spec_schema() -> dict[str, Any]:
+    return SearchSpec.model_json_schema()

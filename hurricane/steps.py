@@ -1,0 +1,372 @@
+"""The pipeline's steps (what the runner and Celery call) and jobs (what a pod runs)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from hurricane import progress
+from hurricane.arch import Arch, SearchSpace
+from hurricane.backbone import Layout
+from hurricane.data import Data, load_data
+from hurricane.devices import DEVICES
+from hurricane.evolution import Candidate, EvolutionConfig, EvolutionSearch, InfeasibleBudget
+from hurricane.executor import Executor, JobSpec
+from hurricane.pipeline import JOBS, STEPS
+from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
+from hurricane.spec import SearchSpec
+from hurricane.store import ArtifactStore, search_key
+from hurricane.supernet import Network, Supernet, recalibrate_bn
+from hurricane.train import Checkpointer, TrainConfig, evaluate, set_threads, step_seed, train
+
+# ---------------------------------------------------------------- helpers shared by steps
+
+
+def layout_of(spec: SearchSpec) -> Layout:
+    return Layout.from_spec(spec.backbone)
+
+
+def protocol_of(spec: SearchSpec, *, repeats: int | None = None) -> Protocol:
+    p = spec.profile
+    return Protocol(warmup=p.warmup, repeats=repeats or p.repeats, batch_size=p.batch_size,
+                    threads=p.threads)
+
+
+def data_of(spec: SearchSpec) -> Data:
+    return load_data(spec.dataset, input_size=spec.backbone.input_size, seed=spec.seed,
+                     num_classes=spec.backbone.num_classes)
+
+
+def table_key(search_id: str, device: str) -> str:
+    return search_key(search_id, "profile", device, "latency.json")
+
+
+def load_table(store: ArtifactStore, search_id: str, device: str) -> LatencyTable:
+    return LatencyTable.from_json(store.get_json(table_key(search_id, device)))
+
+
+def load_space(store: ArtifactStore, search_id: str) -> SearchSpace:
+    return SearchSpace.from_json(store.get_json(search_key(search_id, "space", "space.json")))
+
+
+def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any]:
+    return store.get_json(search_key(search_id, step, "result.json"))  # type: ignore[no-any-return]
+
+
+def _job(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
+         device: str | None = None) -> JobSpec:
+    label = DEVICES.get(device).node_label if device else None
+    return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
+                   node_label=label)
+
+
+def _devices(spec: SearchSpec, device: str | None) -> list[str]:
+    names = [d.name for d in spec.devices]
+    if device is not None and device not in names:
+        raise ValueError(f"device {device!r} is not a target of this search; targets: {names}")
+    return [device] if device else names
+
+
+# ---------------------------------------------------------------- profile
+
+
+def pool_space(spec: SearchSpec) -> SearchSpace:
+    """Every op of the pool at every layer: what profiling measures."""
+    return SearchSpace.uniform(spec.space.ops, spec.backbone.num_layers)
+
+
+@JOBS.decorator("profile")
+def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    for name in _devices(spec, device):
+        if store.exists(table_key(search_id, name)):
+            continue
+        table = profile_table(layout_of(spec), pool_space(spec), DEVICES.get(name),
+                              protocol_of(spec))
+        store.put_bytes(search_key(search_id, "profile", name, "latency.csv"),
+                        table.to_csv().encode())
+        store.put_json(table_key(search_id, name), table.to_json())
+
+
+@STEPS.decorator("profile")
+def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:  # one job per device: each runs on its own node pool
+        if not store.exists(table_key(search_id, d.name)):
+            executor.run(_job(spec, search_id, store, "profile", d.name))
+        t = load_table(store, search_id, d.name)
+        out[d.name] = {"table": table_key(search_id, d.name), "fixed_ms": t.fixed_ms,
+                       "measurements": t.meta.get("unique_measurements")}
+    return {"devices": out}
+
+
+# ---------------------------------------------------------------- space
+
+
+@STEPS.decorator("space")
+def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+               executor: Executor) -> dict[str, Any]:
+    """The candidate ops per layer, and each device's budget resolved against the space."""
+    space = pool_space(spec)
+    store.put_json(search_key(search_id, "space", "space.json"), space.to_json())
+    budgets = {}
+    for d in spec.devices:
+        t = load_table(store, search_id, d.name)
+        lo, hi = t.bounds(space)
+        budget = d.latency_budget_ms if d.latency_budget_ms is not None else \
+            lo + (d.budget_fraction or 0.0) * (hi - lo)
+        if budget < lo:
+            raise InfeasibleBudget(
+                f"devices[{d.name}].latency_budget_ms = {budget:.3f} ms is below the fastest "
+                f"architecture of the space ({lo:.3f} ms on {d.name}); allowed: >= {lo:.3f} ms "
+                f"(the slowest is {hi:.3f} ms)")
+        budgets[d.name] = {"budget_ms": budget, "min_ms": lo, "max_ms": hi}
+    return {"size": space.size, "num_layers": space.num_layers, "ops": list(spec.space.ops),
+            "budgets": budgets}
+
+
+def budget_ms(store: ArtifactStore, search_id: str, device: str) -> float:
+    return float(step_result(store, search_id, "space")["budgets"][device]["budget_ms"])
+
+
+# ---------------------------------------------------------------- supernet training
+
+
+def supernet_config(spec: SearchSpec) -> TrainConfig:
+    s = spec.supernet
+    return TrainConfig(iterations=s.iterations, batch_size=s.batch_size, lr=s.lr,
+                       momentum=s.momentum, weight_decay=s.weight_decay,
+                       label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,
+                       keep_checkpoints=s.keep_checkpoints, seed=spec.seed, threads=s.threads)
+
+
+def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
+    """forward(model, x, step): the uniformly sampled single path of training step ``step``."""
+
+    def forward(model: torch.nn.Module, x: torch.Tensor, step: int) -> torch.Tensor:
+        return model(x, space.sample(random.Random(step_seed(seed, step, 2))))
+
+    return forward
+
+
+def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
+                   space: SearchSpace, *, stop_after: int | None = None) -> dict[str, Any]:
+    torch.manual_seed(spec.seed)
+    net = Supernet(layout_of(spec), space)
+    data = data_of(spec)
+    cfg = supernet_config(spec)
+    ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
+    res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
+                description=f"{stage}: supernet", stop_after=stop_after)
+    if res.steps < cfg.iterations:
+        return {"stopped_at": res.steps}
+    store.put_torch(search_key(search_id, stage, "supernet.pt"),
+                    {"model": net.state_dict(), "space": space.to_json()})
+    summary = {"iterations": res.steps, "resumed_from": res.resumed_from,
+               "final_loss": res.final_loss, "train_seconds": res.seconds,
+               "images_per_s": res.images_per_s, "space_size": space.size,
+               "active_layers": list(space.active_layers)}
+    store.put_json(search_key(search_id, stage, "train.json"), summary)
+    return summary
+
+
+@JOBS.decorator("stage1")
+def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    train_supernet(spec, search_id, store, "stage1", load_space(store, search_id))
+
+
+@STEPS.decorator("stage1")
+def stage1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    key = search_key(search_id, "stage1", "train.json")
+    if not store.exists(key):
+        executor.run(_job(spec, search_id, store, "stage1"))
+    return store.get_json(key)  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- evolution on the supernet
+
+
+class SupernetScorer:
+    """Validation accuracy of a path after BN recalibration on fixed training batches."""
+
+    def __init__(self, net: Supernet, data: Data, spec: SearchSpec) -> None:
+        ev = spec.evolution
+        self.net, self.val, self.limit = net, data.val, ev.eval_batches
+        self.bn_batches = [data.train.train_batch(i, ev.bn_batch_size, seed=spec.seed + 7919)[0]
+                           for i in range(ev.bn_batches)]
+
+    def __call__(self, arch: Arch) -> float:
+        recalibrate_bn(self.net, self.bn_batches, arch=arch)
+        return evaluate(self.net, self.val, limit=self.limit,
+                        forward=lambda x: self.net(x, arch))
+
+
+def evolution_config(spec: SearchSpec) -> EvolutionConfig:
+    e = spec.evolution
+    return EvolutionConfig(iterations=e.iterations, population=e.population, top_k=e.top_k,
+                           crossover=e.crossover, mutation=e.mutation,
+                           mutation_prob=e.mutation_prob, max_tries=e.max_tries,
+                           keep_top=e.keep_top, seed=spec.seed)
+
+
+def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
+                    step: str, device: str | None) -> None:
+    set_threads(spec.supernet.threads)
+    blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+    space = SearchSpace.from_json(blob["space"])
+    net = Supernet(layout_of(spec), space)
+    net.load_state_dict(blob["model"])
+    scorer = SupernetScorer(net, data_of(spec), spec)
+    for name in _devices(spec, device):
+        key = search_key(search_id, step, name, "evolution.json")
+        if store.exists(key):
+            continue
+        table = load_table(store, search_id, name)
+        finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer,
+                                 latency=table.arch_latency,
+                                 budget_ms=budget_ms(store, search_id, name),
+                                 seeds=[table.fastest(space)])
+        store.put_json(key, finder.run().to_json())
+
+
+def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executor: Executor,
+                 step: str) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:
+        key = search_key(search_id, step, d.name, "evolution.json")
+        if not store.exists(key):
+            executor.run(_job(spec, search_id, store, step))
+        res = store.get_json(key)
+        win = res["top"][0]
+        out[d.name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
+                       "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
+                       "evaluated": res["evaluated"]}
+    return {"devices": out}
+
+
+@JOBS.decorator("search1")
+def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    search_supernet(spec, search_id, store, "stage1", "search1", device)
+
+
+@STEPS.decorator("search1")
+def search1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    return _search_step(spec, search_id, store, executor, "search1")
+
+
+def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
+    """The final search step's winner per device."""
+    from hurricane.strategies import STRATEGIES
+
+    last = [s for s in STRATEGIES.get(spec.strategy).steps if s.startswith("search")][-1]
+    res = step_result(store, search_id, last)["devices"]
+    return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
+            for d, r in res.items()}
+
+
+# ---------------------------------------------------------------- retrain and export
+
+
+def retrain_config(spec: SearchSpec) -> TrainConfig:
+    r = spec.retrain
+    return TrainConfig(iterations=r.iterations, batch_size=r.batch_size, lr=r.lr,
+                       momentum=r.momentum, weight_decay=r.weight_decay,
+                       label_smoothing=r.label_smoothing, checkpoint_every=r.checkpoint_every,
+                       keep_checkpoints=2, seed=spec.seed, threads=spec.supernet.threads)
+
+
+def final_key(search_id: str, device: str, name: str) -> str:
+    return search_key(search_id, "retrain", device, name)
+
+
+def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
+                 prefix: str) -> tuple[Network, dict[str, Any]]:
+    torch.manual_seed(spec.seed)
+    net = Network(layout_of(spec), arch)
+    res = train(net, data.trainval(), retrain_config(spec),
+                checkpointer=Checkpointer(store, prefix + "/ckpt", keep=2),
+                description=f"retrain {arch.digest}")
+    acc = evaluate(net, data.test)
+    return net, {"test_top1": acc, "iterations": res.steps, "train_seconds": res.seconds,
+                 "final_loss": res.final_loss, "test_images": len(data.test)}
+
+
+@JOBS.decorator("retrain")
+def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    set_threads(spec.supernet.threads)
+    data = data_of(spec)
+    for name, cand in winners(spec, store, search_id).items():
+        if device is not None and name != device:
+            continue
+        if store.exists(final_key(search_id, name, "metrics.json")):
+            continue
+        net, metrics = retrain_arch(spec, cand.arch, data, store,
+                                    search_key(search_id, "retrain", name))
+        store.put_torch(final_key(search_id, name, "final.pt"), {
+            "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
+            "classes": list(data.classes), "state_dict": net.state_dict()})
+        store.put_json(final_key(search_id, name, "arch.json"), {
+            "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
+            "backbone": spec.backbone.model_dump(mode="json")})
+        store.put_json(final_key(search_id, name, "metrics.json"), metrics)
+
+
+@STEPS.decorator("retrain")
+def retrain_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    if not all(store.exists(final_key(search_id, d.name, "metrics.json")) for d in spec.devices):
+        executor.run(_job(spec, search_id, store, "retrain"))
+    return {"devices": {d.name: store.get_json(final_key(search_id, d.name, "metrics.json"))
+                        for d in spec.devices}}
+
+
+def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
+    from hurricane.spec import BackboneSpec
+
+    blob = store.get_torch(final_key(search_id, device, "final.pt"))
+    net = Network(Layout.from_spec(BackboneSpec.model_validate(blob["backbone"])),
+                  Arch.parse(blob["arch"]))
+    net.load_state_dict(blob["state_dict"])
+    return net.eval()
+
+
+@JOBS.decorator("export")
+def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    from hurricane.export import export_and_check
+
+    data = data_of(spec)
+    x = next(data.test.eval_batches(64))[0]
+    for name in _devices(spec, device):
+        key = search_key(search_id, "export", name, "export.json")
+        if store.exists(key):
+            continue
+        net = load_final(store, search_id, name)
+        with progress.task(f"export {name}", total=2) as bar:
+            onnx_bytes, parity = export_and_check(net, input_size=spec.backbone.input_size,
+                                                  inputs=x, opset=spec.retrain.onnx_opset)
+            store.put_bytes(search_key(search_id, "export", name, "model.onnx"), onnx_bytes)
+            bar.advance(1)
+            timing = measure_arch(layout_of(spec), net.arch,
+                                  protocol_of(spec, repeats=max(3, spec.profile.measure_final)))
+            bar.advance(1)
+        store.put_json(key, {
+            "onnx": search_key(search_id, "export", name, "model.onnx"),
+            "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
+            "measured_latency_ms": timing.median_ms, "measured_latency_iqr_ms": timing.iqr_ms,
+            "predicted_latency_ms": load_table(store, search_id, name).arch_latency(net.arch)})
+
+
+@STEPS.decorator("export")
+def export_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:
+        key = search_key(search_id, "export", d.name, "export.json")
+        if not store.exists(key):
+            executor.run(_job(spec, search_id, store, "export", d.name))
+        out[d.name] = store.get_json(key)
+    return {"devices": out}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Creates (once) a virtualenv with hurricane-nas's pinned dependencies, cached outside the clone
+# and keyed on the dependency hash, then installs this checkout into it (editable, no deps).
+# Prints the venv path on the last line. Usage: source <(scripts/bootstrap.sh --env) or
+#   VENV=$(scripts/bootstrap.sh | tail -n1)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+py="${PYTHON:-python3}"
+cache="${HURRICANE_CACHE:-$HOME/.cache/hurricane-nas}"
+key=$(cd / && "$py" - "$here/pyproject.toml" <<'PY'
+import hashlib, json, sys, tomllib
+p = tomllib.load(open(sys.argv[1], "rb"))["project"]
+deps = {"deps": p["dependencies"], "extras": p.get("optional-dependencies", {}),
+        "python": sys.version_info[:2]}
+print(hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:16])
+PY
+)
+venv="$cache/venv-$key"
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+  echo "bootstrap: creating $venv (first run installs torch: a few minutes)" >&2
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$py" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade "pip>=23" "setuptools>=65,<81" wheel >&2
+  # Dependencies come from pyproject.toml's pins: install the project's deps without the project.
+  (cd / && "$venv/bin/python" - "$here/pyproject.toml") > "$cache/requirements-$key.txt" <<'PY'
+import sys, tomllib
+p = tomllib.load(open(sys.argv[1], "rb"))["project"]
+print("\n".join(p["dependencies"] + [d for ds in p.get("optional-dependencies", {}).values() for d in ds]))
+PY
+  "$venv/bin/pip" install -q -r "$cache/requirements-$key.txt" >&2
+  touch "$venv/.complete"
+fi
+# The cached venv is shared by clones: (re)point its editable install at this checkout.
+if ! "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$here" >"$cache/editable.log" 2>&1; then
+  cat "$cache/editable.log" >&2
+  exit 1
+fi
+ln -sfn "$venv" "$here/.venv"
+echo "$venv"

@@ -1,0 +1,92 @@
+"""Datasets: digits splits, CIFAR-10 python format, ImageFolder, step-indexed batches."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hurricane.data import DatasetError, load_data
+from hurricane.spec import DatasetSpec
+
+
+def test_digits_splits_are_disjoint_stratified_and_complete() -> None:
+    d = load_data(DatasetSpec(name="digits"), input_size=32, seed=0, num_classes=10)
+    assert len(d.train) + len(d.val) + len(d.test) == 1797
+    assert d.train.images.shape[1:] == (3, 32, 32)
+    for split in (d.train, d.val, d.test):
+        assert set(split.labels.tolist()) == set(range(10))
+    # disjoint: no image of test appears in train
+    tr = {t.numpy().tobytes() for t in d.train.images}
+    assert not any(t.numpy().tobytes() in tr for t in d.test.images)
+    with pytest.raises(DatasetError, match="num_classes is 3"):
+        load_data(DatasetSpec(name="digits"), input_size=32, seed=0, num_classes=3)
+
+
+def test_train_batches_depend_only_on_seed_and_step() -> None:
+    d = load_data(DatasetSpec(name="digits"), input_size=32, seed=0)
+    a = d.train.train_batch(17, 32, seed=5)
+    b = d.train.train_batch(17, 32, seed=5)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    c = d.train.train_batch(18, 32, seed=5)
+    assert not torch.equal(a[0], c[0])
+    # one epoch visits every training image once
+    spe = d.train.steps_per_epoch(32)
+    seen = torch.cat([d.train.train_batch(s, 32, seed=5)[1] for s in range(spe)])
+    assert len(seen) == spe * 32
+    stream = d.train.train_batches(32, seed=5, start=17)
+    assert torch.equal(next(stream)[0], a[0])
+
+
+def _fake_cifar(root: Path, n: int = 20) -> None:
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = [int(i % 10) for i in range(n)]
+        with (root / name).open("wb") as f:
+            pickle.dump({b"data": data, b"labels": labels}, f)
+    with (root / "batches.meta").open("wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)]}, f)
+
+
+def test_cifar10_python_format(tmp_path: Path) -> None:
+    _fake_cifar(tmp_path)
+    d = load_data(DatasetSpec(name="cifar10", path=tmp_path), input_size=32, seed=0,
+                  num_classes=10)
+    assert len(d.test) == 20 and len(d.train) + len(d.val) == 100
+    assert d.classes[3] == "c3"
+    x, y = d.train.train_batch(0, 8, seed=0)
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.long
+    # a resized view for a bigger backbone input
+    d64 = load_data(DatasetSpec(name="cifar10", path=tmp_path), input_size=64, seed=0)
+    assert next(d64.test.eval_batches(4))[0].shape == (4, 3, 64, 64)
+
+
+def test_cifar10_missing_files_named(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"missing .*data_batch_1"):
+        load_data(DatasetSpec(name="cifar10", path=tmp_path), input_size=32, seed=0)
+
+
+def test_imagefolder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("cat", "dog", "owl"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, (40 + i, 50, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(tmp_path / split / c / f"{i}.png")
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("ignored")
+    d = load_data(DatasetSpec(name="imagefolder", path=tmp_path), input_size=32, seed=0,
+                  num_classes=3)
+    assert d.classes == ("cat", "dog", "owl") and len(d.test) == 6
+    assert len(d.train) + len(d.val) == 18
+    assert d.train.images.shape[1:] == (3, 32, 32) and d.train.images.dtype == torch.uint8
+    with pytest.raises(DatasetError, match="num_classes is 5"):
+        load_data(DatasetSpec(name="imagefolder", path=tmp_path), input_size=32, seed=0,
+                  num_classes=5)
+    with pytest.raises(DatasetError, match="no train/"):
+        load_data(DatasetSpec(name="imagefolder", path=tmp_path / "test"), input_size=32, seed=0)

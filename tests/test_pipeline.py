@@ -1,0 +1,88 @@
+"""The embedded runner end to end on a tiny spec: artifacts, report, idempotency, resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from hurricane.executor import InlineExecutor, JobSpec, ProcessExecutor
+from hurricane.pipeline import STEPS, SearchConflict, run_search, run_step, submit
+from hurricane.spec import SearchSpec
+from hurricane.steps import load_final
+from hurricane.store import search_key
+from tests.conftest import tiny_spec_dict
+
+
+def test_tiny_search_end_to_end(tiny_spec, store) -> None:
+    sid, report = run_search(tiny_spec, store, InlineExecutor(), "t1")
+    for k in ["retrain/cpu/final.pt", "retrain/cpu/arch.json", "export/cpu/model.onnx",
+              "report.json", "report.md", "profile/cpu/latency.csv", "space/space.json",
+              "stage1/supernet.pt", "search1/cpu/evolution.json", "status.json", "spec.json"]:
+        assert store.exists(search_key(sid, k)), k
+    d = report["devices"]["cpu"]
+    assert d["meets_budget"] and d["predicted_latency_ms"] <= d["budget_ms"]
+    assert 0.0 <= d["top1"] <= 1.0 and d["measured_latency_ms"] > 0
+    assert d["onnx_max_abs_diff"] <= 1e-4
+    assert set(report["timings_s"]) == {"profile", "space", "stage1", "search1", "retrain",
+                                        "export"}
+    evo = store.get_json(search_key(sid, "search1", "cpu", "evolution.json"))
+    assert all(c["latency_ms"] <= evo["budget_ms"] for c in evo["top"])
+    net = load_final(store, sid, "cpu")
+    assert str(net.arch) == d["arch"]
+    assert store.get_json(search_key(sid, "status.json"))["state"] == "succeeded"
+
+    # a second run finds every result and recomputes nothing
+    before = {k: store.path(k).stat().st_mtime_ns for k in store.list(f"searches/{sid}")}
+    sid2, report2 = run_search(tiny_spec, store, InlineExecutor(), sid)
+    assert sid2 == sid and report2["devices"] == report["devices"]
+    after = {k: store.path(k).stat().st_mtime_ns for k in before}
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed <= {search_key(sid, k) for k in ("status.json", "report.json", "report.md")}
+
+
+def test_a_failed_search_resumes_without_redoing_finished_steps(tiny_spec, store,
+                                                                monkeypatch) -> None:
+    real = STEPS.get("search1")
+
+    def boom(*a, **k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("node lost")
+
+    monkeypatch.setitem(STEPS._entries, "search1", boom)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_search(tiny_spec, store, InlineExecutor(), "t2")
+    status = store.get_json(search_key("t2", "status.json"))
+    assert status["state"] == "failed" and status["failed_step"] == "search1"
+    assert status["steps"]["stage1"]["state"] == "succeeded"
+    stamp = store.path(search_key("t2", "stage1", "supernet.pt")).stat().st_mtime_ns
+    monkeypatch.setitem(STEPS._entries, "search1", real)
+    _, report = run_search(tiny_spec, store, InlineExecutor(), "t2")
+    assert store.path(search_key("t2", "stage1", "supernet.pt")).stat().st_mtime_ns == stamp
+    assert report["devices"]["cpu"]["meets_budget"]
+
+
+def test_a_search_id_keeps_its_spec(tiny_spec, store) -> None:
+    submit(tiny_spec, store, "t3")
+    other = SearchSpec.model_validate(tiny_spec_dict(seed=99))
+    with pytest.raises(SearchConflict, match="different spec"):
+        submit(other, store, "t3")
+    assert store.get_json(search_key("t3", "spec.json"))["seed"] == tiny_spec.seed
+
+
+def test_infeasible_absolute_budget_fails_before_training(store) -> None:
+    spec = SearchSpec.model_validate(tiny_spec_dict(
+        devices=[{"name": "cpu", "latency_budget_ms": 1e-6}]))
+    with pytest.raises(ValueError, match=r"below the fastest architecture"):
+        run_search(spec, store, InlineExecutor(), "t4")
+    assert not store.exists(search_key("t4", "stage1", "result.json"))
+
+
+def test_process_executor_runs_the_pod_command(tiny_spec, store) -> None:
+    """The profile step's job runs as `python -m hurricane job profile ...` in a real process."""
+    sid = submit(tiny_spec, store, "t5")
+    job = JobSpec(search_id=sid, step="profile", store_url=store.url, device="cpu",
+                  node_label="cpu")
+    assert job.name == "t5-profile-cpu"
+    assert job.command()[:4] == ["python", "-m", "hurricane", "job"]
+    out = run_step("profile", tiny_spec, sid, store, ProcessExecutor(echo=False))
+    assert out["devices"]["cpu"]["measurements"] > 0
+    assert out["_meta"]["executor"] == "process"
+    assert store.exists(search_key(sid, "profile", "cpu", "latency.json"))
