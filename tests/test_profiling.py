@@ -41,12 +41,17 @@ def test_table_covers_every_layer_op_and_dedupes_shapes() -> None:
     assert torch.get_num_threads() == 1  # the protocol's threads were restored
 
 
-def test_table_sum_tracks_end_to_end_latency(tiny_spec) -> None:
-    """Bigger ops cost more end to end too: the table ranks two extremes correctly."""
-    layout = layout_of(tiny_spec)
+def test_table_sum_tracks_end_to_end_latency() -> None:
+    """Bigger ops cost more end to end too: the table ranks two extremes correctly.
+
+    At shapes where compute dominates (at tiny ones, Python overhead per module does)."""
+    spec = SearchSpec.model_validate(tiny_spec_dict(backbone={
+        "input_size": 128, "layers_per_stage": [1, 1, 1, 1], "stage_channels": [32, 48, 64, 96],
+        "stem_channels": 16}))
+    layout = layout_of(spec)
     p = Protocol(warmup=3, repeats=15)
     space = SearchSpace.uniform(["Choice_3", "MB_7_6_SE"], layout.num_layers)
     table = profile_table(layout, space, DEVICES.get("cpu"), p)
-    small, big = Arch(("Choice_3",) * 5), Arch(("MB_7_6_SE",) * 5)
+    small, big = Arch(("Choice_3",) * 4), Arch(("MB_7_6_SE",) * 4)
     assert table.arch_latency(small) < table.arch_latency(big)
     assert measure_arch(layout, small, p).median_ms < measure_arch(layout, big, p).median_ms
