@@ -32,6 +32,12 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _logging() -> None:
+    """Our progress lines at INFO; libraries (onnxscript's exporter passes) only warnings."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("hurricane").setLevel(logging.INFO)
+
+
 def _reporter(quiet: bool = False) -> progress.Reporter:
     if os.environ.get("HURRICANE_PROGRESS") == "jsonl":
         return progress.JsonlReporter()
@@ -85,7 +91,7 @@ def run(
     from hurricane.pipeline import SearchConflict, run_search
     from hurricane.store import open_store, search_key
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    _logging()
     try:
         ex = create_executor(executor)
     except KeyError as err:
@@ -136,7 +142,7 @@ def job(
     from hurricane.pipeline import run_job
     from hurricane.store import open_store
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    _logging()
     with progress.use_reporter(_reporter()):
         run_job(name, search, open_store(store), device=device)
 

@@ -71,21 +71,22 @@ class InlineExecutor:
 class _ProgressRelay:
     """Turns a child's progress lines back into bars of this process's reporter."""
 
-    def __init__(self) -> None:
+    def __init__(self, reporter: progress.Reporter) -> None:
+        self.reporter = reporter  # captured by the caller: context variables stay in their thread
         self.stack: list[tuple[contextlib.AbstractContextManager[progress.Task], progress.Task]] = []
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "start":
-            cm = progress.task(str(event["description"]), int(event["total"]),
-                               int(event.get("completed", 0)))
+            cm = self.reporter.task(str(event["description"]), int(event["total"]),
+                                    int(event.get("completed", 0)))
             self.stack.append((cm, cm.__enter__()))
         elif kind == "advance" and self.stack:
             self.stack[-1][1].advance(int(event.get("n", 1)), **(event.get("metrics") or {}))
         elif kind == "end" and self.stack:
             self.stack.pop()[0].__exit__(None, None, None)
         elif kind == "message":
-            progress.message(str(event.get("text", "")))
+            self.reporter.message(str(event.get("text", "")))
 
     def close(self) -> None:
         while self.stack:
@@ -113,7 +114,7 @@ class ProcessExecutor:
         proc = subprocess.Popen(self.argv(job), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, text=True, bufsize=1)
         tail: deque[str] = deque(maxlen=40)
-        relay = _ProgressRelay()
+        relay = _ProgressRelay(progress.reporter())
 
         def pump() -> None:
             assert proc.stdout is not None

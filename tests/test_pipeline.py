@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
+from hurricane import progress
 from hurricane.executor import InlineExecutor, JobSpec, ProcessExecutor
 from hurricane.pipeline import STEPS, SearchConflict, run_search, run_step, submit
 from hurricane.spec import SearchSpec
 from hurricane.steps import load_final
 from hurricane.store import search_key
 from tests.conftest import tiny_spec_dict
+
+
+class Recorder:
+    """A reporter that records [description, total, advanced] per task."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list[Any]] = []
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int, completed: int = 0) -> Iterator[Any]:
+        entry = [description, total, completed]
+        self.tasks.append(entry)
+
+        class T:
+            def advance(self, n: int = 1, **metrics: Any) -> None:
+                entry[2] += n
+
+        yield T()
+
+    def message(self, text: str) -> None:
+        pass
 
 
 def test_tiny_search_end_to_end(tiny_spec, store) -> None:
@@ -82,7 +108,11 @@ def test_process_executor_runs_the_pod_command(tiny_spec, store) -> None:
                   node_label="cpu")
     assert job.name == "t5-profile-cpu"
     assert job.command()[:4] == ["python", "-m", "hurricane", "job"]
-    out = run_step("profile", tiny_spec, sid, store, ProcessExecutor(echo=False))
+    rec = Recorder()
+    with progress.use_reporter(rec):
+        out = run_step("profile", tiny_spec, sid, store, ProcessExecutor(echo=False))
+    # the child's progress bar was relayed into this process's reporter
+    assert rec.tasks and rec.tasks[0][0] == "profile cpu" and rec.tasks[0][2] == rec.tasks[0][1]
     assert out["devices"]["cpu"]["measurements"] > 0
     assert out["_meta"]["executor"] == "process"
     assert store.exists(search_key(sid, "profile", "cpu", "latency.json"))
