@@ -28,7 +28,11 @@ import sys, tomllib
 p = tomllib.load(open(sys.argv[1], "rb"))["project"]
 print("\n".join(p["dependencies"] + [d for ds in p.get("optional-dependencies", {}).values() for d in ds]))
 PY
-  "$venv/bin/pip" install -q -r "$cache/requirements-$key.txt" >&2
+  # (the local pip config names optional file indexes; their "ignored" warnings are noise)
+  "$venv/bin/pip" install -q -r "$cache/requirements-$key.txt" 2>&1 \
+    | grep -v "^WARNING: Location '.*' is ignored" >&2 || true
+  "$venv/bin/python" -c "import torch, onnxruntime, sklearn, pydantic" \
+    || { echo "bootstrap: dependency install failed" >&2; exit 1; }
   touch "$venv/.complete"
 fi
 # The cached venv is shared by clones: (re)point its editable install at this checkout.

@@ -60,6 +60,10 @@ def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
                          for s in ("profile", "stage1", "search1", "retrain", "export")))
     st = hurricane("status", "cli-1", "--store", str(store))
     assert json.loads(st.stdout)["state"] == "succeeded"
+    # one step on its own (what a Celery task wraps) returns its stored result
+    sp = hurricane("step", "space", "--search", "cli-1", "--store", str(store))
+    assert sp.returncode == 0
+    assert json.loads(sp.stdout) == json.loads((base / "space" / "result.json").read_text())
     # the same id with another spec is refused, and nothing stored changes
     spec.write_text(yaml.safe_dump(tiny_spec_dict(seed=42)))
     r = hurricane("run", str(spec), "--store", str(store), "--search-id", "cli-1")
