@@ -135,18 +135,22 @@ class ProfileSpec(_Strict):
     measure_final: int = Field(30, ge=0, le=10000, description="end-to-end timings of winners")
 
 
-class SupernetTrainSpec(_Strict):
-    """Single-path supernet training (SPOS recipe)."""
+class TrainSettings(_Strict):
+    """SGD with momentum, linear lr decay, SPOS weight decay groups, label smoothing."""
 
     iterations: int = Field(150_000, ge=1)
     batch_size: int = Field(1024, ge=1)
     lr: float = Field(0.5, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
+    weight_decay: float = Field(4e-5, ge=0, description="none on BatchNorm and biases")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     checkpoint_every: int = Field(1000, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+
+
+class SupernetTrainSpec(TrainSettings):
+    """Single-path supernet training (SPOS recipe: METHOD.md's defaults)."""
 
 
 class EvolutionSpec(_Strict):
@@ -173,16 +177,12 @@ class EvolutionSpec(_Strict):
         return self
 
 
-class RetrainSpec(_Strict):
-    """Training the winner from scratch."""
+class RetrainSpec(TrainSettings):
+    """Training the winner from scratch, then exporting it."""
 
     iterations: int = Field(100_000, ge=1)
     batch_size: int = Field(256, ge=1)
     lr: float = Field(0.1, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(4e-5, ge=0)
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    checkpoint_every: int = Field(1000, ge=1)
     onnx_opset: int = Field(18, ge=18, le=23)
 
 

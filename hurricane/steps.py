@@ -16,7 +16,7 @@ from hurricane.evolution import Candidate, EvolutionConfig, EvolutionSearch, Inf
 from hurricane.executor import Executor, JobSpec
 from hurricane.pipeline import JOBS, STEPS
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
-from hurricane.spec import SearchSpec
+from hurricane.spec import SearchSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Network, Supernet, recalibrate_bn
 from hurricane.train import Checkpointer, TrainConfig, evaluate, set_threads, step_seed, train
@@ -134,12 +134,11 @@ def budget_ms(store: ArtifactStore, search_id: str, device: str) -> float:
 # ---------------------------------------------------------------- supernet training
 
 
-def supernet_config(spec: SearchSpec) -> TrainConfig:
-    s = spec.supernet
+def train_config(s: TrainSettings, seed: int) -> TrainConfig:
     return TrainConfig(iterations=s.iterations, batch_size=s.batch_size, lr=s.lr,
                        momentum=s.momentum, weight_decay=s.weight_decay,
                        label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,
-                       keep_checkpoints=s.keep_checkpoints, seed=spec.seed, threads=s.threads)
+                       keep_checkpoints=s.keep_checkpoints, seed=seed, threads=s.threads)
 
 
 def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
@@ -156,7 +155,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
     torch.manual_seed(spec.seed)
     net = Supernet(layout_of(spec), space)
     data = data_of(spec)
-    cfg = supernet_config(spec)
+    cfg = train_config(spec.supernet, spec.seed)
     ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
     res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
                 description=f"{stage}: supernet", stop_after=stop_after)
@@ -271,14 +270,6 @@ def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str,
 # ---------------------------------------------------------------- retrain and export
 
 
-def retrain_config(spec: SearchSpec) -> TrainConfig:
-    r = spec.retrain
-    return TrainConfig(iterations=r.iterations, batch_size=r.batch_size, lr=r.lr,
-                       momentum=r.momentum, weight_decay=r.weight_decay,
-                       label_smoothing=r.label_smoothing, checkpoint_every=r.checkpoint_every,
-                       keep_checkpoints=2, seed=spec.seed, threads=spec.supernet.threads)
-
-
 def final_key(search_id: str, device: str, name: str) -> str:
     return search_key(search_id, "retrain", device, name)
 
@@ -287,8 +278,9 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
                  prefix: str) -> tuple[Network, dict[str, Any]]:
     torch.manual_seed(spec.seed)
     net = Network(layout_of(spec), arch)
-    res = train(net, data.trainval(), retrain_config(spec),
-                checkpointer=Checkpointer(store, prefix + "/ckpt", keep=2),
+    cfg = train_config(spec.retrain, spec.seed)
+    res = train(net, data.trainval(), cfg,
+                checkpointer=Checkpointer(store, prefix + "/ckpt", keep=cfg.keep_checkpoints),
                 description=f"retrain {arch.digest}")
     acc = evaluate(net, data.test)
     return net, {"test_top1": acc, "iterations": res.steps, "train_seconds": res.seconds,
@@ -297,7 +289,7 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
 
 @JOBS.decorator("retrain")
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
-    set_threads(spec.supernet.threads)
+    set_threads(spec.retrain.threads)
     data = data_of(spec)
     for name, cand in winners(spec, store, search_id).items():
         if device is not None and name != device:
