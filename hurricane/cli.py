@@ -104,8 +104,10 @@ def run(
             _fail(str(err), 1)
     typer.echo(f"\nsearch {sid} finished in {report['total_s']:.1f} s")
     for name, d in report["devices"].items():
-        typer.echo(f"  {name}: top-1 {d['top1']:.2%}, latency {d['measured_latency_ms']:.3f} ms "
-                   f"measured / {d['predicted_latency_ms']:.3f} ms predicted "
+        measured = d["measured_latency_ms"]
+        shown = "not measurable (table)" if measured is None else f"{measured:.3f} ms measured"
+        typer.echo(f"  {name}: top-1 {d['top1']:.2%}, latency {shown} "
+                   f"/ {d['predicted_latency_ms']:.3f} ms predicted "
                    f"(budget {d['budget_ms']:.3f} ms)\n    arch {d['arch']}")
         for k, v in d["artifacts"].items():
             typer.echo(f"    {k:11s} {v}")
@@ -177,12 +179,47 @@ def ops_list(
 
 @devices_app.command("list")
 def devices_list() -> None:
-    """Registered device profiles."""
+    """Registered device profiles, and whether this machine can run each."""
+    from hurricane.backends import backend_for
     from hurricane.devices import DEVICES
 
+    typer.echo(f"{'device':11s} {'backend':12s} {'node':5s} {'here':4s} description")
     for name in DEVICES:
         d = DEVICES.get(name)
-        typer.echo(f"{name:10s} backend={d.backend:8s} node={d.node_label:5s} {d.description}")
+        why = backend_for(d).unavailable(d)
+        typer.echo(f"{name:11s} {d.backend:12s} {d.node_label:5s} {'yes' if not why else 'no':4s} "
+                   f"{d.description}" + (f"\n{'':35s}({why})" if why else ""))
+
+
+@app.command()
+def profile(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
+    device: Annotated[str, typer.Option(help="device profile (`hurricane devices list`)")] = "cpu",
+    out: Annotated[Path | None, typer.Option(help="write the table here (.csv or .json)")] = None,
+) -> None:
+    """Measure the layer × op latency table of a spec's backbone and operator pool."""
+    spec = _load(spec_path)
+    from hurricane.backends import DeviceUnavailable
+    from hurricane.devices import DEVICES
+    from hurricane.steps import layout_of, pool_space, protocol_of
+
+    try:
+        dev = DEVICES.get(device)
+    except KeyError as err:
+        _fail(f"--device: {err}")
+    from hurricane.profiling import profile_table
+
+    with progress.use_reporter(_reporter()):
+        try:
+            table = profile_table(layout_of(spec), pool_space(spec), dev, protocol_of(spec))
+        except DeviceUnavailable as err:
+            _fail(str(err), 1)
+    text = json.dumps(table.to_json(), indent=2) if out and out.suffix == ".json" else table.to_csv()
+    if out:
+        out.write_text(text)
+        typer.echo(f"{len(table.ops)} layers × {len(spec.space.ops)} ops on {device} → {out}")
+    else:
+        typer.echo(text)
 
 
 @app.command()

@@ -58,8 +58,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              "| device | top-1 | budget ms | predicted ms | measured ms | architecture |",
              "|---|---|---|---|---|---|"]
     for n, d in report["devices"].items():
+        measured = d["measured_latency_ms"]
         lines.append(f"| {n} | {d['top1']:.2%} | {d['budget_ms']:.3f} | "
-                     f"{d['predicted_latency_ms']:.3f} | {d['measured_latency_ms']:.3f} | "
+                     f"{d['predicted_latency_ms']:.3f} | "
+                     f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | "
                      f"`{d['arch']}` |")
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {s} | {t:.1f} |" for s, t in report["timings_s"].items()]

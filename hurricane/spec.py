@@ -98,19 +98,34 @@ def _check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
 class SpaceSpec(_Strict):
     """Candidate operators per learnable layer."""
 
+    kind: Literal["pool", "hardware", "manual"] = Field(
+        "pool", description="pool: every op of `ops` at every layer; hardware: HURRICANE Eq. 2 "
+        "on the first device's latency table; manual: SPOS's Choice_3/5/7 + ChoiceX")
     ops: tuple[str, ...] = Field(
         default_factory=lambda: tuple(OPS.names()),
         min_length=1,
         description="the operator pool; default: all 32 ops of HURRICANE Table 2",
     )
+    alpha: float = Field(0.25, ge=0, le=4, description="Eq. 2 exponent of FLOPs × Params")
+    top_p: int = Field(4, ge=1, description="ops kept per layer (hardware space)")
+    explore_layers: int = Field(4, ge=0, description="last layers that get an exploring op")
 
     _ops = field_validator("ops")(classmethod(lambda cls, v: _check_ops(tuple(v))))
+
+    @model_validator(mode="after")
+    def _top_p(self) -> SpaceSpec:
+        if self.kind == "hardware" and self.top_p > len(self.ops):
+            raise ValueError(f"top_p ({self.top_p}) exceeds the {len(self.ops)} ops of the pool")
+        return self
 
 
 class DeviceTarget(_Strict):
     """A device to search for and its latency budget."""
 
-    name: str = Field("cpu", description="device profile name (`hurricane devices list`)")
+    name: str = Field("cpu", pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$",
+                      description="a device profile (`hurricane devices list`), or any name with 'table'")
+    table: Path | None = Field(
+        None, description="an imported latency table (CSV/JSON) for hardware the cluster lacks")
     latency_budget_ms: float | None = Field(None, gt=0, description="absolute budget in ms")
     budget_fraction: float | None = Field(
         None, ge=0, le=1,
@@ -197,7 +212,8 @@ class SearchSpec(_Strict):
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)  # type: ignore[arg-type]
     space: SpaceSpec = Field(default_factory=SpaceSpec)  # type: ignore[arg-type]
     devices: tuple[DeviceTarget, ...] = Field(
-        default_factory=lambda: (DeviceTarget(name="cpu", latency_budget_ms=None, budget_fraction=0.5),),
+        default_factory=lambda: (DeviceTarget(name="cpu", table=None, latency_budget_ms=None,
+                                                  budget_fraction=0.5),),
         min_length=1,
     )
     profile: ProfileSpec = Field(default_factory=ProfileSpec)  # type: ignore[arg-type]
@@ -220,9 +236,10 @@ class SearchSpec(_Strict):
         from hurricane.devices import DEVICES
 
         names = [d.name for d in v]
-        for n in names:
-            if n not in DEVICES:
-                raise ValueError(f"unknown device {n!r}; allowed: {', '.join(DEVICES.names())}")
+        for d in v:
+            if d.table is None and d.name not in DEVICES:
+                raise ValueError(f"unknown device {d.name!r}; allowed: {', '.join(DEVICES.names())}"
+                                 " (or give 'table': a latency table file)")
         if len(set(names)) != len(names):
             raise ValueError(f"devices must not repeat, got {names}")
         return v

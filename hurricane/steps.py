@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,9 +13,10 @@ from hurricane import progress
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
 from hurricane.data import Data, load_data
-from hurricane.devices import DEVICES
+from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import Candidate, EvolutionConfig, EvolutionSearch, InfeasibleBudget
 from hurricane.executor import Executor, JobSpec
+from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.pipeline import JOBS, STEPS
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
 from hurricane.spec import SearchSpec, TrainSettings
@@ -55,9 +58,14 @@ def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, An
     return store.get_json(search_key(search_id, step, "result.json"))  # type: ignore[no-any-return]
 
 
+def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
+    t = next(d for d in spec.devices if d.name == name)
+    return device_profile(name, table=str(t.table) if t.table else None)
+
+
 def _job(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
          device: str | None = None) -> JobSpec:
-    label = DEVICES.get(device).node_label if device else None
+    label = target_profile(spec, device).node_label if device else None
     return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
                    node_label=label)
 
@@ -72,9 +80,13 @@ def _devices(spec: SearchSpec, device: str | None) -> list[str]:
 # ---------------------------------------------------------------- profile
 
 
+def profiled_ops(spec: SearchSpec) -> tuple[str, ...]:
+    return MANUAL_SPACE_OPS if spec.space.kind == "manual" else spec.space.ops
+
+
 def pool_space(spec: SearchSpec) -> SearchSpace:
-    """Every op of the pool at every layer: what profiling measures."""
-    return SearchSpace.uniform(spec.space.ops, spec.backbone.num_layers)
+    """Every profiled op at every layer: what profiling measures (and the `pool` space)."""
+    return SearchSpace.uniform(profiled_ops(spec), spec.backbone.num_layers)
 
 
 @JOBS.decorator("profile")
@@ -82,8 +94,13 @@ def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
     for name in _devices(spec, device):
         if store.exists(table_key(search_id, name)):
             continue
-        table = profile_table(layout_of(spec), pool_space(spec), DEVICES.get(name),
-                              protocol_of(spec))
+        # measurements shared by every search in this store: nothing is measured twice
+        ckey = f"cache/latency/{name}.json"
+        cache = store.get_json(ckey) if store.exists(ckey) else {}
+        table = profile_table(layout_of(spec), pool_space(spec), target_profile(spec, name),
+                              protocol_of(spec), cache=cache)
+        if table.meta.get("measured_now"):
+            store.put_json(ckey, cache)
         store.put_bytes(search_key(search_id, "profile", name, "latency.csv"),
                         table.to_csv().encode())
         store.put_json(table_key(search_id, name), table.to_json())
@@ -109,11 +126,27 @@ def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
 def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                executor: Executor) -> dict[str, Any]:
     """The candidate ops per layer, and each device's budget resolved against the space."""
+    sp = spec.space
     space = pool_space(spec)
+    extra: dict[str, Any] = {}
+    if sp.kind == "hardware":
+        from hurricane.hwspace import hardware_space, plot_heatmap
+
+        primary = spec.devices[0].name
+        hw = hardware_space(layout_of(spec), load_table(store, search_id, primary), sp.ops,
+                            alpha=sp.alpha, top_p=sp.top_p, explore_layers=sp.explore_layers)
+        space = hw.space
+        store.put_json(search_key(search_id, "space", "scores.json"), hw.to_json())
+        with tempfile.TemporaryDirectory() as tmp:
+            png = plot_heatmap(hw, Path(tmp) / "heatmap.png")
+            store.put_file(search_key(search_id, "space", "heatmap.png"), png)
+        extra = {"generated_for": primary, "a_win0": "-".join(hw.a_win0),
+                 "exploring": {str(k): v for k, v in hw.exploring.items()}}
     store.put_json(search_key(search_id, "space", "space.json"), space.to_json())
     budgets = {}
     for d in spec.devices:
         t = load_table(store, search_id, d.name)
+        t.check_covers(space)
         lo, hi = t.bounds(space)
         budget = d.latency_budget_ms if d.latency_budget_ms is not None else \
             lo + (d.budget_fraction or 0.0) * (hi - lo)
@@ -123,8 +156,8 @@ def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 f"architecture of the space ({lo:.3f} ms on {d.name}); allowed: >= {lo:.3f} ms "
                 f"(the slowest is {hi:.3f} ms)")
         budgets[d.name] = {"budget_ms": budget, "min_ms": lo, "max_ms": hi}
-    return {"size": space.size, "num_layers": space.num_layers, "ops": list(spec.space.ops),
-            "budgets": budgets}
+    return {"kind": sp.kind, "size": space.size, "num_layers": space.num_layers,
+            "ops": list(space.all_ops()), "budgets": budgets, **extra}
 
 
 def budget_ms(store: ArtifactStore, search_id: str, device: str) -> float:
@@ -342,13 +375,16 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
                                                   inputs=x, opset=spec.retrain.onnx_opset)
             store.put_bytes(search_key(search_id, "export", name, "model.onnx"), onnx_bytes)
             bar.advance(1)
-            timing = measure_arch(layout_of(spec), net.arch,
-                                  protocol_of(spec, repeats=max(3, spec.profile.measure_final)))
+            prof = target_profile(spec, name)
+            timing = None if prof.backend == "table" else measure_arch(
+                layout_of(spec), net.arch,
+                protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
             bar.advance(1)
         store.put_json(key, {
             "onnx": search_key(search_id, "export", name, "model.onnx"),
             "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
-            "measured_latency_ms": timing.median_ms, "measured_latency_iqr_ms": timing.iqr_ms,
+            "measured_latency_ms": timing.median_ms if timing else None,
+            "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
             "predicted_latency_ms": load_table(store, search_id, name).arch_latency(net.arch)})
 
 

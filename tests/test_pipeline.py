@@ -116,3 +116,37 @@ def test_process_executor_runs_the_pod_command(tiny_spec, store) -> None:
     assert out["devices"]["cpu"]["measurements"] > 0
     assert out["_meta"]["executor"] == "process"
     assert store.exists(search_key(sid, "profile", "cpu", "latency.json"))
+
+
+def test_hardware_space_and_a_table_device(tiny_spec, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Eq. 2 space from the first device's table; a second device given as an imported table."""
+    from hurricane.devices import DEVICES
+    from hurricane.profiling import Protocol, profile_table
+    from hurricane.steps import layout_of, pool_space
+
+    table = profile_table(layout_of(tiny_spec), pool_space(tiny_spec), DEVICES.get("cpu"),
+                          Protocol(warmup=1, repeats=3))
+    (tmp_path / "dsp.csv").write_text(table.to_csv())
+    spec = SearchSpec.model_validate(tiny_spec_dict(
+        space={"kind": "hardware", "top_p": 2, "explore_layers": 1},
+        devices=[{"name": "cpu", "budget_fraction": 0.6},
+                 {"name": "dsp-855", "table": str(tmp_path / "dsp.csv"), "budget_fraction": 0.6}]))
+    sid, report = run_search(spec, store, InlineExecutor(), "hw1")
+    space = store.get_json(search_key(sid, "space", "space.json"))
+    sizes = [len(c) for c in space["choices"]]
+    assert sizes == [2, 2, 2, 2, 3]  # top-2 everywhere, + the exploring op in the last layer
+    assert store.get_bytes(search_key(sid, "space", "heatmap.png"))[:4] == b"\x89PNG"
+    assert set(report["devices"]) == {"cpu", "dsp-855"}
+    for d in report["devices"].values():
+        assert d["meets_budget"]
+        assert all(op in c for op, c in zip(d["arch"].split("-"), space["choices"], strict=True))
+    assert report["devices"]["dsp-855"]["measured_latency_ms"] is None  # a replayed table
+
+
+def test_manual_space(store) -> None:  # type: ignore[no-untyped-def]
+    spec = SearchSpec.model_validate(tiny_spec_dict(space={"kind": "manual"}))
+    sid = submit(spec, store, "man1")
+    run_step("profile", spec, sid, store, InlineExecutor())
+    out = run_step("space", spec, sid, store, InlineExecutor())
+    assert out["kind"] == "manual" and sorted(out["ops"]) == sorted(
+        ["Choice_3", "Choice_5", "Choice_7", "ChoiceX"]) and out["size"] == 4**5

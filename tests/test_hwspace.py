@@ -1,0 +1,62 @@
+"""Eq. 2 search-space generation on hand-made latency tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hurricane.flops import op_cost
+from hurricane.hwspace import hardware_space, plot_heatmap
+from hurricane.profiling import LatencyTable
+from hurricane.spec import SearchSpec
+from hurricane.steps import layout_of
+from tests.conftest import tiny_spec_dict
+
+OPS = ["SEP_3", "SEP_7", "MB_3_1", "MB_7_6_SE", "Choice_3", "Choice_5", "ChoiceX"]
+# hand-made per-op latency (ms), the same at every layer
+MS = {"SEP_3": 1.0, "SEP_7": 5.0, "MB_3_1": 0.5, "MB_7_6_SE": 9.0, "Choice_3": 0.7,
+      "Choice_5": 2.0, "ChoiceX": 3.0}
+
+
+def _table(n: int) -> LatencyTable:
+    return LatencyTable(device="hand", ops={i: dict(MS) for i in range(n)}, fixed_ms=1.0)
+
+
+def test_alpha_zero_keeps_the_fastest_ops_and_explores_the_biggest() -> None:
+    layout = layout_of(SearchSpec.model_validate(tiny_spec_dict()))
+    n = layout.num_layers
+    hw = hardware_space(layout, _table(n), OPS, alpha=0.0, top_p=3, explore_layers=2)
+    fastest = ("MB_3_1", "Choice_3", "SEP_3")  # 1/latency order
+    for i in range(n - 2):
+        assert hw.space.choices[i] == fastest
+    for i in range(n - 2, n):
+        s = layout.layers[i]
+        rest = [o for o in OPS if o not in fastest]
+        cap = {o: op_cost(o, s.cin, s.cout, s.stride, s.in_hw) for o in rest}
+        biggest = max(rest, key=lambda o: cap[o].macs * cap[o].params)
+        assert hw.space.choices[i] == (*fastest, biggest) and hw.exploring[i] == biggest
+    assert hw.space.size == 3 ** (n - 2) * 4 ** 2
+    assert hw.a_win0 == ("MB_3_1",) * n
+
+
+def test_alpha_trades_capacity_against_latency() -> None:
+    layout = layout_of(SearchSpec.model_validate(tiny_spec_dict()))
+    i, s = 2, layout.layers[2]
+    hw = hardware_space(layout, _table(layout.num_layers), OPS, alpha=1.0, top_p=2,
+                        explore_layers=0)
+    def score(o: str) -> float:
+        c = op_cost(o, s.cin, s.cout, s.stride, s.in_hw)
+        return float(c.macs * c.params) / MS[o]
+    expect = tuple(sorted(OPS, key=lambda o: -score(o))[:2])
+    assert hw.space.choices[i] == expect
+    assert hw.scores[i]["SEP_3"] == pytest.approx(score("SEP_3"))
+    with pytest.raises(ValueError, match="non-negative"):
+        hardware_space(layout, _table(layout.num_layers), OPS, alpha=-1)
+
+
+def test_heatmap_png(tmp_path: Path) -> None:
+    layout = layout_of(SearchSpec.model_validate(tiny_spec_dict()))
+    hw = hardware_space(layout, _table(layout.num_layers), OPS, alpha=0.25, top_p=2)
+    p = plot_heatmap(hw, tmp_path / "space.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
