@@ -107,6 +107,9 @@ class LatencyTable:
     def fastest(self, space: SearchSpace) -> Arch:
         return Arch(tuple(min(c, key=partial(self.layer_ms, i)) for i, c in enumerate(space.choices)))
 
+    def slowest(self, space: SearchSpace) -> Arch:
+        return Arch(tuple(max(c, key=partial(self.layer_ms, i)) for i, c in enumerate(space.choices)))
+
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "fixed_ms": self.fixed_ms, "meta": self.meta,
                 "ops": {str(k): v for k, v in self.ops.items()},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from hurricane.evolution import Candidate, EvolutionConfig, EvolutionSearch, Inf
 from hurricane.executor import Executor, JobSpec
 from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.pipeline import JOBS, STEPS
+from hurricane.predictor import metrics
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
 from hurricane.spec import SearchSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
@@ -160,8 +162,88 @@ def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
             "ops": list(space.all_ops()), "budgets": budgets, **extra}
 
 
-def budget_ms(store: ArtifactStore, search_id: str, device: str) -> float:
-    return float(step_result(store, search_id, "space")["budgets"][device]["budget_ms"])
+# ---------------------------------------------------------------- latency predictor
+
+
+def predictor_key(search_id: str, device: str, name: str = "predictor.json") -> str:
+    return search_key(search_id, "predictor", device, name)
+
+
+def _measurable(spec: SearchSpec) -> list[str]:
+    return [d.name for d in spec.devices
+            if spec.predictor.enabled and target_profile(spec, d.name).backend != "table"]
+
+
+@JOBS.decorator("predictor")
+def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    """Measures sampled architectures end to end on the device and fits the predictor."""
+    from hurricane.predictor import LatencyPredictor, PredictorConfig
+
+    ps = spec.predictor
+    space = load_space(store, search_id)
+    layout = layout_of(spec)
+    for name in _devices(spec, device):
+        if name not in _measurable(spec) or store.exists(predictor_key(search_id, name)):
+            continue
+        rng = random.Random(step_seed(spec.seed, 0, 3))
+        archs = list(dict.fromkeys(space.sample(rng) for _ in range(ps.samples * 3)))[:ps.samples]
+        prof, proto = target_profile(spec, name), protocol_of(spec, repeats=ps.repeats)
+        lat = []
+        with progress.task(f"predictor {name}: measure", total=len(archs)) as bar:
+            for a in archs:
+                lat.append(measure_arch(layout, a, proto, prof).median_ms)
+                bar.advance(1)
+        table = load_table(store, search_id, name)
+        n_test = max(1, round(len(archs) * ps.holdout))
+        train_a, test_a = archs[n_test:], archs[:n_test]
+        train_y, test_y = lat[n_test:], lat[:n_test]
+        model = LatencyPredictor(space, layer_table=table,
+                                 config=PredictorConfig(log_target=ps.log_target))
+        model.fit(train_a, train_y)
+        m = model.evaluate(test_a, test_y)
+        table_m = metrics([table.arch_latency(a) for a in test_a], test_y)
+        store.put_json(predictor_key(search_id, name, "measurements.json"),
+                       [{"arch": str(a), "latency_ms": y} for a, y in zip(archs, lat, strict=True)])
+        store.put_json(predictor_key(search_id, name, "metrics.json"), {
+            "n_train": len(train_a), "n_test": len(test_a),
+            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc},
+            "table_sum": {"mape": table_m.mape, "within_10pct": table_m.within_10pct,
+                          "srcc": table_m.srcc}})
+        store.put_json(predictor_key(search_id, name), model.to_json())
+
+
+@STEPS.decorator("predictor")
+def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                   executor: Executor) -> dict[str, Any]:
+    out = {}
+    for name in _measurable(spec):
+        if not store.exists(predictor_key(search_id, name)):
+            executor.run(_job(spec, search_id, store, "predictor", name))
+        out[name] = store.get_json(predictor_key(search_id, name, "metrics.json"))
+    return {"devices": out}
+
+
+def latency_model(store: ArtifactStore, search_id: str, device: str,
+                  table: LatencyTable) -> Callable[[Arch], float]:
+    """The device's fitted predictor when one exists, else the table sum."""
+    key = predictor_key(search_id, device)
+    if not store.exists(key):
+        return table.arch_latency
+    from hurricane.predictor import LatencyPredictor
+
+    model = LatencyPredictor.from_json(store.get_json(key))
+    return lambda arch: float(model.predict([arch])[0])
+
+
+def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: LatencyTable,
+                   latency: Callable[[Arch], float]) -> float:
+    """The device's budget in ms; a ``budget_fraction`` is placed between the fastest and the
+    slowest architecture of ``space`` as the search's own latency model sees them."""
+    t = next(d for d in spec.devices if d.name == device)
+    if t.latency_budget_ms is not None:
+        return t.latency_budget_ms
+    lo, hi = latency(table.fastest(space)), latency(table.slowest(space))
+    return lo + (t.budget_fraction or 0.0) * (hi - lo)
 
 
 # ---------------------------------------------------------------- supernet training
@@ -257,9 +339,9 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stag
         if store.exists(key):
             continue
         table = load_table(store, search_id, name)
-        finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer,
-                                 latency=table.arch_latency,
-                                 budget_ms=budget_ms(store, search_id, name),
+        latency = latency_model(store, search_id, name, table)
+        finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
+                                 budget_ms=resolve_budget(spec, name, space, table, latency),
                                  seeds=[table.fastest(space)])
         store.put_json(key, finder.run().to_json())
 
@@ -385,7 +467,9 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
             "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
             "measured_latency_ms": timing.median_ms if timing else None,
             "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
-            "predicted_latency_ms": load_table(store, search_id, name).arch_latency(net.arch)})
+            "predicted_latency_ms": latency_model(store, search_id, name,
+                                                  load_table(store, search_id, name))(net.arch),
+            "table_latency_ms": load_table(store, search_id, name).arch_latency(net.arch)})
 
 
 @STEPS.decorator("export")

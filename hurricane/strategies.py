@@ -17,6 +17,6 @@ class Strategy:
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 STRATEGIES.register("spos", Strategy(
     "spos",
-    ("profile", "space", "stage1", "search1", "retrain", "export"),
+    ("profile", "space", "predictor", "stage1", "search1", "retrain", "export"),
     "one-stage constrained one-shot NAS (SPOS) over all layers, latency budget by rejection",
 ))

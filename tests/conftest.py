@@ -24,6 +24,7 @@ def tiny_spec_dict(**overrides: Any) -> dict[str, Any]:
         "space": {"ops": TINY_OPS},
         "devices": [{"name": "cpu", "budget_fraction": 0.5}],
         "profile": {"warmup": 1, "repeats": 3, "measure_final": 3},
+        "predictor": {"samples": 12, "repeats": 3},
         "supernet": {"iterations": 12, "batch_size": 32, "lr": 0.05, "checkpoint_every": 5,
                      "threads": 1},
         "evolution": {"iterations": 2, "population": 6, "top_k": 3, "crossover": 3,

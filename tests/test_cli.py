@@ -39,7 +39,7 @@ def test_listings() -> None:
     r = hurricane("ops", "list", "--cin", "16", "--cout", "16", "--hw", "8")
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 33 and "ChoiceX_SE" in r.stdout
     assert "cpu" in hurricane("devices", "list").stdout
-    assert "profile → space" in hurricane("strategies").stdout
+    assert "profile → space → predictor" in hurricane("strategies").stdout
 
 
 def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
@@ -57,7 +57,8 @@ def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
     assert report["devices"]["cpu"]["meets_budget"]
     assert all(r["_meta"]["executor"] == "process"
                for r in (json.loads((base / s / "result.json").read_text())
-                         for s in ("profile", "stage1", "search1", "retrain", "export")))
+                         for s in ("profile", "predictor", "stage1", "search1", "retrain",
+                                   "export")))
     st = hurricane("status", "cli-1", "--store", str(store))
     assert json.loads(st.stdout)["state"] == "succeeded"
     # one step on its own (what a Celery task wraps) returns its stored result

@@ -48,8 +48,11 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
     assert d["meets_budget"] and d["predicted_latency_ms"] <= d["budget_ms"]
     assert 0.0 <= d["top1"] <= 1.0 and d["measured_latency_ms"] > 0
     assert d["onnx_max_abs_diff"] <= 1e-4
-    assert set(report["timings_s"]) == {"profile", "space", "stage1", "search1", "retrain",
-                                        "export"}
+    assert set(report["timings_s"]) == {"profile", "space", "predictor", "stage1", "search1",
+                                        "retrain", "export"}
+    pm = store.get_json(search_key(sid, "predictor", "cpu", "metrics.json"))
+    assert pm["n_train"] + pm["n_test"] == 12 and pm["predictor"]["mape"] >= 0
+    assert store.exists(search_key(sid, "predictor", "cpu", "predictor.json"))
     evo = store.get_json(search_key(sid, "search1", "cpu", "evolution.json"))
     assert all(c["latency_ms"] <= evo["budget_ms"] for c in evo["top"])
     net = load_final(store, sid, "cpu")
