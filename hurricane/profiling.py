@@ -38,6 +38,7 @@ class Timing:
     median_ms: float
     iqr_ms: float
     n: int
+    outliers: int = 0  # samples above Q3 + 3·IQR (a preempted core, a page fault): flagged, kept
 
 
 def time_callable(fn: Callable[[], object], protocol: Protocol) -> Timing:
@@ -50,7 +51,9 @@ def time_callable(fn: Callable[[], object], protocol: Protocol) -> Timing:
         fn()
         samples.append((time.perf_counter_ns() - t) / 1e6)
     q = statistics.quantiles(samples, n=4)
-    return Timing(statistics.median(samples), q[2] - q[0], len(samples))
+    iqr = q[2] - q[0]
+    outliers = sum(s > q[2] + 3 * iqr for s in samples)
+    return Timing(statistics.median(samples), iqr, len(samples), outliers)
 
 
 class _Threads:
@@ -223,7 +226,8 @@ def profile_table(
         for k in sorted(fresh):
             make, inp = todo[k]
             t = time_module(make(), inp, protocol, device)
-            cache[k] = {"median_ms": t.median_ms, "iqr_ms": t.iqr_ms, "n": t.n}
+            cache[k] = {"median_ms": t.median_ms, "iqr_ms": t.iqr_ms, "n": t.n,
+                        "outliers": t.outliers}
             bar.advance(1, what=k.split("|")[4])
     ops: dict[int, dict[str, float]] = {}
     iqr: dict[int, dict[str, float]] = {}
@@ -236,7 +240,8 @@ def profile_table(
         meta={"backend": device.backend, "options": dict(device.options),
               "warmup": protocol.warmup, "repeats": protocol.repeats, "batch_size": b,
               "threads": protocol.threads, "unique_measurements": len(todo),
-              "measured_now": len(fresh), "stem_ms": stem, "head_ms": head},
+              "measured_now": len(fresh), "stem_ms": stem, "head_ms": head,
+              "outlier_samples": int(sum(cache[k].get("outliers", 0) for k in todo))},
     )
 
 

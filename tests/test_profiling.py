@@ -56,3 +56,16 @@ def test_table_sum_tracks_end_to_end_latency() -> None:
     small, big = Arch(("Choice_3",) * 4), Arch(("MB_7_6_SE",) * 4)
     assert table.arch_latency(small) < table.arch_latency(big)
     assert measure_arch(layout, small, p).median_ms < measure_arch(layout, big, p).median_ms
+
+
+def test_outliers_are_flagged() -> None:
+    import time as _time
+
+    calls = iter(range(100))
+
+    def sometimes_slow() -> None:
+        if next(calls) == 12:  # one preempted run among 20
+            _time.sleep(0.05)
+
+    t = time_callable(sometimes_slow, Protocol(warmup=2, repeats=20))
+    assert 1 <= t.outliers <= 5 and t.median_ms < 5  # the slow run is flagged, not kept as median

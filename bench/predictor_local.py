@@ -1,0 +1,98 @@
+"""Latency predictor accuracy on this machine's CPU with the torch, onnxruntime and OpenVINO
+backends: fit on ≤ 200 architectures measured end to end, evaluate on ≥ 100 others.
+
+For each backend the layer × op table is profiled, N architectures are sampled from the spec's
+space and timed end to end (warm-up, repeats, median), and the Bayesian-ridge predictor (with
+the table sum as a feature) is fitted on the first part and scored on the rest: MAPE, share
+within ±10%, Spearman rank correlation, fit time, predictions/s. The bare table sum is
+reported beside it. Prints JSON.
+
+    python bench/predictor_local.py --out bench/results/predictor_local.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hurricane.devices import DEVICES
+from hurricane.predictor import LatencyPredictor, metrics
+from hurricane.profiling import Protocol, measure_arch, profile_table
+from hurricane.spec import load_spec
+from hurricane.steps import layout_of, pool_space
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits-cpu.yaml")
+    ap.add_argument("--devices", default="cpu,cpu-ort,cpu-ov")
+    ap.add_argument("--train", type=int, default=200)
+    ap.add_argument("--test", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    spec = load_spec(args.spec)
+    layout, space = layout_of(spec), pool_space(spec)
+    protocol = Protocol(warmup=5, repeats=args.repeats, batch_size=1, threads=1)
+    rng = random.Random(0)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(10 * (args.train + args.test))))
+    archs = archs[: args.train + args.test]
+    train_a, test_a = archs[: args.train], archs[args.train:]
+    out: dict[str, object] = {
+        "benchmark": "predictor_local", "spec": str(args.spec.relative_to(ROOT)),
+        "layers": layout.num_layers, "ops": len(space.choices[0]), "train": len(train_a),
+        "test": len(test_a), "protocol": vars(protocol),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "goal": "MAPE <= 5% per backend",
+        "devices": {},
+    }
+    for name in args.devices.split(","):
+        dev = DEVICES.get(name)
+        t0 = time.perf_counter()
+        table = profile_table(layout, space, dev, protocol)
+        t1 = time.perf_counter()
+        lat = np.array([measure_arch(layout, a, protocol, dev).median_ms for a in archs])
+        t2 = time.perf_counter()
+        model = LatencyPredictor(space, layer_table=table)
+        f0 = time.perf_counter()
+        model.fit(train_a, lat[: len(train_a)])
+        fit_s = time.perf_counter() - f0
+        m = model.evaluate(test_a, lat[len(train_a):])
+        tm = metrics([table.arch_latency(a) for a in test_a], lat[len(train_a):])
+        idx = np.random.default_rng(0).integers(0, len(space.choices[0]),
+                                                size=(1_000_000, layout.num_layers))
+        p0 = time.perf_counter()
+        model.predict_indices(idx)
+        pps = len(idx) / (time.perf_counter() - p0)
+        out["devices"][name] = {  # type: ignore[index]
+            "backend": dev.backend,
+            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc},
+            "table_sum": {"mape": tm.mape, "within_10pct": tm.within_10pct, "srcc": tm.srcc},
+            "fit_seconds": fit_s, "predictions_per_s": pps,
+            "profile_seconds": t1 - t0, "measure_seconds": t2 - t1,
+            "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)),
+                           "max": float(lat.max())},
+        }
+        print(json.dumps({name: out["devices"][name]}), flush=True)  # type: ignore[index]
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
