@@ -17,5 +17,8 @@ test-slow:  ## slower end-to-end tests (the demo spec itself)
 lint:  ## ruff, mypy, and import-layer contracts on the installed layout
 	scripts/lint.sh "$(VENV)"
 
-bench:  ## benchmarks; JSON results go to bench/results/
+bench:  ## benchmarks; JSON results (and plots) go to bench/results/
 	$(PY) bench/supernet_step.py --out bench/results/supernet_step.json
+	$(PY) bench/predictor_nb201.py --out bench/results/predictor_nb201.json
+	$(PY) bench/predictor_local.py --out bench/results/predictor_local.json
+	$(PY) bench/space_latency.py --out bench/results/space_latency.json

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from hurricane.devices import DEVICES
-from hurricane.predictor import LatencyPredictor, metrics
+from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
 from hurricane.profiling import Protocol, measure_arch, profile_table
 from hurricane.spec import load_spec
 from hurricane.steps import layout_of, pool_space
@@ -52,7 +52,12 @@ def main() -> None:
     rng = random.Random(0)
     archs = list(dict.fromkeys(space.sample(rng) for _ in range(10 * (args.train + args.test))))
     archs = archs[: args.train + args.test]
-    train_a, test_a = archs[: args.train], archs[args.train:]
+    # every k-th measured architecture is held out, so drift over the run hits both sides alike
+    k = (args.train + args.test) / args.test
+    is_test = np.zeros(len(archs), dtype=bool)
+    is_test[np.floor(np.arange(args.test) * k).astype(int)] = True
+    train_a = [a for a, t in zip(archs, is_test, strict=True) if not t]
+    test_a = [a for a, t in zip(archs, is_test, strict=True) if t]
     out: dict[str, object] = {
         "benchmark": "predictor_local", "spec": str(args.spec.relative_to(ROOT)),
         "layers": layout.num_layers, "ops": len(space.choices[0]), "train": len(train_a),
@@ -66,13 +71,17 @@ def main() -> None:
         table = profile_table(layout, space, dev, protocol)
         t1 = time.perf_counter()
         lat = np.array([measure_arch(layout, a, protocol, dev).median_ms for a in archs])
+        train_y, test_y = lat[~is_test], lat[is_test]
         t2 = time.perf_counter()
         model = LatencyPredictor(space, layer_table=table)
         f0 = time.perf_counter()
-        model.fit(train_a, lat[: len(train_a)])
+        model.fit(train_a, train_y)
         fit_s = time.perf_counter() - f0
-        m = model.evaluate(test_a, lat[len(train_a):])
-        tm = metrics([table.arch_latency(a) for a in test_a], lat[len(train_a):])
+        m = model.evaluate(test_a, test_y)
+        additive = LatencyPredictor(space, layer_table=table,
+                                    config=PredictorConfig(pair_scale=0)).fit(train_a, train_y)
+        am = additive.evaluate(test_a, test_y)
+        tm = metrics([table.arch_latency(a) for a in test_a], test_y)
         idx = np.random.default_rng(0).integers(0, len(space.choices[0]),
                                                 size=(1_000_000, layout.num_layers))
         p0 = time.perf_counter()
@@ -81,6 +90,8 @@ def main() -> None:
         out["devices"][name] = {  # type: ignore[index]
             "backend": dev.backend,
             "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc},
+            "predictor_additive": {"mape": am.mape, "within_10pct": am.within_10pct,
+                                   "srcc": am.srcc},
             "table_sum": {"mape": tm.mape, "within_10pct": tm.within_10pct, "srcc": tm.srcc},
             "fit_seconds": fit_s, "predictions_per_s": pps,
             "profile_seconds": t1 - t0, "measure_seconds": t2 - t1,

@@ -31,6 +31,11 @@ class PredictorConfig:
     # main effects (small: interactions are corrections). 0 gives the purely additive model.
     pair_scale: float = 0.1
     max_iter: int = 300
+    # With a layer table: use its sum as an offset (the prior mean), so the one-hots learn only
+    # corrections to it and a model fitted on few measurements falls back to the table, scaled
+    # by the fitted intercept (the per-network overhead), instead of to a flat mean. False
+    # makes the table sum an ordinary standardised feature.
+    table_offset: bool = True
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.pair_scale) or self.pair_scale < 0:
@@ -189,7 +194,7 @@ class LatencyPredictor:
             p = np.zeros((n, self._n_pair))
             p[np.arange(n)[:, None], self._pair_cols(idx)] = self.config.pair_scale
             cols.append(p)
-        if self._table_flat is not None:
+        if self._table_flat is not None and not self.config.table_offset:
             z = (self._table_raw(self._table_flat, idx) - self._table_mu) / self._table_sd
             cols.append((z * _TABLE_SCALE)[:, None])
         return np.hstack(cols)
@@ -213,13 +218,21 @@ class LatencyPredictor:
             sd = float(raw.std())
             self._table_sd = sd if sd > 0 else 1.0
         target = np.log(y) if self.config.log_target else y
+        offset = self._table_flat is not None and self.config.table_offset
+        if offset:
+            target = target - self._table_raw(self._table_flat, idx)  # type: ignore[arg-type]
         model = BayesianRidge(max_iter=self.config.max_iter)
         model.fit(self.features(idx), target)
         w = np.asarray(model.coef_, dtype=float)
         self._main_w = w[:self._n_main].copy()
         self._pair_w = w[self._n_main:self._n_main + self._n_pair] * self.config.pair_scale
-        self._table_w = float(w[-1]) * _TABLE_SCALE / self._table_sd if self._table_flat is not None else 0.0
-        self._intercept = float(model.intercept_) - self._table_w * self._table_mu
+        if offset:
+            self._table_w = 1.0
+            self._intercept = float(model.intercept_)
+        else:
+            self._table_w = (float(w[-1]) * _TABLE_SCALE / self._table_sd
+                             if self._table_flat is not None else 0.0)
+            self._intercept = float(model.intercept_) - self._table_w * self._table_mu
         self.alpha_, self.lambda_ = float(model.alpha_), float(model.lambda_)
         self.n_train = int(y.shape[0])
         return self

@@ -194,9 +194,13 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
                 lat.append(measure_arch(layout, a, proto, prof).median_ms)
                 bar.advance(1)
         table = load_table(store, search_id, name)
-        n_test = max(1, round(len(archs) * ps.holdout))
-        train_a, test_a = archs[n_test:], archs[:n_test]
-        train_y, test_y = lat[n_test:], lat[:n_test]
+        # every k-th measured arch is held out: drift during the run hits both sides alike
+        step = max(2, round(1 / ps.holdout))
+        test_i = set(range(0, len(archs), step))
+        train_a = [a for i, a in enumerate(archs) if i not in test_i]
+        test_a = [a for i, a in enumerate(archs) if i in test_i]
+        train_y = [y for i, y in enumerate(lat) if i not in test_i]
+        test_y = [y for i, y in enumerate(lat) if i in test_i]
         model = LatencyPredictor(space, layer_table=table,
                                  config=PredictorConfig(log_target=ps.log_target))
         model.fit(train_a, train_y)

@@ -62,9 +62,23 @@ def test_fast_path_matches_predict_and_sklearn(data: Data) -> None:
     # the gather-and-sum equals the Bayesian ridge's own prediction on the full design matrix
     from sklearn.linear_model import BayesianRidge
 
-    fitted = BayesianRidge(max_iter=pred.config.max_iter).fit(pred.features(idx[:100]), np.log(lat[:100]))
-    np.testing.assert_allclose(pred.predict_indices(idx), np.exp(fitted.predict(pred.features(idx))),
+    # default: the log table sum is an offset (the prior mean); the one-hots fit the residual
+    offset = np.log(np.array([table_sum(table, a) for a in archs]))
+    fitted = BayesianRidge(max_iter=pred.config.max_iter).fit(pred.features(idx[:100]),
+                                                              np.log(lat[:100]) - offset[:100])
+    np.testing.assert_allclose(pred.predict_indices(idx),
+                               np.exp(fitted.predict(pred.features(idx)) + offset), rtol=1e-9)
+    # table_offset=False: the table sum is an ordinary (standardised) feature
+    feat = LatencyPredictor(CHOICES, layer_table=table, fixed_ms=FIXED_MS,
+                            config=PredictorConfig(table_offset=False)).fit(archs[:100], lat[:100])
+    fitted = BayesianRidge(max_iter=feat.config.max_iter).fit(feat.features(idx[:100]),
+                                                              np.log(lat[:100]))
+    np.testing.assert_allclose(feat.predict_indices(idx), np.exp(fitted.predict(feat.features(idx))),
                                rtol=1e-9)
+
+
+def table_sum(table: dict[int, dict[str, float]], arch: tuple[str, ...]) -> float:
+    return FIXED_MS + sum(table[i][op] for i, op in enumerate(arch))
 
 
 def test_json_round_trip_predicts_identically(data: Data) -> None:
