@@ -145,21 +145,14 @@ def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
         extra = {"generated_for": primary, "a_win0": "-".join(hw.a_win0),
                  "exploring": {str(k): v for k, v in hw.exploring.items()}}
     store.put_json(search_key(search_id, "space", "space.json"), space.to_json())
-    budgets = {}
+    bounds = {}
     for d in spec.devices:
         t = load_table(store, search_id, d.name)
         t.check_covers(space)
         lo, hi = t.bounds(space)
-        budget = d.latency_budget_ms if d.latency_budget_ms is not None else \
-            lo + (d.budget_fraction or 0.0) * (hi - lo)
-        if budget < lo:
-            raise InfeasibleBudget(
-                f"devices[{d.name}].latency_budget_ms = {budget:.3f} ms is below the fastest "
-                f"architecture of the space ({lo:.3f} ms on {d.name}); allowed: >= {lo:.3f} ms "
-                f"(the slowest is {hi:.3f} ms)")
-        budgets[d.name] = {"budget_ms": budget, "min_ms": lo, "max_ms": hi}
+        bounds[d.name] = {"min_ms": lo, "max_ms": hi}
     return {"kind": sp.kind, "size": space.size, "num_layers": space.num_layers,
-            "ops": list(space.all_ops()), "budgets": budgets, **extra}
+            "ops": list(space.all_ops()), "table_bounds": bounds, **extra}
 
 
 # ---------------------------------------------------------------- latency predictor
@@ -219,12 +212,19 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
 @STEPS.decorator("predictor")
 def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                    executor: Executor) -> dict[str, Any]:
+    """Fits each measurable device's predictor, then checks every budget before any training."""
     out = {}
     for name in _measurable(spec):
         if not store.exists(predictor_key(search_id, name)):
             executor.run(_job(spec, search_id, store, "predictor", name))
         out[name] = store.get_json(predictor_key(search_id, name, "metrics.json"))
-    return {"devices": out}
+    space = load_space(store, search_id)
+    budgets = {}
+    for d in spec.devices:
+        table = load_table(store, search_id, d.name)
+        budgets[d.name] = resolve_budget(spec, d.name, space, table,
+                                         latency_model(store, search_id, d.name, table))
+    return {"devices": out, "budgets_ms": budgets}
 
 
 def latency_model(store: ArtifactStore, search_id: str, device: str,
@@ -244,10 +244,15 @@ def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: Lat
     """The device's budget in ms; a ``budget_fraction`` is placed between the fastest and the
     slowest architecture of ``space`` as the search's own latency model sees them."""
     t = next(d for d in spec.devices if d.name == device)
-    if t.latency_budget_ms is not None:
-        return t.latency_budget_ms
     lo, hi = latency(table.fastest(space)), latency(table.slowest(space))
-    return lo + (t.budget_fraction or 0.0) * (hi - lo)
+    if t.latency_budget_ms is None:
+        return lo + (t.budget_fraction or 0.0) * (hi - lo)
+    if t.latency_budget_ms < lo:
+        raise InfeasibleBudget(
+            f"devices[{device}].latency_budget_ms = {t.latency_budget_ms:.3f} ms is below the "
+            f"fastest architecture of the space ({lo:.3f} ms on {device}); allowed: >= {lo:.3f} ms "
+            f"(the slowest is {hi:.3f} ms)")
+    return t.latency_budget_ms
 
 
 # ---------------------------------------------------------------- supernet training

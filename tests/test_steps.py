@@ -1,0 +1,37 @@
+"""Budget resolution against the search's own latency model (predictor or table)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hurricane.arch import SearchSpace
+from hurricane.evolution import InfeasibleBudget
+from hurricane.profiling import LatencyTable
+from hurricane.spec import SearchSpec
+from hurricane.steps import resolve_budget
+from tests.conftest import tiny_spec_dict
+
+OPS = ("SEP_3", "Choice_3")
+TABLE = LatencyTable(device="cpu", ops={i: {"SEP_3": 2.0, "Choice_3": 1.0} for i in range(5)},
+                     fixed_ms=1.0)  # fastest 6 ms, slowest 11 ms by the table
+SPACE = SearchSpace.uniform(OPS, 5)
+
+
+def _spec(**device) -> SearchSpec:  # type: ignore[no-untyped-def]
+    return SearchSpec.model_validate(tiny_spec_dict(devices=[{"name": "cpu", **device}]))
+
+
+def test_fraction_is_placed_on_the_model_that_searches() -> None:
+    half = lambda a: 0.5 * TABLE.arch_latency(a)  # noqa: E731  (e.g. a predictor: e2e = table/2)
+    assert resolve_budget(_spec(budget_fraction=0.0), "cpu", SPACE, TABLE, half) == 3.0
+    assert resolve_budget(_spec(budget_fraction=1.0), "cpu", SPACE, TABLE, half) == 5.5
+    assert resolve_budget(_spec(budget_fraction=0.5), "cpu", SPACE, TABLE,
+                          TABLE.arch_latency) == 8.5
+
+
+def test_absolute_budget_checked_against_the_model_not_the_table() -> None:
+    half = lambda a: 0.5 * TABLE.arch_latency(a)  # noqa: E731
+    # 4 ms is below the table's fastest (6 ms) but feasible for the model (3 ms)
+    assert resolve_budget(_spec(latency_budget_ms=4.0), "cpu", SPACE, TABLE, half) == 4.0
+    with pytest.raises(InfeasibleBudget, match=r"below the fastest .* allowed: >= 6.000 ms"):
+        resolve_budget(_spec(latency_budget_ms=4.0), "cpu", SPACE, TABLE, TABLE.arch_latency)
