@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hurricane.devices import DEVICES
+from hurricane.machine import machine_info
 from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
 from hurricane.profiling import Protocol, measure_arch, profile_table
 from hurricane.spec import load_spec
@@ -30,11 +30,6 @@ from hurricane.steps import layout_of, pool_space
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:
@@ -62,7 +57,7 @@ def main() -> None:
         "benchmark": "predictor_local", "spec": str(args.spec.relative_to(ROOT)),
         "layers": layout.num_layers, "ops": len(space.choices[0]), "train": len(train_a),
         "test": len(test_a), "protocol": vars(protocol),
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "goal": "MAPE <= 5% per backend",
+        "machine": machine_info("torch", "onnxruntime", "openvino"), "goal": "MAPE <= 5% per backend",
         "devices": {},
     }
     for name in args.devices.split(","):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -18,6 +16,7 @@ import numpy as np
 from sklearn.linear_model import BayesianRidge
 from threadpoolctl import threadpool_limits
 
+from hurricane.machine import machine_info
 from hurricane.predictor import LatencyPredictor, PredictorConfig, PredictorMetrics, metrics
 
 DEFAULT_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201-latency"
@@ -165,19 +164,6 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t
 
 
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores_usable": usable, "cores_total": os.cpu_count(),
-            "python": platform.python_version(), "numpy": np.__version__,
-            "sklearn": __import__("sklearn").__version__, "platform": platform.platform()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         speed = throughput(data, cfg)
     report = {
         "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])]),
-        "machine": machine(),
+        "machine": machine_info("numpy", "scikit-learn"),
         "data": {"path": str(args.data), "devices": data.devices, "check": data.check},
         "bench": asdict(cfg),
         "models": {"baseline": "sklearn BayesianRidge() on the raw 31-bit one-hot, raw latency target",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import time
@@ -26,16 +25,10 @@ from hurricane.arch import SearchSpace
 from hurricane.backbone import Layout
 from hurricane.devices import DEVICES
 from hurricane.hwspace import hardware_space
+from hurricane.machine import machine_info
 from hurricane.oppool import MANUAL_SPACE_OPS, OPS
 from hurricane.profiling import Protocol, measure_arch, profile_table
 from hurricane.spec import BackboneSpec
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def main() -> None:
@@ -58,7 +51,7 @@ def main() -> None:
                      "layers_per_stage": list(bb.layers_per_stage)},
         "protocol": vars(protocol) if hasattr(protocol, "__dict__") else str(protocol),
         "alpha": args.alpha, "samples": args.samples,
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count()},
+        "machine": machine_info("torch", "onnxruntime", "openvino"),
         "devices": {},
     }
     per_device: dict[str, dict[str, list[float]]] = {}

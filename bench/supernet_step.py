@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import time
@@ -24,20 +23,11 @@ from torch import nn
 
 from hurricane.arch import SearchSpace
 from hurricane.backbone import Layout
+from hurricane.machine import machine_info
 from hurricane.oppool import OPS
 from hurricane.spec import BackboneSpec
 from hurricane.supernet import Network, Supernet
 from hurricane.train import param_groups
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_opt(model: nn.Module) -> torch.optim.Optimizer:
@@ -115,8 +105,7 @@ def main() -> None:
                    "batch": args.batch, "input": args.input, "layers": layout.num_layers,
                    "ops_per_layer": len(OPS), "threads": args.threads,
                    "supernet_params": sum(p.numel() for p in supernet.parameters())},
-        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-                    "python": platform.python_version()},
+        "machine": machine_info("torch"),
     }
     text = json.dumps(result, indent=2)
     print(text)
