@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hurricane.pipeline import result_key
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES
@@ -11,7 +12,7 @@ from hurricane.strategies import STRATEGIES
 
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     steps = STRATEGIES.get(spec.strategy).steps
-    results = {s: store.get_json(search_key(search_id, s, "result.json")) for s in steps}
+    results = {s: store.get_json(result_key(search_id, s)) for s in steps}
     timings = {s: r["_meta"]["seconds"] for s, r in results.items()}
     search_step = [s for s in steps if s.startswith("search")][-1]
     devices = {}

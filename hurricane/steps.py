@@ -18,7 +18,7 @@ from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import Candidate, EvolutionConfig, EvolutionSearch, InfeasibleBudget
 from hurricane.executor import Executor, JobSpec
 from hurricane.oppool import MANUAL_SPACE_OPS
-from hurricane.pipeline import JOBS, STEPS
+from hurricane.pipeline import JOBS, STEPS, result_key
 from hurricane.predictor import metrics
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
 from hurricane.spec import SearchSpec, TrainSettings
@@ -57,7 +57,7 @@ def load_space(store: ArtifactStore, search_id: str) -> SearchSpace:
 
 
 def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any]:
-    return store.get_json(search_key(search_id, step, "result.json"))  # type: ignore[no-any-return]
+    return store.get_json(result_key(search_id, step))  # type: ignore[no-any-return]
 
 
 def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
