@@ -34,13 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits-cpu.yaml")
+    ap.add_argument("--spec", type=Path, default=ROOT / "bench" / "specs" / "predictor-cpu.yaml")
     ap.add_argument("--devices", default="cpu,cpu-ort,cpu-ov")
     ap.add_argument("--train", type=int, default=200)
     ap.add_argument("--test", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    args.spec = args.spec.resolve()
     spec = load_spec(args.spec)
     layout, space = layout_of(spec), pool_space(spec)
     protocol = Protocol(warmup=5, repeats=args.repeats, batch_size=1, threads=1)
@@ -54,7 +55,8 @@ def main() -> None:
     train_a = [a for a, t in zip(archs, is_test, strict=True) if not t]
     test_a = [a for a, t in zip(archs, is_test, strict=True) if t]
     out: dict[str, object] = {
-        "benchmark": "predictor_local", "spec": str(args.spec.relative_to(ROOT)),
+        "benchmark": "predictor_local",
+        "spec": str(args.spec.relative_to(ROOT) if args.spec.is_relative_to(ROOT) else args.spec),
         "layers": layout.num_layers, "ops": len(space.choices[0]), "train": len(train_a),
         "test": len(test_a), "protocol": vars(protocol),
         "machine": machine_info("torch", "onnxruntime", "openvino"), "goal": "MAPE <= 5% per backend",

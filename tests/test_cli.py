@@ -72,6 +72,21 @@ def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
     assert json.loads((base / "spec.json").read_text())["seed"] == 3
 
 
+def test_profile_writes_a_table_and_absent_devices_explain_themselves(tmp_path: Path) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(tiny_spec_dict()))
+    out = tmp_path / "ort.csv"
+    r = hurricane("profile", str(spec), "--device", "cpu-ort", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = out.read_text().splitlines()
+    assert rows[0] == "layer,op,median_ms,iqr_ms" and len(rows) == 2 + 5 * 5  # 5 layers × 5 ops
+    r = hurricane("profile", str(spec), "--device", "dsp-qnn")
+    assert r.returncode == 1 and "QNNExecutionProvider" in r.stderr
+    assert "hurricane.io/device=dsp" in r.stderr
+    listing = hurricane("devices", "list").stdout
+    assert "cpu-ov" in listing and "no CUDA device" in listing
+
+
 def test_missing_search_is_a_clear_error(tmp_path: Path) -> None:
     r = hurricane("status", "nope", "--store", str(tmp_path))
     assert r.returncode == 2 and "no search 'nope'" in r.stderr
