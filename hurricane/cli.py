@@ -217,7 +217,7 @@ def profile(
     text = json.dumps(table.to_json(), indent=2) if out and out.suffix == ".json" else table.to_csv()
     if out:
         out.write_text(text)
-        typer.echo(f"{len(table.ops)} layers × {len(spec.space.ops)} ops on {device} → {out}")
+        typer.echo(f"{len(table.ops)} layers × {len(table.ops[0])} ops on {device} → {out}")
     else:
         typer.echo(text)
 

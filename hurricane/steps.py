@@ -21,7 +21,7 @@ from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.pipeline import JOBS, STEPS, result_key
 from hurricane.predictor import metrics
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
-from hurricane.spec import SearchSpec, TrainSettings
+from hurricane.spec import DeviceTarget, SearchSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Network, Supernet, recalibrate_bn
 from hurricane.train import Checkpointer, TrainConfig, evaluate, set_threads, step_seed, train
@@ -60,8 +60,12 @@ def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, An
     return store.get_json(result_key(search_id, step))  # type: ignore[no-any-return]
 
 
+def target(spec: SearchSpec, name: str) -> DeviceTarget:
+    return next(d for d in spec.devices if d.name == name)
+
+
 def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
-    t = next(d for d in spec.devices if d.name == name)
+    t = target(spec, name)
     return device_profile(name, table=str(t.table) if t.table else None)
 
 
@@ -127,7 +131,8 @@ def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
 @STEPS.decorator("space")
 def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                executor: Executor) -> dict[str, Any]:
-    """The candidate ops per layer, and each device's budget resolved against the space."""
+    """The candidate ops per layer (pool, manual, or Eq. 2 hardware-aware), and each device's
+    table bounds over it; budgets are resolved in the predictor step, on the final model."""
     sp = spec.space
     space = pool_space(spec)
     extra: dict[str, Any] = {}
@@ -243,7 +248,7 @@ def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: Lat
                    latency: Callable[[Arch], float]) -> float:
     """The device's budget in ms; a ``budget_fraction`` is placed between the fastest and the
     slowest architecture of ``space`` as the search's own latency model sees them."""
-    t = next(d for d in spec.devices if d.name == device)
+    t = target(spec, device)
     lo, hi = latency(table.fastest(space)), latency(table.slowest(space))
     if t.latency_budget_ms is None:
         return lo + (t.budget_fraction or 0.0) * (hi - lo)
@@ -471,14 +476,14 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
                 layout_of(spec), net.arch,
                 protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
             bar.advance(1)
+        table = load_table(store, search_id, name)
         store.put_json(key, {
             "onnx": search_key(search_id, "export", name, "model.onnx"),
             "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
             "measured_latency_ms": timing.median_ms if timing else None,
             "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
-            "predicted_latency_ms": latency_model(store, search_id, name,
-                                                  load_table(store, search_id, name))(net.arch),
-            "table_latency_ms": load_table(store, search_id, name).arch_latency(net.arch)})
+            "predicted_latency_ms": latency_model(store, search_id, name, table)(net.arch),
+            "table_latency_ms": table.arch_latency(net.arch)})
 
 
 @STEPS.decorator("export")
