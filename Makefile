@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 VENV = $(shell scripts/bootstrap.sh | tail -n1)
 PY = $(VENV)/bin/python
+# The cached venv is shared by every clone on the machine and its editable install points at
+# whichever clone bootstrapped last; this checkout's code must win for every process we start.
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: demo test test-slow lint bench
 

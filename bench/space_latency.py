@@ -15,6 +15,7 @@ import argparse
 import json
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from scipy.stats import spearmanr
 from hurricane.arch import SearchSpace
 from hurricane.backbone import Layout
 from hurricane.devices import DEVICES
-from hurricane.hwspace import hardware_space
+from hurricane.hwspace import EXPLORE_RULES, hardware_space
 from hurricane.machine import machine_info
 from hurricane.oppool import MANUAL_SPACE_OPS, OPS
 from hurricane.profiling import Protocol, measure_arch, profile_table
@@ -50,7 +51,7 @@ def main() -> None:
         "backbone": {"input": args.input, "width_mult": args.width, "layers": n,
                      "layers_per_stage": list(bb.layers_per_stage)},
         "protocol": vars(protocol) if hasattr(protocol, "__dict__") else str(protocol),
-        "alpha": args.alpha, "samples": args.samples,
+        "alpha": args.alpha, "samples": args.samples, "command": " ".join(sys.argv),
         "machine": machine_info("torch", "onnxruntime", "openvino"),
         "devices": {},
     }
@@ -60,9 +61,12 @@ def main() -> None:
         t0 = time.perf_counter()
         table = profile_table(layout, SearchSpace.uniform(OPS.names(), n), dev, protocol)
         prof_s = time.perf_counter() - t0
-        hw = hardware_space(layout, table, OPS.names(), alpha=args.alpha)
+        hw = hardware_space(layout, table, OPS.names(), alpha=args.alpha)  # default rule
+        variants = {f"hardware-aware-explore-{rule}": hardware_space(
+            layout, table, OPS.names(), alpha=args.alpha, explore_rule=rule).space
+            for rule in EXPLORE_RULES if rule != hw.explore_rule}
         no_explore = hardware_space(layout, table, OPS.names(), alpha=args.alpha, explore_layers=0)
-        spaces = {"hardware-aware": hw.space,
+        spaces = {"hardware-aware": hw.space, **variants,
                   "hardware-aware-no-exploring-op": no_explore.space,
                   "manual": SearchSpace.uniform(MANUAL_SPACE_OPS, n),
                   "original-32": SearchSpace.uniform(OPS.names(), n)}
@@ -88,7 +92,9 @@ def main() -> None:
         summary["hardware_aware_median_lowest"] = medians["hardware-aware"] == min(medians.values())
         summary["profile_seconds"] = prof_s
         summary["hardware_space"] = [list(c) for c in hw.space.choices]
-        all_e2e = [(k, v) for k, v in summary.items() if isinstance(v, dict)]
+        summary["explore_rule"] = hw.explore_rule
+        summary["exploring_ops"] = {str(k + 1): v for k, v in hw.exploring.items()}
+        all_e2e = [(k, v) for k, v in summary.items() if isinstance(v, dict) and "median_ms" in v]
         summary["e2e_table_srcc"] = None if len(all_e2e) < 2 else float(spearmanr(
             [v["median_ms"] for _, v in all_e2e], [v["e2e_median_ms"] for _, v in all_e2e])[0])
         result["devices"][name] = summary  # type: ignore[index]

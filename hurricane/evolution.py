@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -50,10 +50,24 @@ class EvolutionResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     budget_ms: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
+    pareto: list[Candidate] = field(default_factory=list)  # of every evaluated (feasible) arch
 
     def to_json(self) -> dict[str, Any]:
         return {"budget_ms": self.budget_ms, "evaluated": self.evaluated, "config": self.config,
-                "top": [c.to_json() for c in self.top], "history": self.history}
+                "top": [c.to_json() for c in self.top], "history": self.history,
+                "pareto": [c.to_json() for c in self.pareto]}
+
+
+def pareto_front(cands: Iterable[Candidate]) -> list[Candidate]:
+    """The accuracy/latency Pareto set (no other candidate is at least as accurate and at least
+    as fast, and strictly better in one), fastest first."""
+    out: list[Candidate] = []
+    best = float("-inf")
+    for c in sorted(cands, key=lambda c: (c.latency_ms, -c.accuracy, c.arch)):
+        if c.accuracy > best:
+            out.append(c)
+            best = c.accuracy
+    return out
 
 
 class EvolutionSearch:
@@ -158,4 +172,4 @@ class EvolutionSearch:
                 if missing:
                     bar.advance(missing)  # the space ran out of new feasible children
         return EvolutionResult(self.ranked()[: cfg.keep_top], len(self.scores), history,
-                               self.budget_ms, asdict(cfg))
+                               self.budget_ms, asdict(cfg), pareto_front(self.scores.values()))

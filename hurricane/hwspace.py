@@ -13,6 +13,8 @@ from hurricane.backbone import Layout
 from hurricane.flops import op_cost
 from hurricane.profiling import LatencyTable
 
+EXPLORE_RULES = ("bounded", "capacity", "next")
+
 
 @dataclass(frozen=True)
 class HardwareSpace:
@@ -24,9 +26,11 @@ class HardwareSpace:
     exploring: dict[int, str]  # layer -> the exploring op added there
     alpha: float
     device: str
+    explore_rule: str = "bounded"
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "alpha": self.alpha, **self.space.to_json(),
+        return {"device": self.device, "alpha": self.alpha, "explore_rule": self.explore_rule,
+                **self.space.to_json(),
                 "exploring": {str(k): v for k, v in self.exploring.items()},
                 "scores": {str(k): v for k, v in self.scores.items()}}
 
@@ -56,12 +60,39 @@ def eq2_scores(capacity: dict[int, dict[str, float]], table: LatencyTable,
             for i, ops in capacity.items()}
 
 
+def exploring_op(rest: Sequence[str], chosen: Sequence[str], capacity: dict[str, float],
+                 scores: dict[str, float], latency: dict[str, float], rule: str) -> str:
+    """The exploring op of one layer, picked from the ops not in the top p.
+
+    ``capacity``: the highest FLOPs × Params of the rest (METHOD.md's literal rule; on every
+    backend measured here that is the slowest op, MB_7_6_SE). ``next``: the next-ranked op by
+    Eq. 2. ``bounded`` (default): the highest FLOPs × Params among the rest that is no slower
+    than the slowest op already chosen in that layer (the paper: "contribute small to the
+    latency but impact largely on the accuracy"), else the next-ranked op.
+    """
+    if rule == "capacity":
+        return max(rest, key=lambda o: (capacity[o], o))
+    if rule == "next":
+        return min(rest, key=lambda o: (-scores[o], o))
+    if rule == "bounded":
+        limit = max(latency[o] for o in chosen)
+        fits = [o for o in rest if latency[o] <= limit]
+        if fits:
+            return max(fits, key=lambda o: (capacity[o], o))
+        return min(rest, key=lambda o: (-scores[o], o))
+    raise ValueError(f"explore_rule must be one of {', '.join(EXPLORE_RULES)}; got {rule!r}")
+
+
 def hardware_space(layout: Layout, table: LatencyTable, ops: Sequence[str], *, alpha: float,
-                   top_p: int = 4, explore_layers: int = 4) -> HardwareSpace:
+                   top_p: int = 4, explore_layers: int = 4,
+                   explore_rule: str = "bounded") -> HardwareSpace:
     """Eq. 2 selection: top ``top_p`` per layer; in the last ``explore_layers`` layers one more
-    op, the one of highest FLOPs × Params among the rest (it is there for accuracy)."""
+    op for accuracy, picked by ``explore_rule`` (see :func:`exploring_op`)."""
     if top_p < 1:
         raise ValueError(f"top_p must be at least 1, got {top_p}")
+    if explore_rule not in EXPLORE_RULES:
+        raise ValueError(f"explore_rule must be one of {', '.join(EXPLORE_RULES)}; "
+                         f"got {explore_rule!r}")
     capacity = layer_capacity(layout, ops)
     scores = eq2_scores(capacity, table, alpha)
     n = layout.num_layers
@@ -72,12 +103,13 @@ def hardware_space(layout: Layout, table: LatencyTable, ops: Sequence[str], *, a
         chosen = ranked[:top_p]
         rest = ranked[top_p:]
         if i >= n - explore_layers and rest:
-            extra = max(rest, key=lambda o, i=i: (capacity[i][o], o))  # type: ignore[misc]
+            lat = {o: table.layer_ms(i, o) for o in ops}
+            extra = exploring_op(rest, chosen, capacity[i], scores[i], lat, explore_rule)
             exploring[i] = extra
             chosen = [*chosen, extra]
         choices.append(tuple(chosen))
     return HardwareSpace(SearchSpace(tuple(choices)), scores, capacity, exploring, alpha,
-                         table.device)
+                         table.device, explore_rule)
 
 
 def plot_heatmap(hw: HardwareSpace, path: str | Path) -> Path:

@@ -118,7 +118,7 @@ def run_search(spec: SearchSpec, store: ArtifactStore, executor: Executor,
     from hurricane.report import write_report
 
     sid = submit(spec, store, search_id)
-    steps = STRATEGIES.get(spec.strategy).steps
+    steps = STRATEGIES.get(spec.strategy).plan(spec)
     _update_status(store, sid, state="running", strategy=spec.strategy, plan=list(steps))
     for i, name in enumerate(steps, 1):
         progress.message(f"[{i}/{len(steps)}] {name}")

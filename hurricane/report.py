@@ -10,40 +10,64 @@ from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES
 
 
+def supernet_iterations(results: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Training iterations per training step (one Stage 2 training per distinct Stage 1
+    winner; one ProxylessNAS run per device)."""
+    out: dict[str, int] = {}
+    if "stage1" in results:
+        out["stage1"] = results["stage1"]["iterations"]
+    if "stage2" in results:
+        runs = {r["a_win1"]: r["iterations"] for r in results["stage2"]["devices"].values()}
+        out["stage2"] = sum(runs.values())
+    if "proxyless" in results:
+        out["proxyless"] = sum(r["iterations"] for r in results["proxyless"]["devices"].values())
+    return out
+
+
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    steps = STRATEGIES.get(spec.strategy).steps
+    strategy = STRATEGIES.get(spec.strategy)
+    steps = strategy.plan(spec)
     results = {s: store.get_json(result_key(search_id, s)) for s in steps}
     timings = {s: r["_meta"]["seconds"] for s, r in results.items()}
-    search_step = [s for s in steps if s.startswith("search")][-1]
+    search_step = strategy.winner_step(spec)
     devices = {}
     for d in spec.devices:
         n = d.name
         win = results[search_step]["devices"][n]
         exp = results["export"]["devices"][n]
+        measured = exp["measured_latency_ms"]
         devices[n] = {
             "arch": win["winner"],
             "top1": results["retrain"]["devices"][n]["test_top1"],
             "supernet_top1": win["supernet_accuracy"],
             "budget_ms": win["budget_ms"],
             "predicted_latency_ms": exp["predicted_latency_ms"],
-            "measured_latency_ms": exp["measured_latency_ms"],
+            "measured_latency_ms": measured,
+            "table_latency_ms": exp["table_latency_ms"],
             "meets_budget": exp["predicted_latency_ms"] <= win["budget_ms"],
+            "measured_meets_budget": None if measured is None else measured <= win["budget_ms"],
             "onnx_max_abs_diff": exp["onnx_max_abs_diff"],
+            "stages": {s: results[s]["devices"][n]["winner"] for s in steps
+                       if s.startswith("search") and n in results[s].get("devices", {})},
             "artifacts": {
                 "final.pt": store.uri(search_key(search_id, "retrain", n, "final.pt")),
                 "arch.json": store.uri(search_key(search_id, "retrain", n, "arch.json")),
                 "model.onnx": store.uri(search_key(search_id, "export", n, "model.onnx")),
+                **({"pareto.json": store.uri(win["pareto"])} if win.get("pareto") else {}),
             },
         }
-    train_steps = [s for s in steps if s.startswith("stage")]
+    iters = supernet_iterations(results)
     return {
         "search_id": search_id,
         "name": spec.name,
         "strategy": spec.strategy,
         "dataset": spec.dataset.name,
+        "space_kind": spec.space.kind,
         "space_size": results["space"]["size"],
-        "supernet_iterations": sum(results[s]["iterations"] for s in train_steps),
-        "architectures_evaluated": {n: results[search_step]["devices"][n]["evaluated"]
+        "a_win0": results["stage1"].get("a_win0") if "stage1" in results else None,
+        "supernet_iterations": sum(iters.values()),
+        "iterations_per_stage": iters,
+        "architectures_evaluated": {n: results[search_step]["devices"][n].get("evaluated")
                                     for n in devices},
         "devices": devices,
         "timings_s": timings,
@@ -52,18 +76,31 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    per_stage = ", ".join(f"{k} {v}" for k, v in report["iterations_per_stage"].items())
     lines = [f"# Search {report['search_id']}", "",
              f"- strategy: {report['strategy']}; dataset: {report['dataset']}; "
-             f"space size: {report['space_size']:.3g}",
-             f"- supernet iterations: {report['supernet_iterations']}", "",
-             "| device | top-1 | budget ms | predicted ms | measured ms | architecture |",
-             "|---|---|---|---|---|---|"]
+             f"space: {report['space_kind']}, {report['space_size']:.3g} architectures",
+             f"- supernet iterations: {report['supernet_iterations']}"
+             + (f" ({per_stage})" if per_stage else "")]
+    if report.get("a_win0"):
+        lines.append(f"- a_win0 (Stage 1's fixed early layers from it): `{report['a_win0']}`")
+    lines += ["",
+              "| device | top-1 | budget ms | predicted ms | measured ms | within budget | "
+              "architecture |",
+              "|---|---|---|---|---|---|---|"]
     for n, d in report["devices"].items():
         measured = d["measured_latency_ms"]
+        ok = "yes" if d["meets_budget"] else "NO"
+        if d["measured_meets_budget"] is not None:
+            ok += " / measured " + ("yes" if d["measured_meets_budget"] else "no")
         lines.append(f"| {n} | {d['top1']:.2%} | {d['budget_ms']:.3f} | "
                      f"{d['predicted_latency_ms']:.3f} | "
-                     f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | "
+                     f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | {ok} | "
                      f"`{d['arch']}` |")
+    stages = [(n, s, a) for n, d in report["devices"].items() for s, a in d["stages"].items()]
+    if len({s for _, s, _ in stages}) > 1:
+        lines += ["", "| device | step | winner |", "|---|---|---|"]
+        lines += [f"| {n} | {s} | `{a}` |" for n, s, a in stages]
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {s} | {t:.1f} |" for s, t in report["timings_s"].items()]
     lines += [f"| total | {report['total_s']:.1f} |", ""]

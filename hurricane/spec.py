@@ -110,6 +110,10 @@ class SpaceSpec(_Strict):
                          "(not given in the paper; 0.05 measured best in bench/space_latency.py)")
     top_p: int = Field(4, ge=1, description="ops kept per layer (hardware space)")
     explore_layers: int = Field(4, ge=0, description="last layers that get an exploring op")
+    explore_rule: Literal["bounded", "capacity", "next"] = Field(
+        "bounded", description="how the exploring op is picked from the ops outside the top p: "
+        "bounded = highest FLOPs × Params no slower than the layer's slowest chosen op; "
+        "capacity = highest FLOPs × Params (METHOD.md literal); next = next-ranked by Eq. 2")
 
     _ops = field_validator("ops")(classmethod(lambda cls, v: _check_ops(tuple(v))))
 
@@ -178,6 +182,26 @@ class PredictorSpec(_Strict):
 class SupernetTrainSpec(TrainSettings):
     """Single-path supernet training (SPOS recipe: METHOD.md's defaults)."""
 
+    stop_loss: float | None = Field(
+        None, gt=0, description="stop a stage once the mean training loss of the last "
+        "`stop_window` steps is at or below this (the paper stops each stage at SPOS's loss "
+        "level); `iterations` stays the cap and the lr schedule's length")
+    stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
+
+
+class HurricaneSpec(_Strict):
+    """Algorithm 1's two stages (strategy `hurricane`)."""
+
+    t: int | None = Field(
+        None, ge=1, description="early layers fixed to a_win0 in Stage 1 and searched in "
+        "Stage 2; default 40% of the layers (8 of 20, as the paper)")
+    stop_after_stage1: bool = Field(False, description="retrain Stage 1's winner (no Stage 2)")
+    stage2_iterations: int | None = Field(
+        None, ge=1, description="Stage 2 iteration cap; default supernet.iterations")
+    stage2_init: Literal["stage1", "scratch"] = Field(
+        "stage1", description="Stage 2 starts from Stage 1's weights for every op they share, "
+        "or from scratch")
+
 
 class EvolutionSpec(_Strict):
     """SPOS evolution under the latency budget."""
@@ -232,6 +256,7 @@ class SearchSpec(_Strict):
     supernet: SupernetTrainSpec = Field(default_factory=SupernetTrainSpec)  # type: ignore[arg-type]
     evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)  # type: ignore[arg-type]
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)  # type: ignore[arg-type]
+    hurricane: HurricaneSpec = Field(default_factory=HurricaneSpec)  # type: ignore[arg-type]
 
     @field_validator("strategy")
     @classmethod
@@ -265,6 +290,20 @@ class SearchSpec(_Strict):
                 f"got {self.backbone.num_classes}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _two_stage_split(self) -> SearchSpec:
+        n = self.backbone.num_layers
+        if self.hurricane.t is not None and self.hurricane.t >= n:
+            raise ValueError(f"hurricane.t must be between 1 and {n - 1} (the backbone has {n} "
+                             f"learnable layers), got {self.hurricane.t}")
+        return self
+
+    @property
+    def stage_split(self) -> int:
+        """t of Algorithm 1: layers [0, t) are Stage 2's, [t, n) Stage 1's."""
+        n = self.backbone.num_layers
+        return self.hurricane.t if self.hurricane.t is not None else max(1, min(n - 1, round(0.4 * n)))
 
 
 class SpecError(ValueError):

@@ -21,8 +21,9 @@ from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.pipeline import JOBS, STEPS, result_key
 from hurricane.predictor import metrics
 from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table
-from hurricane.spec import DeviceTarget, SearchSpec, TrainSettings
+from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
+from hurricane.strategies import STRATEGIES
 from hurricane.supernet import Network, Supernet, recalibrate_bn
 from hurricane.train import Checkpointer, TrainConfig, evaluate, set_threads, step_seed, train
 
@@ -70,8 +71,10 @@ def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
 
 
 def _job(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
-         device: str | None = None) -> JobSpec:
-    label = target_profile(spec, device).node_label if device else None
+         device: str | None = None, *, pin: bool = True) -> JobSpec:
+    """The job of ``step`` (for one ``device`` if given); ``pin`` runs it on that device's node
+    pool (measurements), otherwise anywhere (training, evolution)."""
+    label = target_profile(spec, device).node_label if device and pin else None
     return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
                    node_label=label)
 
@@ -141,7 +144,8 @@ def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
 
         primary = spec.devices[0].name
         hw = hardware_space(layout_of(spec), load_table(store, search_id, primary), sp.ops,
-                            alpha=sp.alpha, top_p=sp.top_p, explore_layers=sp.explore_layers)
+                            alpha=sp.alpha, top_p=sp.top_p, explore_layers=sp.explore_layers,
+                            explore_rule=sp.explore_rule)
         space = hw.space
         store.put_json(search_key(search_id, "space", "scores.json"), hw.to_json())
         with tempfile.TemporaryDirectory() as tmp:
@@ -263,11 +267,14 @@ def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: Lat
 # ---------------------------------------------------------------- supernet training
 
 
-def train_config(s: TrainSettings, seed: int) -> TrainConfig:
-    return TrainConfig(iterations=s.iterations, batch_size=s.batch_size, lr=s.lr,
+def train_config(s: TrainSettings, seed: int, *, iterations: int | None = None) -> TrainConfig:
+    extra: dict[str, Any] = {}
+    if isinstance(s, SupernetTrainSpec):
+        extra = {"stop_loss": s.stop_loss, "stop_window": s.stop_window}
+    return TrainConfig(iterations=iterations or s.iterations, batch_size=s.batch_size, lr=s.lr,
                        momentum=s.momentum, weight_decay=s.weight_decay,
                        label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,
-                       keep_checkpoints=s.keep_checkpoints, seed=seed, threads=s.threads)
+                       keep_checkpoints=s.keep_checkpoints, seed=seed, threads=s.threads, **extra)
 
 
 def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
@@ -279,30 +286,71 @@ def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
     return forward
 
 
+def inherit_weights(net: Supernet, state: dict[str, torch.Tensor]) -> int:
+    """Copies every tensor of ``state`` that ``net`` has under the same name and shape (the
+    stem, the head and each (layer, op) both supernets contain); returns how many."""
+    own = net.state_dict()
+    shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(shared, strict=False)
+    return len(shared)
+
+
 def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
-                   space: SearchSpace, *, stop_after: int | None = None) -> dict[str, Any]:
+                   space: SearchSpace, *, iterations: int | None = None,
+                   init: dict[str, torch.Tensor] | None = None, extra: dict[str, Any] | None = None,
+                   stop_after: int | None = None) -> dict[str, Any]:
+    """Trains one single-path supernet over ``space`` under ``searches/<id>/<stage>/``: periodic
+    checkpoints (a restarted job continues from the newest), then supernet.pt + train.json."""
     torch.manual_seed(spec.seed)
     net = Supernet(layout_of(spec), space)
+    inherited = inherit_weights(net, init) if init is not None else 0
     data = data_of(spec)
-    cfg = train_config(spec.supernet, spec.seed)
+    cfg = train_config(spec.supernet, spec.seed, iterations=iterations)
     ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
     res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
                 description=f"{stage}: supernet", stop_after=stop_after)
-    if res.steps < cfg.iterations:
+    if not res.complete:
         return {"stopped_at": res.steps}
     store.put_torch(search_key(search_id, stage, "supernet.pt"),
                     {"model": net.state_dict(), "space": space.to_json()})
-    summary = {"iterations": res.steps, "resumed_from": res.resumed_from,
-               "final_loss": res.final_loss, "train_seconds": res.seconds,
-               "images_per_s": res.images_per_s, "space_size": space.size,
-               "active_layers": list(space.active_layers)}
+    fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
+    summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
+               "converged": res.converged, "stop_loss": cfg.stop_loss,
+               "resumed_from": res.resumed_from, "final_loss": res.final_loss,
+               "train_seconds": res.seconds, "images_per_s": res.images_per_s,
+               "space_size": space.size, "active_layers": list(space.active_layers),
+               "fixed_layers": fixed, "inherited_tensors": inherited,
+               "loss_history": [list(h) for h in res.history], **(extra or {})}
     store.put_json(search_key(search_id, stage, "train.json"), summary)
     return summary
 
 
+def a_win0(spec: SearchSpec, store: ArtifactStore, search_id: str, space: SearchSpace) -> Arch:
+    """Algorithm 1's start: per layer, the candidate with the top Eq. 2 score on the first
+    device (for a hardware space, the op its top-p ranking put first)."""
+    from hurricane.hwspace import eq2_scores, layer_capacity
+
+    table = load_table(store, search_id, spec.devices[0].name)
+    scores = eq2_scores(layer_capacity(layout_of(spec), space.all_ops()), table, spec.space.alpha)
+    return Arch(tuple(max(c, key=lambda o, i=i: (scores[i][o], o))  # type: ignore[misc]
+                      for i, c in enumerate(space.choices)))
+
+
+def stage1_space(spec: SearchSpec, store: ArtifactStore, search_id: str) -> tuple[SearchSpace,
+                                                                                   dict[str, Any]]:
+    """SPOS: the whole space. HURRICANE: layers 1..t fixed to a_win0, t+1..n active."""
+    space = load_space(store, search_id)
+    if not STRATEGIES.get(spec.strategy).two_stage:
+        return space, {}
+    start = a_win0(spec, store, search_id, space)
+    t = spec.stage_split
+    return space.fix(start, range(t)), {"a_win0": str(start), "t": t}
+
+
 @JOBS.decorator("stage1")
 def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
-    train_supernet(spec, search_id, store, "stage1", load_space(store, search_id))
+    space, extra = stage1_space(spec, store, search_id)
+    train_supernet(spec, search_id, store, "stage1", space, extra=extra)
 
 
 @STEPS.decorator("stage1")
@@ -311,7 +359,57 @@ def stage1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
     key = search_key(search_id, "stage1", "train.json")
     if not store.exists(key):
         executor.run(_job(spec, search_id, store, "stage1"))
-    return store.get_json(key)  # type: ignore[no-any-return]
+    return _without_history(store.get_json(key))
+
+
+def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "loss_history"}
+
+
+def stage2_dir(search_id: str, a_win1: Arch) -> str:
+    """Stage 2's supernet is keyed by the Stage 1 winner it fixes: devices whose Stage 1
+    winners agree share one Stage 2 training."""
+    return f"stage2/{a_win1.digest}"
+
+
+def stage1_winner(store: ArtifactStore, search_id: str, device: str) -> Arch:
+    return Arch.parse(store.get_json(evolution_key(search_id, "search1", device))["top"][0]["arch"])
+
+
+def stage2_space(spec: SearchSpec, store: ArtifactStore, search_id: str,
+                 a_win1: Arch) -> SearchSpace:
+    """Layers 1..t active over the full space, t+1..n fixed to Stage 1's winner."""
+    space = load_space(store, search_id)
+    return space.fix(a_win1, range(spec.stage_split, space.num_layers))
+
+
+@JOBS.decorator("stage2")
+def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    init = None
+    for name in _devices(spec, device):
+        win1 = stage1_winner(store, search_id, name)
+        stage = stage2_dir(search_id, win1)
+        if store.exists(search_key(search_id, stage, "train.json")):
+            continue
+        if spec.hurricane.stage2_init == "stage1" and init is None:
+            init = store.get_torch(search_key(search_id, "stage1", "supernet.pt"))["model"]
+        train_supernet(spec, search_id, store, stage, stage2_space(spec, store, search_id, win1),
+                       iterations=spec.hurricane.stage2_iterations, init=init,
+                       extra={"a_win1": str(win1), "t": spec.stage_split,
+                              "init": spec.hurricane.stage2_init})
+
+
+@STEPS.decorator("stage2")
+def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:  # one training per distinct Stage 1 winner
+        key = search_key(search_id, stage2_dir(search_id, stage1_winner(store, search_id, d.name)),
+                         "train.json")
+        if not store.exists(key):
+            executor.run(_job(spec, search_id, store, "stage2", d.name, pin=False))
+        out[d.name] = _without_history(store.get_json(key))
+    return {"devices": out}
 
 
 # ---------------------------------------------------------------- evolution on the supernet
@@ -340,44 +438,71 @@ def evolution_config(spec: SearchSpec) -> EvolutionConfig:
                            keep_top=e.keep_top, seed=spec.seed)
 
 
-def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
-                    step: str, device: str | None) -> None:
+def evolution_key(search_id: str, step: str, device: str, name: str = "evolution.json") -> str:
+    return search_key(search_id, step, device, name)
+
+
+def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step: str,
+                   device: str) -> str:
+    """The stage whose supernet ``step`` searches for ``device``."""
+    if step == "search1":
+        return "stage1"
+    return stage2_dir(search_id, stage1_winner(store, search_id, device))
+
+
+def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
+                    device: str | None) -> None:
+    """Evolution under each device's budget on its stage's supernet; evolution.json holds the
+    top architectures and pareto.json the accuracy/latency Pareto set of all evaluated."""
     set_threads(spec.supernet.threads)
-    blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
-    space = SearchSpace.from_json(blob["space"])
-    net = Supernet(layout_of(spec), space)
-    net.load_state_dict(blob["model"])
-    scorer = SupernetScorer(net, data_of(spec), spec)
+    data = data_of(spec)
+    loaded: dict[str, tuple[SearchSpace, SupernetScorer]] = {}
     for name in _devices(spec, device):
-        key = search_key(search_id, step, name, "evolution.json")
+        key = evolution_key(search_id, step, name)
         if store.exists(key):
             continue
+        stage = supernet_stage(spec, store, search_id, step, name)
+        if stage not in loaded:
+            blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+            space = SearchSpace.from_json(blob["space"])
+            net = Supernet(layout_of(spec), space)
+            net.load_state_dict(blob["model"])
+            loaded = {stage: (space, SupernetScorer(net, data, spec))}  # one supernet in memory
+        space, scorer = loaded[stage]
         table = load_table(store, search_id, name)
         latency = latency_model(store, search_id, name, table)
+        full = load_space(store, search_id)
         finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
-                                 budget_ms=resolve_budget(spec, name, space, table, latency),
+                                 budget_ms=resolve_budget(spec, name, full, table, latency),
                                  seeds=[table.fastest(space)])
-        store.put_json(key, finder.run().to_json())
+        res = finder.run().to_json()
+        res["supernet"] = stage
+        store.put_json(evolution_key(search_id, step, name, "pareto.json"),
+                       {"device": name, "step": step, "budget_ms": res["budget_ms"],
+                        "pareto": res["pareto"]})
+        store.put_json(key, res)
 
 
 def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executor: Executor,
                  step: str) -> dict[str, Any]:
     out = {}
     for d in spec.devices:
-        key = search_key(search_id, step, d.name, "evolution.json")
+        key = evolution_key(search_id, step, d.name)
         if not store.exists(key):
-            executor.run(_job(spec, search_id, store, step))
+            executor.run(_job(spec, search_id, store, step, d.name, pin=False))
         res = store.get_json(key)
         win = res["top"][0]
         out[d.name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
                        "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
-                       "evaluated": res["evaluated"]}
+                       "evaluated": res["evaluated"], "supernet": res.get("supernet"),
+                       "pareto": evolution_key(search_id, step, d.name, "pareto.json"),
+                       "pareto_size": len(res.get("pareto", []))}
     return {"devices": out}
 
 
 @JOBS.decorator("search1")
 def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
-    search_supernet(spec, search_id, store, "stage1", "search1", device)
+    search_supernet(spec, search_id, store, "search1", device)
 
 
 @STEPS.decorator("search1")
@@ -386,11 +511,20 @@ def search1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
     return _search_step(spec, search_id, store, executor, "search1")
 
 
-def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
-    """The final search step's winner per device."""
-    from hurricane.strategies import STRATEGIES
+@JOBS.decorator("search2")
+def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    search_supernet(spec, search_id, store, "search2", device)
 
-    last = [s for s in STRATEGIES.get(spec.strategy).steps if s.startswith("search")][-1]
+
+@STEPS.decorator("search2")
+def search2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    return _search_step(spec, search_id, store, executor, "search2")
+
+
+def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
+    """The strategy's final search step's winner per device."""
+    last = STRATEGIES.get(spec.strategy).winner_step(spec)
     res = step_result(store, search_id, last)["devices"]
     return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
             for d, r in res.items()}

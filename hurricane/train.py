@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     threads: int | None = None
+    stop_loss: float | None = None  # stop once the mean loss of the last stop_window steps is <=
+    stop_window: int = 50
+    log_every: int = 10
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,14 @@ class TrainResult:
     final_loss: float
     seconds: float
     images_per_s: float
+    converged: bool = False  # stopped early at cfg.stop_loss
+    history: tuple[tuple[int, float], ...] = ()  # (step, mean loss since the previous entry)
+    total: int = 0  # cfg.iterations
+
+    @property
+    def complete(self) -> bool:
+        """Ran to its end: all iterations, or converged at the stop loss."""
+        return self.converged or self.steps >= self.total
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -108,7 +120,9 @@ def train(
 
     ``forward(model, x, step)`` lets the supernet pick the path of each step; batches, paths
     and dropout masks depend only on (seed, step), so resuming reproduces a straight run
-    exactly. ``stop_after`` ends the run early after that step (used to test resumption).
+    exactly. ``cfg.stop_loss`` ends training once the mean loss of the last ``cfg.stop_window``
+    steps reaches it (the lr schedule still spans ``cfg.iterations``). ``stop_after`` ends the
+    run after that step as if interrupted (used to test resumption).
     """
     set_threads(cfg.threads)
     fwd = forward or (lambda m, x, _s: m(x))
@@ -116,14 +130,24 @@ def train(
                           momentum=cfg.momentum, nesterov=False)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     start = 0
+    recent: deque[float] = deque(maxlen=cfg.stop_window)
+    history: list[tuple[int, float]] = []
+    pending: list[float] = []
+    converged = False
     if checkpointer is not None and (found := checkpointer.latest()) is not None:
         start, state = found
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        recent.extend(state.get("recent_losses", []))
+        history = [tuple(h) for h in state.get("history", [])]  # type: ignore[misc]
+        pending = list(state.get("pending_losses", []))
+        converged = bool(state.get("converged", False))
     model.train()
     t0 = time.perf_counter()
-    loss_val = float("nan")
+    loss_val = recent[-1] if recent else float("nan")
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
+    if converged:
+        end = start
     with progress.task(description, total=cfg.iterations, completed=start) as bar:
         for step in range(start, end):
             lr = linear_lr(cfg.lr, step, cfg.iterations)
@@ -137,15 +161,29 @@ def train(
             opt.step()
             loss_val = float(loss.detach())
             done = step + 1
-            if checkpointer is not None and (done % cfg.checkpoint_every == 0 or done == end):
+            recent.append(loss_val)
+            pending.append(loss_val)
+            if done % cfg.log_every == 0:
+                history.append((done, sum(pending) / len(pending)))
+                pending.clear()
+            converged = (cfg.stop_loss is not None and len(recent) == cfg.stop_window
+                         and sum(recent) / len(recent) <= cfg.stop_loss)
+            if checkpointer is not None and (done % cfg.checkpoint_every == 0 or done == end
+                                             or converged):
                 checkpointer.save(done, {"step": done, "model": model.state_dict(),
-                                         "optimizer": opt.state_dict()})
+                                         "optimizer": opt.state_dict(),
+                                         "recent_losses": list(recent), "history": history,
+                                         "pending_losses": pending, "converged": converged})
             bar.advance(1, loss=loss_val, lr=lr)
+            if converged:
+                end = done
+                break
     seconds = time.perf_counter() - t0
-    steps = end - start
+    steps = max(0, end - start)
     bs = min(cfg.batch_size, len(data))
     return TrainResult(steps=end, resumed_from=start, final_loss=loss_val, seconds=seconds,
-                       images_per_s=steps * bs / seconds if seconds > 0 else 0.0)
+                       images_per_s=steps * bs / seconds if seconds > 0 else 0.0,
+                       converged=converged, history=tuple(history), total=cfg.iterations)
 
 
 @torch.no_grad()

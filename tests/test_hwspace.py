@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hurricane.flops import op_cost
-from hurricane.hwspace import hardware_space, plot_heatmap
+from hurricane.hwspace import exploring_op, hardware_space, plot_heatmap
 from hurricane.profiling import LatencyTable
 from hurricane.spec import SearchSpec
 from hurricane.steps import layout_of
@@ -26,7 +26,8 @@ def _table(n: int) -> LatencyTable:
 def test_alpha_zero_keeps_the_fastest_ops_and_explores_the_biggest() -> None:
     layout = layout_of(SearchSpec.model_validate(tiny_spec_dict()))
     n = layout.num_layers
-    hw = hardware_space(layout, _table(n), OPS, alpha=0.0, top_p=3, explore_layers=2)
+    hw = hardware_space(layout, _table(n), OPS, alpha=0.0, top_p=3, explore_layers=2,
+                        explore_rule="capacity")
     fastest = ("MB_3_1", "Choice_3", "SEP_3")  # 1/latency order
     for i in range(n - 2):
         assert hw.space.choices[i] == fastest
@@ -38,6 +39,26 @@ def test_alpha_zero_keeps_the_fastest_ops_and_explores_the_biggest() -> None:
         assert hw.space.choices[i] == (*fastest, biggest) and hw.exploring[i] == biggest
     assert hw.space.size == 3 ** (n - 2) * 4 ** 2
     assert hw.a_win0 == ("MB_3_1",) * n
+
+
+def test_explore_rules() -> None:
+    layout = layout_of(SearchSpec.model_validate(tiny_spec_dict()))
+    n = layout.num_layers
+    hw = hardware_space(layout, _table(n), OPS, alpha=0.0, top_p=3, explore_layers=2,
+                        explore_rule="next")
+    assert hw.exploring == {n - 2: "Choice_5", n - 1: "Choice_5"}  # 4th fastest
+    # bounded: no op of the rest is as fast as SEP_3 (the slowest chosen) -> the next-ranked op
+    bounded = hardware_space(layout, _table(n), OPS, alpha=0.0, top_p=3, explore_layers=2)
+    assert bounded.explore_rule == "bounded" and bounded.exploring == hw.exploring
+    cap = {"a": 1.0, "b": 2.0, "big_slow": 100.0, "big_fast": 50.0, "small": 0.1}
+    lat = {"a": 1.0, "b": 2.0, "big_slow": 9.0, "big_fast": 1.5, "small": 0.3}
+    score = {o: 1 / lat[o] for o in cap}
+    rest = ["big_slow", "big_fast", "small"]
+    assert exploring_op(rest, ["a", "b"], cap, score, lat, "bounded") == "big_fast"
+    assert exploring_op(rest, ["a", "b"], cap, score, lat, "capacity") == "big_slow"
+    assert exploring_op(rest, ["a", "b"], cap, score, lat, "next") == "small"
+    with pytest.raises(ValueError, match="explore_rule must be one of bounded, capacity, next"):
+        hardware_space(layout, _table(n), OPS, alpha=0.0, explore_rule="biggest")
 
 
 def test_alpha_trades_capacity_against_latency() -> None:
