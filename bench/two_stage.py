@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import statistics
 import sys
@@ -154,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--store", type=Path, help="keep the searches here (default: a temp dir)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("hurricane").setLevel(logging.INFO)
     base = load_spec(args.spec)
     if args.iterations:
         base = base.model_copy(update={"supernet": base.supernet.model_copy(

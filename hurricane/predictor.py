@@ -52,6 +52,7 @@ class PredictorMetrics:
     within_10pct: float
     srcc: float
     n: int
+    max_ape: float = float("nan")  # largest absolute percentage error, percent
 
 
 def metrics(pred: Sequence[float] | np.ndarray, true: Sequence[float] | np.ndarray) -> PredictorMetrics:
@@ -67,7 +68,7 @@ def metrics(pred: Sequence[float] | np.ndarray, true: Sequence[float] | np.ndarr
     rel = np.abs(p - t) / t
     srcc = float(spearmanr(p, t).statistic) if t.size > 1 else float("nan")
     return PredictorMetrics(mape=float(rel.mean() * 100), within_10pct=float((rel <= 0.10).mean()),
-                            srcc=srcc, n=int(t.size))
+                            srcc=srcc, n=int(t.size), max_ape=float(rel.max() * 100))
 
 
 def _choices_of(space: Any) -> tuple[tuple[str, ...], ...]:

@@ -189,6 +189,24 @@ class SupernetTrainSpec(TrainSettings):
     stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
 
 
+class ProxylessSpec(TrainSettings):
+    """The ProxylessNAS baseline: weights (SPOS recipe, training split) and path gates
+    (Adam on the validation split) trained together; one search per device."""
+
+    iterations: int = Field(150_000, ge=1, description="all steps, warm-up included")
+    warmup_fraction: float = Field(0.25, ge=0, lt=1, description="first share of steps that "
+                                   "train weights only on uniform paths (official: 40/160 epochs)")
+    arch_lr: float = Field(1e-3, gt=0, description="Adam lr of the path logits")
+    arch_update_every: int = Field(5, ge=1, description="weight steps per architecture step")
+    binary_mode: Literal["two", "full"] = Field(
+        "two", description="two: two sampled candidates per layer take part in the gate "
+        "gradient (ProxylessNAS' memory trick); full: every candidate")
+    latency_loss: Literal["linear", "mul"] = Field(
+        "linear", description="linear: CE + λ·(E[lat] − T)/T; mul: CE·(log E[lat]/log T)^β")
+    latency_lambda: float = Field(0.1, ge=0, description="λ of the linear latency loss")
+    latency_beta: float = Field(0.3, ge=0, description="β of the multiplicative latency loss")
+
+
 class HurricaneSpec(_Strict):
     """Algorithm 1's two stages (strategy `hurricane`)."""
 
@@ -257,6 +275,7 @@ class SearchSpec(_Strict):
     evolution: EvolutionSpec = Field(default_factory=EvolutionSpec)  # type: ignore[arg-type]
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)  # type: ignore[arg-type]
     hurricane: HurricaneSpec = Field(default_factory=HurricaneSpec)  # type: ignore[arg-type]
+    proxyless: ProxylessSpec = Field(default_factory=ProxylessSpec)  # type: ignore[arg-type]
 
     @field_validator("strategy")
     @classmethod

@@ -212,9 +212,10 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
                        [{"arch": str(a), "latency_ms": y} for a, y in zip(archs, lat, strict=True)])
         store.put_json(predictor_key(search_id, name, "metrics.json"), {
             "n_train": len(train_a), "n_test": len(test_a),
-            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc},
+            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc,
+                          "max_ape": m.max_ape},
             "table_sum": {"mape": table_m.mape, "within_10pct": table_m.within_10pct,
-                          "srcc": table_m.srcc}})
+                          "srcc": table_m.srcc, "max_ape": table_m.max_ape}})
         store.put_json(predictor_key(search_id, name), model.to_json())
 
 
@@ -520,6 +521,72 @@ def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
 def search2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                  executor: Executor) -> dict[str, Any]:
     return _search_step(spec, search_id, store, executor, "search2")
+
+
+# ---------------------------------------------------------------- ProxylessNAS baseline
+
+
+def proxyless_key(search_id: str, device: str, name: str = "search.json") -> str:
+    return search_key(search_id, "proxyless", device, name)
+
+
+@JOBS.decorator("proxyless")
+def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                  device: str | None) -> None:
+    """One gradient search per device: its expected-latency loss uses that device's table."""
+    import statistics
+
+    from hurricane.proxyless import ProxylessConfig, proxyless_search
+
+    ps = spec.proxyless
+    space, data, layout = load_space(store, search_id), data_of(spec), layout_of(spec)
+    for name in _devices(spec, device):
+        if store.exists(proxyless_key(search_id, name)):
+            continue
+        table = load_table(store, search_id, name)
+        model = latency_model(store, search_id, name, table)
+        budget = resolve_budget(spec, name, space, table, model)
+        # The loss compares the table's E[lat] with T: state the budget in table units (the
+        # median table/model ratio over sampled archs; 1 when the model is the table).
+        rng = random.Random(spec.seed)
+        sample = [space.sample(rng) for _ in range(64)]
+        scale = statistics.median(table.arch_latency(a) / model(a) for a in sample)
+        cfg = ProxylessConfig(
+            weights=train_config(ps, spec.seed),
+            warmup_iterations=int(ps.warmup_fraction * ps.iterations), arch_lr=ps.arch_lr,
+            arch_update_every=ps.arch_update_every, binary_mode=ps.binary_mode,
+            latency_loss=ps.latency_loss, latency_lambda=ps.latency_lambda,
+            latency_beta=ps.latency_beta)
+        torch.manual_seed(spec.seed)
+        net = Supernet(layout, space)
+        res = proxyless_search(
+            layout, space, data, table, budget * scale, cfg,
+            latency=lambda a, m=model, s=scale: m(a) * s,  # type: ignore[misc]
+            supernet=net, description=f"proxyless {name}",
+            checkpointer=Checkpointer(store, proxyless_key(search_id, name, "ckpt"),
+                                      keep=ps.keep_checkpoints))
+        out = res.to_json()
+        out.update(budget_ms=budget, latency_ms=model(res.arch), table_scale=scale,
+                   budget_table_ms=budget * scale,
+                   supernet_accuracy=SupernetScorer(net, data, spec)(res.arch))
+        store.put_json(proxyless_key(search_id, name), out)
+
+
+@STEPS.decorator("proxyless")
+def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                   executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:
+        if not store.exists(proxyless_key(search_id, d.name)):
+            executor.run(_job(spec, search_id, store, "proxyless", d.name, pin=False))
+        r = store.get_json(proxyless_key(search_id, d.name))
+        out[d.name] = {"winner": r["arch"], "supernet_accuracy": r["supernet_accuracy"],
+                       "latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"],
+                       "expected_latency_ms": r["expected_latency_ms"],
+                       "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
+                       "iterations": r["iterations"], "arch_updates": r["arch_updates"],
+                       "train_seconds": r["seconds"]}
+    return {"devices": out}
 
 
 def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
