@@ -621,16 +621,26 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     set_threads(spec.retrain.threads)
     data = data_of(spec)
-    for name, cand in winners(spec, store, search_id).items():
+    found = winners(spec, store, search_id)
+    for name, cand in found.items():
         if device is not None and name != device:
             continue
         if store.exists(final_key(search_id, name, "metrics.json")):
             continue
-        net, metrics = retrain_arch(spec, cand.arch, data, store,
-                                    search_key(search_id, "retrain", name))
-        store.put_torch(final_key(search_id, name, "final.pt"), {
-            "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
-            "classes": list(data.classes), "state_dict": net.state_dict()})
+        # a device whose winner another device already retrained reuses that model
+        same = [d for d, c in found.items() if d != name and c.arch == cand.arch
+                and store.exists(final_key(search_id, d, "metrics.json"))]
+        if same:
+            store.put_bytes(final_key(search_id, name, "final.pt"),
+                            store.get_bytes(final_key(search_id, same[0], "final.pt")))
+            metrics = {**store.get_json(final_key(search_id, same[0], "metrics.json")),
+                       "shared_with": same[0]}
+        else:
+            net, metrics = retrain_arch(spec, cand.arch, data, store,
+                                        search_key(search_id, "retrain", name))
+            store.put_torch(final_key(search_id, name, "final.pt"), {
+                "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
+                "classes": list(data.classes), "state_dict": net.state_dict()})
         store.put_json(final_key(search_id, name, "arch.json"), {
             "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
             "backbone": spec.backbone.model_dump(mode="json")})

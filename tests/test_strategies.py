@@ -76,3 +76,23 @@ def test_strategy_settings_are_validated() -> None:
         parse_spec(tiny_spec_dict(proxyless={"binary_mode": "three"}))
     with pytest.raises(SpecError, match=r"proxyless.warmup_fraction"):
         parse_spec(tiny_spec_dict(proxyless={"warmup_fraction": 1.0}))
+
+
+def test_devices_with_the_same_winner_share_one_retraining(store, tmp_path) -> None:
+    from hurricane.profiling import LatencyTable
+    from tests.conftest import TINY_OPS
+
+    ms = {op: 0.1 * (i + 1) for i, op in enumerate(TINY_OPS)}
+    table = LatencyTable(device="hand", ops={i: dict(ms) for i in range(5)}, fixed_ms=0.5)
+    (tmp_path / "t.csv").write_text(table.to_csv())
+    spec = SearchSpec.model_validate(tiny_spec_dict(devices=[
+        {"name": "dsp-a", "table": str(tmp_path / "t.csv"), "budget_fraction": 0.5},
+        {"name": "dsp-b", "table": str(tmp_path / "t.csv"), "budget_fraction": 0.5}]))
+    sid, report = run_search(spec, store, InlineExecutor(), "shared")
+    a, b = report["devices"]["dsp-a"], report["devices"]["dsp-b"]
+    assert a["arch"] == b["arch"]  # same latencies, budget and supernet: the same winner
+    mb = store.get_json(search_key(sid, "retrain", "dsp-b", "metrics.json"))
+    assert mb["shared_with"] == "dsp-a" and a["top1"] == b["top1"]
+    assert not store.list(search_key(sid, "retrain", "dsp-b", "ckpt"))  # never trained
+    assert store.get_bytes(search_key(sid, "retrain", "dsp-b", "final.pt")) == store.get_bytes(
+        search_key(sid, "retrain", "dsp-a", "final.pt"))
