@@ -5,7 +5,8 @@ For each backend the layer × op table is profiled, N architectures are sampled 
 space and timed end to end (warm-up, repeats, median), and the Bayesian-ridge predictor (with
 the table sum as a feature) is fitted on the first part and scored on the rest: MAPE, share
 within ±10%, Spearman rank correlation, fit time, predictions/s. The bare table sum is
-reported beside it. Prints JSON.
+reported beside it, and so is the noise floor: the held-out architectures timed a second time
+against their first timing ("retest"). Prints JSON.
 
     python bench/predictor_local.py --out bench/results/predictor_local.json
 """
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     args.spec = args.spec.resolve()
+    command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     spec = load_spec(args.spec)
     layout, space = layout_of(spec), pool_space(spec)
     protocol = Protocol(warmup=5, repeats=args.repeats, batch_size=1, threads=1)
@@ -55,7 +59,7 @@ def main() -> None:
     train_a = [a for a, t in zip(archs, is_test, strict=True) if not t]
     test_a = [a for a, t in zip(archs, is_test, strict=True) if t]
     out: dict[str, object] = {
-        "benchmark": "predictor_local",
+        "benchmark": "predictor_local", "command": command,
         "spec": str(args.spec.relative_to(ROOT) if args.spec.is_relative_to(ROOT) else args.spec),
         "layers": layout.num_layers, "ops": len(space.choices[0]), "train": len(train_a),
         "test": len(test_a), "protocol": vars(protocol),
@@ -70,6 +74,9 @@ def main() -> None:
         lat = np.array([measure_arch(layout, a, protocol, dev).median_ms for a in archs])
         train_y, test_y = lat[~is_test], lat[is_test]
         t2 = time.perf_counter()
+        # the noise floor: the held-out archs timed a second time, against their first timing
+        retest = metrics([measure_arch(layout, a, protocol, dev).median_ms for a in test_a],
+                         test_y)
         model = LatencyPredictor(space, layer_table=table)
         f0 = time.perf_counter()
         model.fit(train_a, train_y)
@@ -90,6 +97,8 @@ def main() -> None:
             "predictor_additive": {"mape": am.mape, "within_10pct": am.within_10pct,
                                    "srcc": am.srcc},
             "table_sum": {"mape": tm.mape, "within_10pct": tm.within_10pct, "srcc": tm.srcc},
+            "retest": {"mape": retest.mape, "within_10pct": retest.within_10pct,
+                       "srcc": retest.srcc},
             "fit_seconds": fit_s, "predictions_per_s": pps,
             "profile_seconds": t1 - t0, "measure_seconds": t2 - t1,
             "latency_ms": {"min": float(lat.min()), "median": float(np.median(lat)),

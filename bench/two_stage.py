@@ -32,7 +32,7 @@ from hurricane.machine import machine_info
 from hurricane.pipeline import run_search
 from hurricane.progress import LogReporter, use_reporter
 from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps import data_of, retrain_arch
+from hurricane.steps import data_of, retrain_arch, stage2_dir
 from hurricane.store import LocalStore, search_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def run_seed(base: SearchSpec, seed: int, store: LocalStore) -> dict[str, Any]:
     hur_wall = time.perf_counter() - t0
     h1 = _train(store, hid, "stage1")
     win1 = Arch.parse(hrep["devices"]["cpu"]["stages"]["search1"])
-    h2 = _train(store, hid, f"stage2/{win1.digest}")
+    h2 = _train(store, hid, stage2_dir(win1))
     # Stage 1 alone: retrain its winner the same way
     _, stage1_only = retrain_arch(hur, win1, data_of(hur), store, f"bench/stage1-only-{seed}")
     spos_dev, hur_dev = rep["devices"]["cpu"], hrep["devices"]["cpu"]

@@ -367,7 +367,7 @@ def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "loss_history"}
 
 
-def stage2_dir(search_id: str, a_win1: Arch) -> str:
+def stage2_dir(a_win1: Arch) -> str:
     """Stage 2's supernet is keyed by the Stage 1 winner it fixes: devices whose Stage 1
     winners agree share one Stage 2 training."""
     return f"stage2/{a_win1.digest}"
@@ -389,7 +389,7 @@ def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
     init = None
     for name in _devices(spec, device):
         win1 = stage1_winner(store, search_id, name)
-        stage = stage2_dir(search_id, win1)
+        stage = stage2_dir(win1)
         if store.exists(search_key(search_id, stage, "train.json")):
             continue
         if spec.hurricane.stage2_init == "stage1" and init is None:
@@ -405,7 +405,7 @@ def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 executor: Executor) -> dict[str, Any]:
     out = {}
     for d in spec.devices:  # one training per distinct Stage 1 winner
-        key = search_key(search_id, stage2_dir(search_id, stage1_winner(store, search_id, d.name)),
+        key = search_key(search_id, stage2_dir(stage1_winner(store, search_id, d.name)),
                          "train.json")
         if not store.exists(key):
             executor.run(_job(spec, search_id, store, "stage2", d.name, pin=False))
@@ -448,7 +448,7 @@ def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step:
     """The stage whose supernet ``step`` searches for ``device``."""
     if step == "search1":
         return "stage1"
-    return stage2_dir(search_id, stage1_winner(store, search_id, device))
+    return stage2_dir(stage1_winner(store, search_id, device))
 
 
 def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,

@@ -51,7 +51,7 @@ def test_two_stage_search_trains_and_searches_the_right_layers(store) -> None:
         assert Arch.parse(c["arch"]).ops[:t] == start.ops[:t]
     win1 = Arch.parse(evo1["top"][0]["arch"])
 
-    stage = stage2_dir(sid, win1)
+    stage = stage2_dir(win1)
     s2 = store.get_json(search_key(sid, stage, "train.json"))
     assert s2["active_layers"] == [i for i in range(t) if len(space.choices[i]) > 1]
     assert s2["fixed_layers"] == {str(i): win1[i] for i in range(t, n)}
