@@ -191,6 +191,107 @@ def devices_list() -> None:
                    f"{d.description}" + (f"\n{'':35s}({why})" if why else ""))
 
 
+def _read_source(arg: str):  # type: ignore[no-untyped-def]
+    """``[NAME=]PATH``: a layer × op table (profile's CSV or JSON) or a measured-latency CSV."""
+    from hurricane.latency_sources import MeasuredLatencies
+
+    name, _, rest = arg.partition("=")
+    path = Path(rest) if rest and "/" not in name else Path(arg)
+    label = name if rest and "/" not in name else path.stem
+    if not path.is_file():
+        _fail(f"{path}: no such file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(f"{path}: cannot read it ({err})")
+    first = text.lstrip().split("\n", 1)[0]
+    try:
+        if path.suffix == ".json" or first.replace(" ", "").startswith("layer,op,median_ms"):
+            from hurricane.profiling import LatencyTable  # imports torch: only for tables
+
+            try:
+                return label, LatencyTable.load(path, device=label)
+            except (KeyError, TypeError, json.JSONDecodeError) as err:
+                raise ValueError(f"not a latency table ({type(err).__name__}: {err})") from None
+        return None, MeasuredLatencies.from_csv(text, source=str(path))
+    except ValueError as err:
+        msg = str(err)
+        _fail(msg if msg.startswith(str(path)) else f"{path}: {msg}")
+
+
+@devices_app.command("correlate")
+def devices_correlate(
+    sources: Annotated[list[str], typer.Argument(
+        metavar="[NAME=]FILE...",
+        help="latency tables (`hurricane profile --out`: layer,op,median_ms CSV or JSON; device "
+             "NAME, default the file name) and/or measured-latency CSVs (one column per device, "
+             "one row per architecture, optional arch/encoding/arch_id column)")],
+    samples: Annotated[int, typer.Option(
+        min=3, help="architectures sampled from the tables' space (tables only)")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of that sample")] = 0,
+    proxy: Annotated[str | None, typer.Option(
+        help="also decide, for every other device, reuse or adapt with this proxy")] = None,
+    threshold: Annotated[float, typer.Option(help="SRCC for reusing the proxy's architectures")] = 0.9,
+    out: Annotated[Path | None, typer.Option(help="write the matrix as JSON here")] = None,
+    png: Annotated[Path | None, typer.Option(help="write a heatmap PNG here")] = None,
+) -> None:
+    """Rank correlation (SRCC) of architecture latencies between devices (latency monotonicity)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hurricane.latency_sources import collect_latencies
+    from hurricane.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
+
+    tables, measured = {}, []
+    for arg in sources:
+        label, src = _read_source(arg)
+        if label is None:
+            measured.append(src)
+        elif label in tables:
+            _fail(f"two tables are named {label!r}; name them with NAME=FILE")
+        else:
+            tables[label] = src
+    try:
+        lat, info = collect_latencies(tables=tables, measured=measured, samples=samples, seed=seed)
+        names, m, counts = srcc_matrix_counts(lat)
+        decisions = proxy_decisions(names, m, proxy, threshold) if proxy else None
+    except ValueError as err:
+        _fail(str(err))
+    console = Console(width=max(100, 12 + 8 * len(names) + max(map(len, names))))
+    console.print(f"SRCC of architecture latencies ({info['architectures']} architectures, "
+                  f"{info['architectures_from']})", highlight=False)
+    grid = Table()
+    grid.add_column("device")
+    for j in range(len(names)):
+        grid.add_column(str(j + 1), justify="right")
+    for i, name in enumerate(names):
+        cells = []
+        for j in range(len(names)):
+            v = m[i, j]
+            style = "dim" if i == j else "green" if v >= threshold else "yellow" if v >= 0.5 else "red"
+            cells.append("-" if v != v else f"[{style}]{v:.3f}[/{style}]")
+        grid.add_row(f"{i + 1} {name}", *cells)
+    console.print(grid)
+    if decisions:
+        console.print(f"proxy {proxy}: reuse its Pareto architectures where SRCC >= {threshold}, "
+                      "else adapt its predictor", highlight=False)
+        plan = Table()
+        for col in ("target", "SRCC", "decision"):
+            plan.add_column(col)
+        for target, d in decisions.items():
+            plan.add_row(target, "-" if d.srcc != d.srcc else f"{d.srcc:.3f}", d.action)
+        console.print(plan)
+    if out:
+        doc = matrix_json(names, m, counts, **info, threshold=threshold,
+                          decisions=None if decisions is None else
+                          {"proxy": proxy, **{t: d.to_json() for t, d in decisions.items()}})
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        typer.echo(f"matrix → {out}")
+    if png:
+        plot_srcc(names, m, png)
+        typer.echo(f"heatmap → {png}")
+
+
 @app.command()
 def profile(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC")],
