@@ -33,7 +33,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
     devices = {}
     for d in spec.devices:
         n = d.name
-        win = results[search_step]["devices"][n]
+        found = results["transfer"] if d.proxy else results[search_step]
+        win = found["devices"][n]
         exp = results["export"]["devices"][n]
         measured = exp["measured_latency_ms"]
         devices[n] = {
@@ -48,7 +49,10 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "measured_meets_budget": None if measured is None else measured <= win["budget_ms"],
             "onnx_max_abs_diff": exp["onnx_max_abs_diff"],
             "stages": {s: results[s]["devices"][n]["winner"] for s in steps
-                       if s.startswith("search") and n in results[s].get("devices", {})},
+                       if (s.startswith("search") or s == "transfer")
+                       and n in results[s].get("devices", {})},
+            **({"proxy": d.proxy, "transfer": win["method"], "proxy_srcc": win["srcc"]}
+               if d.proxy else {}),
             "artifacts": {
                 "final.pt": store.uri(search_key(search_id, "retrain", n, "final.pt")),
                 "arch.json": store.uri(search_key(search_id, "retrain", n, "arch.json")),
@@ -67,7 +71,7 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
         "a_win0": results["stage1"].get("a_win0") if "stage1" in results else None,
         "supernet_iterations": sum(iters.values()),
         "iterations_per_stage": iters,
-        "architectures_evaluated": {n: results[search_step]["devices"][n].get("evaluated")
+        "architectures_evaluated": {n: results[search_step]["devices"].get(n, {}).get("evaluated")
                                     for n in devices},
         "devices": devices,
         "timings_s": timings,
@@ -97,6 +101,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{d['predicted_latency_ms']:.3f} | "
                      f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | {ok} | "
                      f"`{d['arch']}` |")
+    for n, d in report["devices"].items():
+        if d.get("proxy"):
+            rho = "n/a" if d["proxy_srcc"] is None else f"{d['proxy_srcc']:.3f}"
+            lines.append(f"\n{n} is served by proxy device {d['proxy']}: SRCC {rho}, "
+                         f"{d['transfer']}.")
     stages = [(n, s, a) for n, d in report["devices"].items() for s, a in d["stages"].items()]
     if len({s for _, s, _ in stages}) > 1:
         lines += ["", "| device | step | winner |", "|---|---|---|"]

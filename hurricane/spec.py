@@ -137,6 +137,11 @@ class DeviceTarget(_Strict):
         description="budget between the fastest (0) and slowest (1) architecture of the "
         "space on this device; portable across machines",
     )
+    proxy: str | None = Field(
+        None, description="another target whose search serves this device (one proxy device): "
+        "its Pareto architectures are reused when latencies rank alike (SRCC >= "
+        "one_proxy.threshold on one_proxy.samples architectures), else its latency predictor "
+        "is adapted to this device and evolution reruns on its supernet")
 
     @model_validator(mode="after")
     def _one_budget(self) -> DeviceTarget:
@@ -187,6 +192,16 @@ class SupernetTrainSpec(TrainSettings):
         "`stop_window` steps is at or below this (the paper stops each stage at SPOS's loss "
         "level); `iterations` stays the cap and the lr schedule's length")
     stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
+
+
+class OneProxySpec(_Strict):
+    """Devices served by a proxy device's search (`devices[].proxy`)."""
+
+    threshold: float = Field(0.9, gt=0, le=1, description="SRCC at or above which the "
+                             "proxy's Pareto architectures are reused (one-proxy paper: 0.9)")
+    samples: int = Field(60, ge=5, le=10_000, description="architectures measured on the "
+                         "target (or priced on its table) to decide and to adapt")
+    repeats: int = Field(10, ge=3, le=10_000, description="timed runs per architecture")
 
 
 class ProxylessSpec(TrainSettings):
@@ -266,7 +281,7 @@ class SearchSpec(_Strict):
     space: SpaceSpec = Field(default_factory=SpaceSpec)  # type: ignore[arg-type]
     devices: tuple[DeviceTarget, ...] = Field(
         default_factory=lambda: (DeviceTarget(name="cpu", table=None, latency_budget_ms=None,
-                                                  budget_fraction=0.5),),
+                                                  budget_fraction=0.5, proxy=None),),
         min_length=1,
     )
     profile: ProfileSpec = Field(default_factory=ProfileSpec)  # type: ignore[arg-type]
@@ -276,6 +291,7 @@ class SearchSpec(_Strict):
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)  # type: ignore[arg-type]
     hurricane: HurricaneSpec = Field(default_factory=HurricaneSpec)  # type: ignore[arg-type]
     proxyless: ProxylessSpec = Field(default_factory=ProxylessSpec)  # type: ignore[arg-type]
+    one_proxy: OneProxySpec = Field(default_factory=OneProxySpec)  # type: ignore[arg-type]
 
     @field_validator("strategy")
     @classmethod
@@ -308,6 +324,22 @@ class SearchSpec(_Strict):
                 f"backbone.num_classes must be {known} for dataset {self.dataset.name!r}, "
                 f"got {self.backbone.num_classes}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _proxies(self) -> SearchSpec:
+        searched = {d.name for d in self.devices if d.proxy is None}
+        for i, d in enumerate(self.devices):
+            if d.proxy is None:
+                continue
+            if d.proxy not in searched:
+                raise ValueError(
+                    f"devices[{i}].proxy must name another device of this search that has no "
+                    f"proxy itself; allowed: {', '.join(sorted(searched)) or '(none)'}; "
+                    f"got {d.proxy!r}")
+            if self.strategy == "proxyless":
+                raise ValueError(f"devices[{i}].proxy needs an evolution-based strategy "
+                                 "(spos, hurricane): proxyless keeps no Pareto set to reuse")
         return self
 
     @model_validator(mode="after")

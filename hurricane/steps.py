@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,11 +80,18 @@ def _job(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
                    node_label=label)
 
 
-def _devices(spec: SearchSpec, device: str | None) -> list[str]:
+def _devices(spec: SearchSpec, device: str | None, *, searched: bool = False) -> list[str]:
+    """Target names (``device`` alone if given); ``searched``: only devices with their own
+    search (not served by a proxy device)."""
     names = [d.name for d in spec.devices]
     if device is not None and device not in names:
         raise ValueError(f"device {device!r} is not a target of this search; targets: {names}")
-    return [device] if device else names
+    pool = searched_devices(spec) if searched else names
+    return [n for n in pool if device is None or n == device]
+
+
+def searched_devices(spec: SearchSpec) -> list[str]:
+    return [d.name for d in spec.devices if d.proxy is None]
 
 
 # ---------------------------------------------------------------- profile
@@ -172,8 +180,8 @@ def predictor_key(search_id: str, device: str, name: str = "predictor.json") -> 
 
 
 def _measurable(spec: SearchSpec) -> list[str]:
-    return [d.name for d in spec.devices
-            if spec.predictor.enabled and target_profile(spec, d.name).backend != "table"]
+    return [d.name for d in spec.devices if d.proxy is None
+            and spec.predictor.enabled and target_profile(spec, d.name).backend != "table"]
 
 
 @JOBS.decorator("predictor")
@@ -239,13 +247,20 @@ def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
 
 def latency_model(store: ArtifactStore, search_id: str, device: str,
                   table: LatencyTable) -> Callable[[Arch], float]:
-    """The device's fitted predictor when one exists, else the table sum."""
+    """The device's fitted predictor when one exists (or, for a device served by a proxy, the
+    proxy's predictor adapted to it), else the table sum."""
     key = predictor_key(search_id, device)
-    if not store.exists(key):
-        return table.arch_latency
-    from hurricane.predictor import LatencyPredictor
+    adapted = transfer_key(search_id, device, "predictor.json")
+    if store.exists(key):
+        from hurricane.predictor import LatencyPredictor
 
-    model = LatencyPredictor.from_json(store.get_json(key))
+        model: Any = LatencyPredictor.from_json(store.get_json(key))
+    elif store.exists(adapted):
+        from hurricane.proxy import AdaptedPredictor
+
+        model = AdaptedPredictor.from_json(store.get_json(adapted))
+    else:
+        return table.arch_latency
     return lambda arch: float(model.predict([arch])[0])
 
 
@@ -387,7 +402,7 @@ def stage2_space(spec: SearchSpec, store: ArtifactStore, search_id: str,
 @JOBS.decorator("stage2")
 def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     init = None
-    for name in _devices(spec, device):
+    for name in _devices(spec, device, searched=True):
         win1 = stage1_winner(store, search_id, name)
         stage = stage2_dir(win1)
         if store.exists(search_key(search_id, stage, "train.json")):
@@ -404,12 +419,12 @@ def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
 def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 executor: Executor) -> dict[str, Any]:
     out = {}
-    for d in spec.devices:  # one training per distinct Stage 1 winner
-        key = search_key(search_id, stage2_dir(stage1_winner(store, search_id, d.name)),
+    for name in searched_devices(spec):  # one training per distinct Stage 1 winner
+        key = search_key(search_id, stage2_dir(stage1_winner(store, search_id, name)),
                          "train.json")
         if not store.exists(key):
-            executor.run(_job(spec, search_id, store, "stage2", d.name, pin=False))
-        out[d.name] = _without_history(store.get_json(key))
+            executor.run(_job(spec, search_id, store, "stage2", name, pin=False))
+        out[name] = _without_history(store.get_json(key))
     return {"devices": out}
 
 
@@ -458,7 +473,7 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
     set_threads(spec.supernet.threads)
     data = data_of(spec)
     loaded: dict[str, tuple[SearchSpace, SupernetScorer]] = {}
-    for name in _devices(spec, device):
+    for name in _devices(spec, device, searched=True):
         key = evolution_key(search_id, step, name)
         if store.exists(key):
             continue
@@ -487,16 +502,16 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
 def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executor: Executor,
                  step: str) -> dict[str, Any]:
     out = {}
-    for d in spec.devices:
-        key = evolution_key(search_id, step, d.name)
+    for name in searched_devices(spec):
+        key = evolution_key(search_id, step, name)
         if not store.exists(key):
-            executor.run(_job(spec, search_id, store, step, d.name, pin=False))
+            executor.run(_job(spec, search_id, store, step, name, pin=False))
         res = store.get_json(key)
         win = res["top"][0]
-        out[d.name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
+        out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
                        "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
                        "evaluated": res["evaluated"], "supernet": res.get("supernet"),
-                       "pareto": evolution_key(search_id, step, d.name, "pareto.json"),
+                       "pareto": evolution_key(search_id, step, name, "pareto.json"),
                        "pareto_size": len(res.get("pareto", []))}
     return {"devices": out}
 
@@ -540,7 +555,7 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
 
     ps = spec.proxyless
     space, data, layout = load_space(store, search_id), data_of(spec), layout_of(spec)
-    for name in _devices(spec, device):
+    for name in _devices(spec, device, searched=True):
         if store.exists(proxyless_key(search_id, name)):
             continue
         table = load_table(store, search_id, name)
@@ -576,11 +591,11 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
 def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                    executor: Executor) -> dict[str, Any]:
     out = {}
-    for d in spec.devices:
-        if not store.exists(proxyless_key(search_id, d.name)):
-            executor.run(_job(spec, search_id, store, "proxyless", d.name, pin=False))
-        r = store.get_json(proxyless_key(search_id, d.name))
-        out[d.name] = {"winner": r["arch"], "supernet_accuracy": r["supernet_accuracy"],
+    for name in searched_devices(spec):
+        if not store.exists(proxyless_key(search_id, name)):
+            executor.run(_job(spec, search_id, store, "proxyless", name, pin=False))
+        r = store.get_json(proxyless_key(search_id, name))
+        out[name] = {"winner": r["arch"], "supernet_accuracy": r["supernet_accuracy"],
                        "latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"],
                        "expected_latency_ms": r["expected_latency_ms"],
                        "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
@@ -589,10 +604,132 @@ def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
     return {"devices": out}
 
 
+# ---------------------------------------------------------------- one proxy device
+
+
+def _target_latencies(layout: Layout, prof: DeviceProfile, table: LatencyTable, proto: Protocol,
+                      name: str, archs: list[Arch], what: str) -> list[float]:
+    """End-to-end latencies on the device; a table device's table is its truth."""
+    if prof.backend == "table":
+        return [table.arch_latency(a) for a in archs]
+    out = []
+    with progress.task(f"transfer {name}: {what}", total=len(archs)) as bar:
+        for a in archs:
+            out.append(measure_arch(layout, a, proto, prof).median_ms)
+            bar.advance(1)
+    return out
+
+
+def transfer_key(search_id: str, device: str, name: str = "transfer.json") -> str:
+    return search_key(search_id, "transfer", device, name)
+
+
+def proxy_predictor(spec: SearchSpec, store: ArtifactStore, search_id: str, proxy: str,
+                    space: SearchSpace) -> Any:
+    """The proxy device's fitted latency predictor; for a table device, one fitted on its
+    table's prices of sampled architectures (so it can be adapted all the same)."""
+    from hurricane.predictor import LatencyPredictor
+
+    if store.exists(predictor_key(search_id, proxy)):
+        return LatencyPredictor.from_json(store.get_json(predictor_key(search_id, proxy)))
+    table = load_table(store, search_id, proxy)
+    rng = random.Random(step_seed(spec.seed, 0, 6))
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(600)))[:400]
+    return LatencyPredictor(space, layer_table=table).fit(archs,
+                                                          [table.arch_latency(a) for a in archs])
+
+
+@JOBS.decorator("transfer")
+def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    """One proxy device (Lu et al.): measure k architectures on the target, compare their
+    ranking with the proxy's predictor; SRCC >= threshold: the proxy's Pareto architectures,
+    re-measured on the target, give its winner; otherwise (or when none fits the target's
+    budget) the proxy predictor adapted to the target drives evolution on the proxy's supernet."""
+    from hurricane.proxy import AdaptedPredictor, decide
+
+    op = spec.one_proxy
+    space, layout = load_space(store, search_id), layout_of(spec)
+    winner_step = STRATEGIES.get(spec.strategy).winner_step(spec)
+    for t in spec.devices:
+        if t.proxy is None or (device is not None and t.name != device):
+            continue
+        if store.exists(transfer_key(search_id, t.name)):
+            continue
+        prof, table = target_profile(spec, t.name), load_table(store, search_id, t.name)
+        proto = protocol_of(spec, repeats=op.repeats)
+
+        on_target = partial(_target_latencies, layout, prof, table, proto, t.name)
+        rng = random.Random(step_seed(spec.seed, 0, 5))
+        archs = list(dict.fromkeys(space.sample(rng) for _ in range(op.samples * 3)))[:op.samples]
+        measured = on_target(archs, "measure")
+        base = proxy_predictor(spec, store, search_id, t.proxy, space)
+        decision = decide(base.predict(archs), measured, op.threshold)
+        adapted = AdaptedPredictor(base).fit(archs, measured)
+        store.put_json(transfer_key(search_id, t.name, "predictor.json"), adapted.to_json())
+        latency = latency_model(store, search_id, t.name, table)
+        budget = resolve_budget(spec, t.name, space, table, latency)
+        out: dict[str, Any] = {"proxy": t.proxy, "decision": decision.to_json(),
+                               "samples": len(archs), "budget_ms": budget,
+                               "target_source": "table" if prof.backend == "table" else "measured",
+                               "measurements": [{"arch": str(a), "latency_ms": y}
+                                                for a, y in zip(archs, measured, strict=True)]}
+        winner: Candidate | None = None
+        if decision.action == "reuse":
+            pareto = [Candidate.from_json(c) for c in store.get_json(
+                evolution_key(search_id, winner_step, t.proxy, "pareto.json"))["pareto"]]
+            lat = on_target([c.arch for c in pareto], "re-measure the proxy's Pareto set")
+            out["reused"] = [{**c.to_json(), "proxy_latency_ms": c.latency_ms,
+                              "latency_ms": y, "fits": y <= budget}
+                             for c, y in zip(pareto, lat, strict=True)]
+            fits = [Candidate(c.arch, c.accuracy, y) for c, y in zip(pareto, lat, strict=True)
+                    if y <= budget]
+            winner = max(fits, key=lambda c: (c.accuracy, -c.latency_ms), default=None)
+            out["method"] = "reuse" if winner else "adapt (no reused architecture fits)"
+        if winner is None:
+            out.setdefault("method", "adapt")
+            stage = supernet_stage(spec, store, search_id, winner_step, t.proxy)
+            blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+            sub = SearchSpace.from_json(blob["space"])
+            net = Supernet(layout, sub)
+            net.load_state_dict(blob["model"])
+            set_threads(spec.supernet.threads)
+            finder = EvolutionSearch(sub, evolution_config(spec),
+                                     accuracy=SupernetScorer(net, data_of(spec), spec),
+                                     latency=latency, budget_ms=budget,
+                                     seeds=[table.fastest(sub)])
+            res = finder.run()
+            store.put_json(transfer_key(search_id, t.name, "evolution.json"),
+                           {**res.to_json(), "supernet": stage})
+            winner = res.top[0]
+            out["supernet"] = stage
+        out["winner"] = winner.to_json()
+        store.put_json(transfer_key(search_id, t.name), out)
+
+
+@STEPS.decorator("transfer")
+def transfer_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                  executor: Executor) -> dict[str, Any]:
+    out = {}
+    for t in spec.devices:
+        if t.proxy is None:
+            continue
+        if not store.exists(transfer_key(search_id, t.name)):
+            executor.run(_job(spec, search_id, store, "transfer", t.name))  # on the target
+        r = store.get_json(transfer_key(search_id, t.name))
+        w = r["winner"]
+        out[t.name] = {"winner": w["arch"], "supernet_accuracy": w["accuracy"],
+                       "latency_ms": w["latency_ms"], "budget_ms": r["budget_ms"],
+                       "proxy": r["proxy"], "method": r["method"], "srcc": r["decision"]["srcc"],
+                       "samples": r["samples"]}
+    return {"devices": out}
+
+
 def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
     """The strategy's final search step's winner per device."""
-    last = STRATEGIES.get(spec.strategy).winner_step(spec)
-    res = step_result(store, search_id, last)["devices"]
+    strategy = STRATEGIES.get(spec.strategy)
+    res = dict(step_result(store, search_id, strategy.winner_step(spec))["devices"])
+    if "transfer" in strategy.plan(spec):
+        res.update(step_result(store, search_id, "transfer")["devices"])
     return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
             for d, r in res.items()}
 

@@ -16,14 +16,19 @@ class Strategy:
     two_stage: bool = False  # Stage 1 fixes the early layers to a_win0 (Algorithm 1)
 
     def plan(self, spec: Any) -> tuple[str, ...]:
-        """The steps ``spec`` runs (HURRICANE may stop after Stage 1)."""
+        """The steps ``spec`` runs: HURRICANE may stop after Stage 1; devices served by a
+        proxy device get their architecture in ``transfer``, right before retraining."""
+        steps = self.steps
         if self.two_stage and spec.hurricane.stop_after_stage1:
-            return tuple(s for s in self.steps if s not in ("stage2", "search2"))
-        return self.steps
+            steps = tuple(s for s in steps if s not in ("stage2", "search2"))
+        if any(d.proxy for d in spec.devices):
+            i = steps.index("retrain")
+            steps = (*steps[:i], "transfer", *steps[i:])
+        return steps
 
     def winner_step(self, spec: Any) -> str:
-        """The step whose result holds each device's final architecture."""
-        plan = self.plan(spec)
+        """The search step whose result holds each searched device's final architecture."""
+        plan = [s for s in self.plan(spec) if s != "transfer"]
         return plan[plan.index("retrain") - 1]
 
 
