@@ -54,7 +54,8 @@ def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None)
     key = spec_key(sid)
     stored = spec.model_dump(mode="json")
     if store.exists(key):
-        if store.get_json(key) != stored:
+        # compared after validation, so a spec stored before a new field existed still matches
+        if SearchSpec.model_validate(store.get_json(key)).model_dump(mode="json") != stored:
             raise SearchConflict(
                 f"search {sid!r} already exists with a different spec; use another --search-id "
                 "(nothing stored was changed)")

@@ -96,6 +96,16 @@ def test_a_search_id_keeps_its_spec(tiny_spec, store) -> None:
     assert store.get_json(search_key("t3", "spec.json"))["seed"] == tiny_spec.seed
 
 
+def test_a_spec_stored_before_a_new_field_still_resumes(tiny_spec, store) -> None:
+    submit(tiny_spec, store, "old")
+    stored = store.get_json(search_key("old", "spec.json"))
+    del stored["one_proxy"], stored["devices"][0]["proxy"]  # as an older version wrote it
+    store.put_json(search_key("old", "spec.json"), stored)
+    assert submit(tiny_spec, store, "old") == "old"
+    with pytest.raises(SearchConflict, match="different spec"):
+        submit(SearchSpec.model_validate(tiny_spec_dict(seed=99)), store, "old")
+
+
 def test_infeasible_absolute_budget_fails_before_training(store) -> None:
     spec = SearchSpec.model_validate(tiny_spec_dict(
         devices=[{"name": "cpu", "latency_budget_ms": 1e-6}]))
