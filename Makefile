@@ -26,3 +26,5 @@ bench:  ## benchmarks; JSON results (and plots) go to bench/results/
 	$(PY) bench/predictor_local.py --out bench/results/predictor_local.json
 	$(PY) bench/space_latency.py --out bench/results/space_latency.json
 	$(PY) bench/one_proxy_nb201.py --out bench/results/one_proxy_nb201.json
+	$(PY) bench/two_stage.py --store bench/.store --out bench/results/two_stage.json
+	$(PY) bench/strategies.py --seeds 0 --store bench/.store --out bench/results/strategies.json

@@ -95,4 +95,4 @@ def test_proxy_must_name_a_searched_device(tmp_path) -> None:
         parse_spec({**base, "strategy": "proxyless",
                     "devices": [{"name": "cpu", "budget_fraction": 0.5},
                                 {"name": "cpu-ort", "budget_fraction": 0.5, "proxy": "cpu"}]})
-    assert TINY_OPS == list(PROXY_MS)
+    assert list(PROXY_MS) == TINY_OPS

@@ -1,0 +1,162 @@
+"""Helpers every step shares: layouts, data, stored tables, job specs, latency models, budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hurricane.arch import Arch, SearchSpace
+from hurricane.backbone import Layout
+from hurricane.data import Data, load_data
+from hurricane.devices import DeviceProfile, device_profile
+from hurricane.evolution import EvolutionConfig, InfeasibleBudget
+from hurricane.executor import JobSpec
+from hurricane.pipeline import result_key
+from hurricane.profiling import LatencyTable, Protocol
+from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainSettings
+from hurricane.store import ArtifactStore, search_key
+from hurricane.supernet import Supernet, recalibrate_bn
+from hurricane.train import TrainConfig, evaluate
+
+
+def layout_of(spec: SearchSpec) -> Layout:
+    return Layout.from_spec(spec.backbone)
+
+
+def protocol_of(spec: SearchSpec, *, repeats: int | None = None) -> Protocol:
+    p = spec.profile
+    return Protocol(warmup=p.warmup, repeats=repeats or p.repeats, batch_size=p.batch_size,
+                    threads=p.threads)
+
+
+def data_of(spec: SearchSpec) -> Data:
+    return load_data(spec.dataset, input_size=spec.backbone.input_size, seed=spec.seed,
+                     num_classes=spec.backbone.num_classes)
+
+
+def table_key(search_id: str, device: str) -> str:
+    return search_key(search_id, "profile", device, "latency.json")
+
+
+def load_table(store: ArtifactStore, search_id: str, device: str) -> LatencyTable:
+    return LatencyTable.from_json(store.get_json(table_key(search_id, device)))
+
+
+def load_space(store: ArtifactStore, search_id: str) -> SearchSpace:
+    return SearchSpace.from_json(store.get_json(search_key(search_id, "space", "space.json")))
+
+
+def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any]:
+    return store.get_json(result_key(search_id, step))  # type: ignore[no-any-return]
+
+
+def target(spec: SearchSpec, name: str) -> DeviceTarget:
+    return next(d for d in spec.devices if d.name == name)
+
+
+def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
+    t = target(spec, name)
+    return device_profile(name, table=str(t.table) if t.table else None)
+
+
+def job_spec(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
+         device: str | None = None, *, pin: bool = True) -> JobSpec:
+    """The job of ``step`` (for one ``device`` if given); ``pin`` runs it on that device's node
+    pool (measurements), otherwise anywhere (training, evolution)."""
+    label = target_profile(spec, device).node_label if device and pin else None
+    return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
+                   node_label=label)
+
+
+def devices_of(spec: SearchSpec, device: str | None, *, searched: bool = False) -> list[str]:
+    """Target names (``device`` alone if given); ``searched``: only devices with their own
+    search (not served by a proxy device)."""
+    names = [d.name for d in spec.devices]
+    if device is not None and device not in names:
+        raise ValueError(f"device {device!r} is not a target of this search; targets: {names}")
+    pool = searched_devices(spec) if searched else names
+    return [n for n in pool if device is None or n == device]
+
+
+def searched_devices(spec: SearchSpec) -> list[str]:
+    return [d.name for d in spec.devices if d.proxy is None]
+
+
+def predictor_key(search_id: str, device: str, name: str = "predictor.json") -> str:
+    return search_key(search_id, "predictor", device, name)
+
+
+def latency_model(store: ArtifactStore, search_id: str, device: str,
+                  table: LatencyTable) -> Callable[[Arch], float]:
+    """The device's fitted predictor when one exists (or, for a device served by a proxy, the
+    proxy's predictor adapted to it), else the table sum."""
+    key = predictor_key(search_id, device)
+    adapted = transfer_key(search_id, device, "predictor.json")
+    if store.exists(key):
+        from hurricane.predictor import LatencyPredictor
+
+        model: Any = LatencyPredictor.from_json(store.get_json(key))
+    elif store.exists(adapted):
+        from hurricane.proxy import AdaptedPredictor
+
+        model = AdaptedPredictor.from_json(store.get_json(adapted))
+    else:
+        return table.arch_latency
+    return lambda arch: float(model.predict([arch])[0])
+
+
+def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: LatencyTable,
+                   latency: Callable[[Arch], float]) -> float:
+    """The device's budget in ms; a ``budget_fraction`` is placed between the fastest and the
+    slowest architecture of ``space`` as the search's own latency model sees them."""
+    t = target(spec, device)
+    lo, hi = latency(table.fastest(space)), latency(table.slowest(space))
+    if t.latency_budget_ms is None:
+        return lo + (t.budget_fraction or 0.0) * (hi - lo)
+    if t.latency_budget_ms < lo:
+        raise InfeasibleBudget(
+            f"devices[{device}].latency_budget_ms = {t.latency_budget_ms:.3f} ms is below the "
+            f"fastest architecture of the space ({lo:.3f} ms on {device}); allowed: >= {lo:.3f} ms "
+            f"(the slowest is {hi:.3f} ms)")
+    return t.latency_budget_ms
+
+
+def train_config(s: TrainSettings, seed: int, *, iterations: int | None = None) -> TrainConfig:
+    extra: dict[str, Any] = {}
+    if isinstance(s, SupernetTrainSpec):
+        extra = {"stop_loss": s.stop_loss, "stop_window": s.stop_window}
+    return TrainConfig(iterations=iterations or s.iterations, batch_size=s.batch_size, lr=s.lr,
+                       momentum=s.momentum, weight_decay=s.weight_decay,
+                       label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,
+                       keep_checkpoints=s.keep_checkpoints, seed=seed, threads=s.threads, **extra)
+
+
+class SupernetScorer:
+    """Validation accuracy of a path after BN recalibration on fixed training batches."""
+
+    def __init__(self, net: Supernet, data: Data, spec: SearchSpec) -> None:
+        ev = spec.evolution
+        self.net, self.val, self.limit = net, data.val, ev.eval_batches
+        self.bn_batches = [data.train.train_batch(i, ev.bn_batch_size, seed=spec.seed + 7919)[0]
+                           for i in range(ev.bn_batches)]
+
+    def __call__(self, arch: Arch) -> float:
+        recalibrate_bn(self.net, self.bn_batches, arch=arch)
+        return evaluate(self.net, self.val, limit=self.limit,
+                        forward=lambda x: self.net(x, arch))
+
+
+def evolution_config(spec: SearchSpec) -> EvolutionConfig:
+    e = spec.evolution
+    return EvolutionConfig(iterations=e.iterations, population=e.population, top_k=e.top_k,
+                           crossover=e.crossover, mutation=e.mutation,
+                           mutation_prob=e.mutation_prob, max_tries=e.max_tries,
+                           keep_top=e.keep_top, seed=spec.seed)
+
+
+def evolution_key(search_id: str, step: str, device: str, name: str = "evolution.json") -> str:
+    return search_key(search_id, step, device, name)
+
+
+def transfer_key(search_id: str, device: str, name: str = "transfer.json") -> str:
+    return search_key(search_id, "transfer", device, name)

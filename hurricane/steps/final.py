@@ -1,0 +1,160 @@
+"""The end of every strategy: retrain each device's winner, export ONNX and re-measure it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hurricane import progress
+from hurricane.arch import Arch
+from hurricane.backbone import Layout
+from hurricane.data import Data
+from hurricane.evolution import Candidate
+from hurricane.executor import Executor
+from hurricane.pipeline import JOBS, STEPS
+from hurricane.profiling import measure_arch
+from hurricane.spec import SearchSpec
+from hurricane.steps.common import (
+    data_of,
+    devices_of,
+    job_spec,
+    latency_model,
+    layout_of,
+    load_table,
+    protocol_of,
+    step_result,
+    target_profile,
+    train_config,
+)
+from hurricane.store import ArtifactStore, search_key
+from hurricane.strategies import STRATEGIES
+from hurricane.supernet import Network
+from hurricane.train import Checkpointer, evaluate, set_threads, train
+
+
+def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
+    """The strategy's final search step's winner per device."""
+    strategy = STRATEGIES.get(spec.strategy)
+    res = dict(step_result(store, search_id, strategy.winner_step(spec))["devices"])
+    if "transfer" in strategy.plan(spec):
+        res.update(step_result(store, search_id, "transfer")["devices"])
+    return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
+            for d, r in res.items()}
+
+
+def final_key(search_id: str, device: str, name: str) -> str:
+    return search_key(search_id, "retrain", device, name)
+
+
+def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
+                 prefix: str) -> tuple[Network, dict[str, Any]]:
+    torch.manual_seed(spec.seed)
+    net = Network(layout_of(spec), arch)
+    cfg = train_config(spec.retrain, spec.seed)
+    res = train(net, data.trainval(), cfg,
+                checkpointer=Checkpointer(store, prefix + "/ckpt", keep=cfg.keep_checkpoints),
+                description=f"retrain {arch.digest}")
+    acc = evaluate(net, data.test)
+    return net, {"test_top1": acc, "iterations": res.steps, "train_seconds": res.seconds,
+                 "final_loss": res.final_loss, "test_images": len(data.test)}
+
+
+@JOBS.decorator("retrain")
+
+
+def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    set_threads(spec.retrain.threads)
+    data = data_of(spec)
+    found = winners(spec, store, search_id)
+    for name, cand in found.items():
+        if device is not None and name != device:
+            continue
+        if store.exists(final_key(search_id, name, "metrics.json")):
+            continue
+        # a device whose winner another device already retrained reuses that model
+        same = [d for d, c in found.items() if d != name and c.arch == cand.arch
+                and store.exists(final_key(search_id, d, "metrics.json"))]
+        if same:
+            store.put_bytes(final_key(search_id, name, "final.pt"),
+                            store.get_bytes(final_key(search_id, same[0], "final.pt")))
+            metrics = {**store.get_json(final_key(search_id, same[0], "metrics.json")),
+                       "shared_with": same[0]}
+        else:
+            net, metrics = retrain_arch(spec, cand.arch, data, store,
+                                        search_key(search_id, "retrain", name))
+            store.put_torch(final_key(search_id, name, "final.pt"), {
+                "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
+                "classes": list(data.classes), "state_dict": net.state_dict()})
+        store.put_json(final_key(search_id, name, "arch.json"), {
+            "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
+            "backbone": spec.backbone.model_dump(mode="json")})
+        store.put_json(final_key(search_id, name, "metrics.json"), metrics)
+
+
+@STEPS.decorator("retrain")
+
+
+def retrain_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    if not all(store.exists(final_key(search_id, d.name, "metrics.json")) for d in spec.devices):
+        executor.run(job_spec(spec, search_id, store, "retrain"))
+    return {"devices": {d.name: store.get_json(final_key(search_id, d.name, "metrics.json"))
+                        for d in spec.devices}}
+
+
+def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
+    from hurricane.spec import BackboneSpec
+
+    blob = store.get_torch(final_key(search_id, device, "final.pt"))
+    net = Network(Layout.from_spec(BackboneSpec.model_validate(blob["backbone"])),
+                  Arch.parse(blob["arch"]))
+    net.load_state_dict(blob["state_dict"])
+    return net.eval()
+
+
+@JOBS.decorator("export")
+
+
+def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    from hurricane.export import export_and_check
+
+    data = data_of(spec)
+    x = next(data.test.eval_batches(64))[0]
+    for name in devices_of(spec, device):
+        key = search_key(search_id, "export", name, "export.json")
+        if store.exists(key):
+            continue
+        net = load_final(store, search_id, name)
+        with progress.task(f"export {name}", total=2) as bar:
+            onnx_bytes, parity = export_and_check(net, input_size=spec.backbone.input_size,
+                                                  inputs=x, opset=spec.retrain.onnx_opset)
+            store.put_bytes(search_key(search_id, "export", name, "model.onnx"), onnx_bytes)
+            bar.advance(1)
+            prof = target_profile(spec, name)
+            timing = None if prof.backend == "table" else measure_arch(
+                layout_of(spec), net.arch,
+                protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
+            bar.advance(1)
+        table = load_table(store, search_id, name)
+        store.put_json(key, {
+            "onnx": search_key(search_id, "export", name, "model.onnx"),
+            "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
+            "measured_latency_ms": timing.median_ms if timing else None,
+            "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
+            "predicted_latency_ms": latency_model(store, search_id, name, table)(net.arch),
+            "table_latency_ms": table.arch_latency(net.arch)})
+
+
+@STEPS.decorator("export")
+
+
+def export_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:
+        key = search_key(search_id, "export", d.name, "export.json")
+        if not store.exists(key):
+            executor.run(job_spec(spec, search_id, store, "export", d.name))
+        out[d.name] = store.get_json(key)
+    return {"devices": out}

@@ -1,0 +1,180 @@
+"""Steps that measure the devices: profile (layer × op tables), space, predictor and budgets."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hurricane import progress
+from hurricane.arch import SearchSpace
+from hurricane.executor import Executor
+from hurricane.oppool import MANUAL_SPACE_OPS
+from hurricane.pipeline import JOBS, STEPS
+from hurricane.predictor import metrics
+from hurricane.profiling import measure_arch, profile_table
+from hurricane.spec import SearchSpec
+from hurricane.steps.common import (
+    devices_of,
+    job_spec,
+    latency_model,
+    layout_of,
+    load_space,
+    load_table,
+    predictor_key,
+    protocol_of,
+    resolve_budget,
+    table_key,
+    target_profile,
+)
+from hurricane.store import ArtifactStore, search_key
+from hurricane.train import step_seed
+
+
+def profiled_ops(spec: SearchSpec) -> tuple[str, ...]:
+    return MANUAL_SPACE_OPS if spec.space.kind == "manual" else spec.space.ops
+
+
+def pool_space(spec: SearchSpec) -> SearchSpace:
+    """Every profiled op at every layer: what profiling measures (and the `pool` space)."""
+    return SearchSpace.uniform(profiled_ops(spec), spec.backbone.num_layers)
+
+
+@JOBS.decorator("profile")
+
+
+def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    for name in devices_of(spec, device):
+        if store.exists(table_key(search_id, name)):
+            continue
+        # measurements shared by every search in this store: nothing is measured twice
+        ckey = f"cache/latency/{name}.json"
+        cache = store.get_json(ckey) if store.exists(ckey) else {}
+        table = profile_table(layout_of(spec), pool_space(spec), target_profile(spec, name),
+                              protocol_of(spec), cache=cache)
+        if table.meta.get("measured_now"):
+            store.put_json(ckey, cache)
+        store.put_bytes(search_key(search_id, "profile", name, "latency.csv"),
+                        table.to_csv().encode())
+        store.put_json(table_key(search_id, name), table.to_json())
+
+
+@STEPS.decorator("profile")
+
+
+def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    out = {}
+    for d in spec.devices:  # one job per device: each runs on its own node pool
+        if not store.exists(table_key(search_id, d.name)):
+            executor.run(job_spec(spec, search_id, store, "profile", d.name))
+        t = load_table(store, search_id, d.name)
+        out[d.name] = {"table": table_key(search_id, d.name), "fixed_ms": t.fixed_ms,
+                       "measurements": t.meta.get("unique_measurements")}
+    return {"devices": out}
+
+
+@STEPS.decorator("space")
+
+
+def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+               executor: Executor) -> dict[str, Any]:
+    """The candidate ops per layer (pool, manual, or Eq. 2 hardware-aware), and each device's
+    table bounds over it; budgets are resolved in the predictor step, on the final model."""
+    sp = spec.space
+    space = pool_space(spec)
+    extra: dict[str, Any] = {}
+    if sp.kind == "hardware":
+        from hurricane.hwspace import hardware_space, plot_heatmap
+
+        primary = spec.devices[0].name
+        hw = hardware_space(layout_of(spec), load_table(store, search_id, primary), sp.ops,
+                            alpha=sp.alpha, top_p=sp.top_p, explore_layers=sp.explore_layers,
+                            explore_rule=sp.explore_rule)
+        space = hw.space
+        store.put_json(search_key(search_id, "space", "scores.json"), hw.to_json())
+        with tempfile.TemporaryDirectory() as tmp:
+            png = plot_heatmap(hw, Path(tmp) / "heatmap.png")
+            store.put_file(search_key(search_id, "space", "heatmap.png"), png)
+        extra = {"generated_for": primary, "a_win0": "-".join(hw.a_win0),
+                 "exploring": {str(k): v for k, v in hw.exploring.items()}}
+    store.put_json(search_key(search_id, "space", "space.json"), space.to_json())
+    bounds = {}
+    for d in spec.devices:
+        t = load_table(store, search_id, d.name)
+        t.check_covers(space)
+        lo, hi = t.bounds(space)
+        bounds[d.name] = {"min_ms": lo, "max_ms": hi}
+    return {"kind": sp.kind, "size": space.size, "num_layers": space.num_layers,
+            "ops": list(space.all_ops()), "table_bounds": bounds, **extra}
+
+
+def _measurable(spec: SearchSpec) -> list[str]:
+    return [d.name for d in spec.devices if d.proxy is None
+            and spec.predictor.enabled and target_profile(spec, d.name).backend != "table"]
+
+
+@JOBS.decorator("predictor")
+
+
+def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    """Measures sampled architectures end to end on the device and fits the predictor."""
+    from hurricane.predictor import LatencyPredictor, PredictorConfig
+
+    ps = spec.predictor
+    space = load_space(store, search_id)
+    layout = layout_of(spec)
+    for name in devices_of(spec, device):
+        if name not in _measurable(spec) or store.exists(predictor_key(search_id, name)):
+            continue
+        rng = random.Random(step_seed(spec.seed, 0, 3))
+        archs = list(dict.fromkeys(space.sample(rng) for _ in range(ps.samples * 3)))[:ps.samples]
+        prof, proto = target_profile(spec, name), protocol_of(spec, repeats=ps.repeats)
+        lat = []
+        with progress.task(f"predictor {name}: measure", total=len(archs)) as bar:
+            for a in archs:
+                lat.append(measure_arch(layout, a, proto, prof).median_ms)
+                bar.advance(1)
+        table = load_table(store, search_id, name)
+        # every k-th measured arch is held out: drift during the run hits both sides alike
+        step = max(2, round(1 / ps.holdout))
+        test_i = set(range(0, len(archs), step))
+        train_a = [a for i, a in enumerate(archs) if i not in test_i]
+        test_a = [a for i, a in enumerate(archs) if i in test_i]
+        train_y = [y for i, y in enumerate(lat) if i not in test_i]
+        test_y = [y for i, y in enumerate(lat) if i in test_i]
+        model = LatencyPredictor(space, layer_table=table,
+                                 config=PredictorConfig(log_target=ps.log_target))
+        model.fit(train_a, train_y)
+        m = model.evaluate(test_a, test_y)
+        table_m = metrics([table.arch_latency(a) for a in test_a], test_y)
+        store.put_json(predictor_key(search_id, name, "measurements.json"),
+                       [{"arch": str(a), "latency_ms": y} for a, y in zip(archs, lat, strict=True)])
+        store.put_json(predictor_key(search_id, name, "metrics.json"), {
+            "n_train": len(train_a), "n_test": len(test_a),
+            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc,
+                          "max_ape": m.max_ape},
+            "table_sum": {"mape": table_m.mape, "within_10pct": table_m.within_10pct,
+                          "srcc": table_m.srcc, "max_ape": table_m.max_ape}})
+        store.put_json(predictor_key(search_id, name), model.to_json())
+
+
+@STEPS.decorator("predictor")
+
+
+def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                   executor: Executor) -> dict[str, Any]:
+    """Fits each measurable device's predictor, then checks every budget before any training."""
+    out = {}
+    for name in _measurable(spec):
+        if not store.exists(predictor_key(search_id, name)):
+            executor.run(job_spec(spec, search_id, store, "predictor", name))
+        out[name] = store.get_json(predictor_key(search_id, name, "metrics.json"))
+    space = load_space(store, search_id)
+    budgets = {}
+    for d in spec.devices:
+        table = load_table(store, search_id, d.name)
+        budgets[d.name] = resolve_budget(spec, d.name, space, table,
+                                         latency_model(store, search_id, d.name, table))
+    return {"devices": out, "budgets_ms": budgets}

@@ -1,0 +1,264 @@
+"""One-shot supernet steps: stage1/stage2 training (SPOS, HURRICANE) and search1/search2."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+
+from hurricane.arch import Arch, SearchSpace
+from hurricane.evolution import EvolutionSearch
+from hurricane.executor import Executor
+from hurricane.pipeline import JOBS, STEPS
+from hurricane.spec import SearchSpec
+from hurricane.steps.common import (
+    SupernetScorer,
+    data_of,
+    devices_of,
+    evolution_config,
+    evolution_key,
+    job_spec,
+    latency_model,
+    layout_of,
+    load_space,
+    load_table,
+    resolve_budget,
+    searched_devices,
+    train_config,
+)
+from hurricane.store import ArtifactStore, search_key
+from hurricane.strategies import STRATEGIES
+from hurricane.supernet import Supernet
+from hurricane.train import Checkpointer, set_threads, step_seed, train
+
+
+def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
+    """forward(model, x, step): the uniformly sampled single path of training step ``step``."""
+
+    def forward(model: torch.nn.Module, x: torch.Tensor, step: int) -> torch.Tensor:
+        return model(x, space.sample(random.Random(step_seed(seed, step, 2))))
+
+    return forward
+
+
+def inherit_weights(net: Supernet, state: dict[str, torch.Tensor]) -> int:
+    """Copies every tensor of ``state`` that ``net`` has under the same name and shape (the
+    stem, the head and each (layer, op) both supernets contain); returns how many."""
+    own = net.state_dict()
+    shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(shared, strict=False)
+    return len(shared)
+
+
+def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
+                   space: SearchSpace, *, iterations: int | None = None,
+                   init: dict[str, torch.Tensor] | None = None, extra: dict[str, Any] | None = None,
+                   stop_after: int | None = None) -> dict[str, Any]:
+    """Trains one single-path supernet over ``space`` under ``searches/<id>/<stage>/``: periodic
+    checkpoints (a restarted job continues from the newest), then supernet.pt + train.json."""
+    torch.manual_seed(spec.seed)
+    net = Supernet(layout_of(spec), space)
+    inherited = inherit_weights(net, init) if init is not None else 0
+    data = data_of(spec)
+    cfg = train_config(spec.supernet, spec.seed, iterations=iterations)
+    ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
+    res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
+                description=f"{stage}: supernet", stop_after=stop_after)
+    if not res.complete:
+        return {"stopped_at": res.steps}
+    store.put_torch(search_key(search_id, stage, "supernet.pt"),
+                    {"model": net.state_dict(), "space": space.to_json()})
+    fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
+    summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
+               "converged": res.converged, "stop_loss": cfg.stop_loss,
+               "resumed_from": res.resumed_from, "final_loss": res.final_loss,
+               "train_seconds": res.seconds, "images_per_s": res.images_per_s,
+               "space_size": space.size, "active_layers": list(space.active_layers),
+               "fixed_layers": fixed, "inherited_tensors": inherited,
+               "loss_history": [list(h) for h in res.history], **(extra or {})}
+    store.put_json(search_key(search_id, stage, "train.json"), summary)
+    return summary
+
+
+def a_win0(spec: SearchSpec, store: ArtifactStore, search_id: str, space: SearchSpace) -> Arch:
+    """Algorithm 1's start: per layer, the candidate with the top Eq. 2 score on the first
+    device (for a hardware space, the op its top-p ranking put first)."""
+    from hurricane.hwspace import eq2_scores, layer_capacity
+
+    table = load_table(store, search_id, spec.devices[0].name)
+    scores = eq2_scores(layer_capacity(layout_of(spec), space.all_ops()), table, spec.space.alpha)
+    return Arch(tuple(max(c, key=lambda o, i=i: (scores[i][o], o))  # type: ignore[misc]
+                      for i, c in enumerate(space.choices)))
+
+
+def stage1_space(spec: SearchSpec, store: ArtifactStore, search_id: str) -> tuple[SearchSpace,
+                                                                                   dict[str, Any]]:
+    """SPOS: the whole space. HURRICANE: layers 1..t fixed to a_win0, t+1..n active."""
+    space = load_space(store, search_id)
+    if not STRATEGIES.get(spec.strategy).two_stage:
+        return space, {}
+    start = a_win0(spec, store, search_id, space)
+    t = spec.stage_split
+    return space.fix(start, range(t)), {"a_win0": str(start), "t": t}
+
+
+@JOBS.decorator("stage1")
+
+
+def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    space, extra = stage1_space(spec, store, search_id)
+    train_supernet(spec, search_id, store, "stage1", space, extra=extra)
+
+
+@STEPS.decorator("stage1")
+
+
+def stage1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    key = search_key(search_id, "stage1", "train.json")
+    if not store.exists(key):
+        executor.run(job_spec(spec, search_id, store, "stage1"))
+    return _without_history(store.get_json(key))
+
+
+def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "loss_history"}
+
+
+def stage2_dir(a_win1: Arch) -> str:
+    """Stage 2's supernet is keyed by the Stage 1 winner it fixes: devices whose Stage 1
+    winners agree share one Stage 2 training."""
+    return f"stage2/{a_win1.digest}"
+
+
+def stage1_winner(store: ArtifactStore, search_id: str, device: str) -> Arch:
+    return Arch.parse(store.get_json(evolution_key(search_id, "search1", device))["top"][0]["arch"])
+
+
+def stage2_space(spec: SearchSpec, store: ArtifactStore, search_id: str,
+                 a_win1: Arch) -> SearchSpace:
+    """Layers 1..t active over the full space, t+1..n fixed to Stage 1's winner."""
+    space = load_space(store, search_id)
+    return space.fix(a_win1, range(spec.stage_split, space.num_layers))
+
+
+@JOBS.decorator("stage2")
+
+
+def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    init = None
+    for name in devices_of(spec, device, searched=True):
+        win1 = stage1_winner(store, search_id, name)
+        stage = stage2_dir(win1)
+        if store.exists(search_key(search_id, stage, "train.json")):
+            continue
+        if spec.hurricane.stage2_init == "stage1" and init is None:
+            init = store.get_torch(search_key(search_id, "stage1", "supernet.pt"))["model"]
+        train_supernet(spec, search_id, store, stage, stage2_space(spec, store, search_id, win1),
+                       iterations=spec.hurricane.stage2_iterations, init=init,
+                       extra={"a_win1": str(win1), "t": spec.stage_split,
+                              "init": spec.hurricane.stage2_init})
+
+
+@STEPS.decorator("stage2")
+
+
+def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                executor: Executor) -> dict[str, Any]:
+    out = {}
+    for name in searched_devices(spec):  # one training per distinct Stage 1 winner
+        key = search_key(search_id, stage2_dir(stage1_winner(store, search_id, name)),
+                         "train.json")
+        if not store.exists(key):
+            executor.run(job_spec(spec, search_id, store, "stage2", name, pin=False))
+        out[name] = _without_history(store.get_json(key))
+    return {"devices": out}
+
+
+def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step: str,
+                   device: str) -> str:
+    """The stage whose supernet ``step`` searches for ``device``."""
+    if step == "search1":
+        return "stage1"
+    return stage2_dir(stage1_winner(store, search_id, device))
+
+
+def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
+                    device: str | None) -> None:
+    """Evolution under each device's budget on its stage's supernet; evolution.json holds the
+    top architectures and pareto.json the accuracy/latency Pareto set of all evaluated."""
+    set_threads(spec.supernet.threads)
+    data = data_of(spec)
+    loaded: dict[str, tuple[SearchSpace, SupernetScorer]] = {}
+    for name in devices_of(spec, device, searched=True):
+        key = evolution_key(search_id, step, name)
+        if store.exists(key):
+            continue
+        stage = supernet_stage(spec, store, search_id, step, name)
+        if stage not in loaded:
+            blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+            space = SearchSpace.from_json(blob["space"])
+            net = Supernet(layout_of(spec), space)
+            net.load_state_dict(blob["model"])
+            loaded = {stage: (space, SupernetScorer(net, data, spec))}  # one supernet in memory
+        space, scorer = loaded[stage]
+        table = load_table(store, search_id, name)
+        latency = latency_model(store, search_id, name, table)
+        full = load_space(store, search_id)
+        finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
+                                 budget_ms=resolve_budget(spec, name, full, table, latency),
+                                 seeds=[table.fastest(space)])
+        res = finder.run().to_json()
+        res["supernet"] = stage
+        store.put_json(evolution_key(search_id, step, name, "pareto.json"),
+                       {"device": name, "step": step, "budget_ms": res["budget_ms"],
+                        "pareto": res["pareto"]})
+        store.put_json(key, res)
+
+
+def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executor: Executor,
+                 step: str) -> dict[str, Any]:
+    out = {}
+    for name in searched_devices(spec):
+        key = evolution_key(search_id, step, name)
+        if not store.exists(key):
+            executor.run(job_spec(spec, search_id, store, step, name, pin=False))
+        res = store.get_json(key)
+        win = res["top"][0]
+        out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
+                       "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
+                       "evaluated": res["evaluated"], "supernet": res.get("supernet"),
+                       "pareto": evolution_key(search_id, step, name, "pareto.json"),
+                       "pareto_size": len(res.get("pareto", []))}
+    return {"devices": out}
+
+
+@JOBS.decorator("search1")
+
+
+def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    search_supernet(spec, search_id, store, "search1", device)
+
+
+@STEPS.decorator("search1")
+
+
+def search1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    return _search_step(spec, search_id, store, executor, "search1")
+
+
+@JOBS.decorator("search2")
+
+
+def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    search_supernet(spec, search_id, store, "search2", device)
+
+
+@STEPS.decorator("search2")
+
+
+def search2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 executor: Executor) -> dict[str, Any]:
+    return _search_step(spec, search_id, store, executor, "search2")
