@@ -24,6 +24,7 @@ bench:  ## benchmarks; JSON results (and plots) go to bench/results/
 	$(PY) bench/supernet_step.py --out bench/results/supernet_step.json
 	$(PY) bench/predictor_nb201.py --out bench/results/predictor_nb201.json
 	$(PY) bench/predictor_local.py --out bench/results/predictor_local.json
+	$(PY) bench/predictor_local.py --spec bench/specs/predictor-cpu-large.yaml --out bench/results/predictor_local_large.json
 	$(PY) bench/space_latency.py --out bench/results/space_latency.json
 	$(PY) bench/one_proxy_nb201.py --out bench/results/one_proxy_nb201.json
 	$(PY) bench/two_stage.py --store bench/.store --out bench/results/two_stage.json
