@@ -4,7 +4,10 @@ VENV = $(shell scripts/bootstrap.sh | tail -n1)
 PY = $(VENV)/bin/python
 # The cached venv is shared by every clone on the machine and its editable install points at
 # whichever clone bootstrapped last; this checkout's code must win for every process we start.
-export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+# .pypath/ holds only a `hurricane` link: the repository root itself must not be on the path
+# (it would make `api` and `operator` importable top-level names).
+$(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
+export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
 .PHONY: demo test test-slow lint bench
 
