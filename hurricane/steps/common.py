@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hurricane import progress
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
 from hurricane.data import Data, load_data
@@ -12,7 +13,7 @@ from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import EvolutionConfig, InfeasibleBudget
 from hurricane.executor import JobSpec
 from hurricane.pipeline import result_key
-from hurricane.profiling import LatencyTable, Protocol
+from hurricane.profiling import LatencyTable, Protocol, measure_arch
 from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Supernet, recalibrate_bn
@@ -160,3 +161,14 @@ def evolution_key(search_id: str, step: str, device: str, name: str = "evolution
 
 def transfer_key(search_id: str, device: str, name: str = "transfer.json") -> str:
     return search_key(search_id, "transfer", device, name)
+
+
+def measure_archs(layout: Layout, archs: list[Arch], protocol: Protocol, device: DeviceProfile,
+                  description: str) -> list[float]:
+    """Median end-to-end latency (ms) of each architecture on the device, with a progress bar."""
+    out = []
+    with progress.task(description, total=len(archs)) as bar:
+        for a in archs:
+            out.append(measure_arch(layout, a, protocol, device).median_ms)
+            bar.advance(1)
+    return out

@@ -7,13 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hurricane import progress
 from hurricane.arch import SearchSpace
 from hurricane.executor import Executor
 from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.pipeline import JOBS, STEPS
 from hurricane.predictor import metrics
-from hurricane.profiling import measure_arch, profile_table
+from hurricane.profiling import profile_table
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     devices_of,
@@ -22,6 +21,7 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    measure_archs,
     predictor_key,
     protocol_of,
     resolve_budget,
@@ -131,11 +131,7 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
         rng = random.Random(step_seed(spec.seed, 0, 3))
         archs = list(dict.fromkeys(space.sample(rng) for _ in range(ps.samples * 3)))[:ps.samples]
         prof, proto = target_profile(spec, name), protocol_of(spec, repeats=ps.repeats)
-        lat = []
-        with progress.task(f"predictor {name}: measure", total=len(archs)) as bar:
-            for a in archs:
-                lat.append(measure_arch(layout, a, proto, prof).median_ms)
-                bar.advance(1)
+        lat = measure_archs(layout, archs, proto, prof, f"predictor {name}: measure")
         table = load_table(store, search_id, name)
         # every k-th measured arch is held out: drift during the run hits both sides alike
         step = max(2, round(1 / ps.holdout))

@@ -6,14 +6,13 @@ import random
 from functools import partial
 from typing import Any
 
-from hurricane import progress
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
 from hurricane.devices import DeviceProfile
 from hurricane.evolution import Candidate, EvolutionSearch
 from hurricane.executor import Executor
 from hurricane.pipeline import JOBS, STEPS
-from hurricane.profiling import LatencyTable, Protocol, measure_arch
+from hurricane.profiling import LatencyTable, Protocol
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     SupernetScorer,
@@ -25,6 +24,7 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    measure_archs,
     predictor_key,
     protocol_of,
     resolve_budget,
@@ -43,12 +43,7 @@ def _target_latencies(layout: Layout, prof: DeviceProfile, table: LatencyTable, 
     """End-to-end latencies on the device; a table device's table is its truth."""
     if prof.backend == "table":
         return [table.arch_latency(a) for a in archs]
-    out = []
-    with progress.task(f"transfer {name}: {what}", total=len(archs)) as bar:
-        for a in archs:
-            out.append(measure_arch(layout, a, proto, prof).median_ms)
-            bar.advance(1)
-    return out
+    return measure_archs(layout, archs, proto, prof, f"transfer {name}: {what}")
 
 
 def proxy_predictor(spec: SearchSpec, store: ArtifactStore, search_id: str, proxy: str,
