@@ -34,3 +34,17 @@ def test_stdlib_operator_wins_even_from_the_repository_root() -> None:
 def test_components_have_no_init_files() -> None:
     for name in ("api", "workers", "operator"):
         assert not (ROOT / name / "__init__.py").exists(), name
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(tmp_path: Path) -> None:
+    import os
+
+    probe = "import hurricane, os; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, check=True)
+    assert r.stdout.strip() == "PASSIVE"  # spinning threads: 25x slower on a busy 2-core box
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path,
+                       env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True, text=True,
+                       check=True)
+    assert r.stdout.strip() == "ACTIVE"
