@@ -61,8 +61,6 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
 
 
 @JOBS.decorator("retrain")
-
-
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     set_threads(spec.retrain.threads)
     data = data_of(spec)
@@ -93,8 +91,6 @@ def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
 
 
 @STEPS.decorator("retrain")
-
-
 def retrain_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                  executor: Executor) -> dict[str, Any]:
     if not all(store.exists(final_key(search_id, d.name, "metrics.json")) for d in spec.devices):
@@ -114,8 +110,6 @@ def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
 
 
 @JOBS.decorator("export")
-
-
 def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     from hurricane.export import export_and_check
 
@@ -147,8 +141,6 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
 
 
 @STEPS.decorator("export")
-
-
 def export_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 executor: Executor) -> dict[str, Any]:
     out = {}

@@ -42,8 +42,6 @@ def pool_space(spec: SearchSpec) -> SearchSpace:
 
 
 @JOBS.decorator("profile")
-
-
 def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     for name in devices_of(spec, device):
         if store.exists(table_key(search_id, name)):
@@ -61,8 +59,6 @@ def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
 
 
 @STEPS.decorator("profile")
-
-
 def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                  executor: Executor) -> dict[str, Any]:
     out = {}
@@ -76,8 +72,6 @@ def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
 
 
 @STEPS.decorator("space")
-
-
 def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                executor: Executor) -> dict[str, Any]:
     """The candidate ops per layer (pool, manual, or Eq. 2 hardware-aware), and each device's
@@ -116,8 +110,6 @@ def _measurable(spec: SearchSpec) -> list[str]:
 
 
 @JOBS.decorator("predictor")
-
-
 def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     """Measures sampled architectures end to end on the device and fits the predictor."""
     from hurricane.predictor import LatencyPredictor, PredictorConfig
@@ -157,8 +149,6 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
 
 
 @STEPS.decorator("predictor")
-
-
 def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                    executor: Executor) -> dict[str, Any]:
     """Fits each measurable device's predictor, then checks every budget before any training."""

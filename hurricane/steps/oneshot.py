@@ -104,16 +104,12 @@ def stage1_space(spec: SearchSpec, store: ArtifactStore, search_id: str) -> tupl
 
 
 @JOBS.decorator("stage1")
-
-
 def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     space, extra = stage1_space(spec, store, search_id)
     train_supernet(spec, search_id, store, "stage1", space, extra=extra)
 
 
 @STEPS.decorator("stage1")
-
-
 def stage1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 executor: Executor) -> dict[str, Any]:
     key = search_key(search_id, "stage1", "train.json")
@@ -144,8 +140,6 @@ def stage2_space(spec: SearchSpec, store: ArtifactStore, search_id: str,
 
 
 @JOBS.decorator("stage2")
-
-
 def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     init = None
     for name in devices_of(spec, device, searched=True):
@@ -162,8 +156,6 @@ def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
 
 
 @STEPS.decorator("stage2")
-
-
 def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                 executor: Executor) -> dict[str, Any]:
     out = {}
@@ -227,38 +219,30 @@ def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executo
         res = store.get_json(key)
         win = res["top"][0]
         out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
-                       "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
-                       "evaluated": res["evaluated"], "supernet": res.get("supernet"),
-                       "pareto": evolution_key(search_id, step, name, "pareto.json"),
-                       "pareto_size": len(res.get("pareto", []))}
+                     "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
+                     "evaluated": res["evaluated"], "supernet": res.get("supernet"),
+                     "pareto": evolution_key(search_id, step, name, "pareto.json"),
+                     "pareto_size": len(res.get("pareto", []))}
     return {"devices": out}
 
 
 @JOBS.decorator("search1")
-
-
 def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     search_supernet(spec, search_id, store, "search1", device)
 
 
 @STEPS.decorator("search1")
-
-
 def search1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                  executor: Executor) -> dict[str, Any]:
     return _search_step(spec, search_id, store, executor, "search1")
 
 
 @JOBS.decorator("search2")
-
-
 def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     search_supernet(spec, search_id, store, "search2", device)
 
 
 @STEPS.decorator("search2")
-
-
 def search2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                  executor: Executor) -> dict[str, Any]:
     return _search_step(spec, search_id, store, executor, "search2")

@@ -33,8 +33,6 @@ def proxyless_key(search_id: str, device: str, name: str = "search.json") -> str
 
 
 @JOBS.decorator("proxyless")
-
-
 def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
                   device: str | None) -> None:
     """One gradient search per device: its expected-latency loss uses that device's table."""
@@ -77,8 +75,6 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
 
 
 @STEPS.decorator("proxyless")
-
-
 def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                    executor: Executor) -> dict[str, Any]:
     out = {}
@@ -87,9 +83,9 @@ def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
             executor.run(job_spec(spec, search_id, store, "proxyless", name, pin=False))
         r = store.get_json(proxyless_key(search_id, name))
         out[name] = {"winner": r["arch"], "supernet_accuracy": r["supernet_accuracy"],
-                       "latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"],
-                       "expected_latency_ms": r["expected_latency_ms"],
-                       "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
-                       "iterations": r["iterations"], "arch_updates": r["arch_updates"],
-                       "train_seconds": r["seconds"]}
+                     "latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"],
+                     "expected_latency_ms": r["expected_latency_ms"],
+                     "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
+                     "iterations": r["iterations"], "arch_updates": r["arch_updates"],
+                     "train_seconds": r["seconds"]}
     return {"devices": out}

@@ -62,8 +62,6 @@ def proxy_predictor(spec: SearchSpec, store: ArtifactStore, search_id: str, prox
 
 
 @JOBS.decorator("transfer")
-
-
 def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     """One proxy device (Lu et al.): measure k architectures on the target, compare their
     ranking with the proxy's predictor; SRCC >= threshold: the proxy's Pareto architectures,
@@ -131,8 +129,6 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
 
 
 @STEPS.decorator("transfer")
-
-
 def transfer_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                   executor: Executor) -> dict[str, Any]:
     out = {}
