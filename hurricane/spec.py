@@ -316,6 +316,22 @@ class SearchSpec(_Strict):
             raise ValueError(f"devices must not repeat, got {names}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _classes_from_dataset(cls, data: Any) -> Any:
+        """A dataset with a known class count sets backbone.num_classes unless it is given."""
+        if not isinstance(data, dict):
+            return data
+        ds = data.get("dataset") or {}
+        name = ds.get("name", "digits") if isinstance(ds, dict) else getattr(ds, "name", None)
+        bb = data.get("backbone")
+        known = KNOWN_CLASSES.get(name) if isinstance(name, str) else None
+        if known is None or (bb is not None and not isinstance(bb, dict)):
+            return data
+        if bb is None or "num_classes" not in bb:
+            data = {**data, "backbone": {**(bb or {}), "num_classes": known}}
+        return data
+
     @model_validator(mode="after")
     def _dataset_classes(self) -> SearchSpec:
         known = KNOWN_CLASSES.get(self.dataset.name)

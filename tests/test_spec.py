@@ -103,3 +103,15 @@ def test_schema_describes_fields() -> None:
     assert {"dataset", "backbone", "space", "devices", "strategy", "seed"} <= set(
         schema["properties"])
     assert "DatasetSpec" in schema["$defs"]
+
+
+def test_a_known_dataset_sets_the_class_count_unless_given() -> None:
+    from hurricane.spec import SearchSpec, SpecError, parse_spec
+
+    assert parse_spec({}).backbone.num_classes == 10  # digits by default
+    assert SearchSpec().backbone.num_classes == 10
+    assert parse_spec({"backbone": {"input_size": 64}}).backbone.num_classes == 10
+    with pytest.raises(SpecError, match=r"backbone\.num_classes must be 10 for dataset 'digits'"):
+        parse_spec({"backbone": {"num_classes": 7}})
+    folder = parse_spec({"dataset": {"name": "imagefolder", "path": "/data/x"}})
+    assert folder.backbone.num_classes == 1000  # unknown count: the ImageNet default stays
