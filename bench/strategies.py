@@ -38,9 +38,9 @@ SEARCH_STEPS = {"spos": ("stage1", "search1"),
                 "proxyless": ("proxyless",)}
 
 
-def row(store: LocalStore, sid: str) -> dict[str, Any]:
+def row(store: LocalStore, sid: str, device: str) -> dict[str, Any]:
     rep = store.get_json(search_key(sid, "report.json"))
-    d = rep["devices"]["cpu"]
+    d = rep["devices"][device]
     return {"search_id": sid, "top1": d["top1"], "arch": d["arch"], "budget_ms": d["budget_ms"],
             "predicted_latency_ms": d["predicted_latency_ms"],
             "measured_latency_ms": d["measured_latency_ms"],
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             px = base.model_copy(update={"seed": seed, "strategy": "proxyless",
                                          "name": f"px-{seed}"})
             run_search(px, store, InlineExecutor(), f"proxyless-{seed}")
-            runs.append({"seed": seed, **{k: row(store, f"{k}-{seed}")
+            runs.append({"seed": seed, **{k: row(store, f"{k}-{seed}", base.devices[0].name)
                                           for k in ("spos", "hurricane", "proxyless")}})
     summary: dict[str, Any] = {}
     for k in ("spos", "hurricane", "proxyless"):

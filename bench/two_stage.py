@@ -59,11 +59,12 @@ def run_seed(base: SearchSpec, seed: int, store: LocalStore) -> dict[str, Any]:
     hid, hrep = run_search(hur, store, ex, f"hurricane-{seed}")
     hur_wall = time.perf_counter() - t0
     h1 = _train(store, hid, "stage1")
-    win1 = Arch.parse(hrep["devices"]["cpu"]["stages"]["search1"])
+    dev = base.devices[0].name
+    win1 = Arch.parse(hrep["devices"][dev]["stages"]["search1"])
     h2 = _train(store, hid, stage2_dir(win1))
     # Stage 1 alone: retrain its winner the same way
     _, stage1_only = retrain_arch(hur, win1, data_of(hur), store, f"bench/stage1-only-{seed}")
-    spos_dev, hur_dev = rep["devices"]["cpu"], hrep["devices"]["cpu"]
+    spos_dev, hur_dev = rep["devices"][dev], hrep["devices"][dev]
     return {
         "seed": seed,
         "loss_level": level,

@@ -176,6 +176,16 @@ def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step:
     return stage2_dir(stage1_winner(store, search_id, device))
 
 
+def load_supernet(spec: SearchSpec, store: ArtifactStore, search_id: str,
+                  stage: str) -> tuple[SearchSpace, Supernet]:
+    """A trained stage's supernet and the space it was trained over."""
+    blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+    space = SearchSpace.from_json(blob["space"])
+    net = Supernet(layout_of(spec), space)
+    net.load_state_dict(blob["model"])
+    return space, net
+
+
 def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
                     device: str | None) -> None:
     """Evolution under each device's budget on its stage's supernet; evolution.json holds the
@@ -183,21 +193,18 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
     set_threads(spec.supernet.threads)
     data = data_of(spec)
     loaded: dict[str, tuple[SearchSpace, SupernetScorer]] = {}
+    full = load_space(store, search_id)  # budgets are placed on the whole space
     for name in devices_of(spec, device, searched=True):
         key = evolution_key(search_id, step, name)
         if store.exists(key):
             continue
         stage = supernet_stage(spec, store, search_id, step, name)
         if stage not in loaded:
-            blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
-            space = SearchSpace.from_json(blob["space"])
-            net = Supernet(layout_of(spec), space)
-            net.load_state_dict(blob["model"])
+            space, net = load_supernet(spec, store, search_id, stage)
             loaded = {stage: (space, SupernetScorer(net, data, spec))}  # one supernet in memory
         space, scorer = loaded[stage]
         table = load_table(store, search_id, name)
         latency = latency_model(store, search_id, name, table)
-        full = load_space(store, search_id)
         finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
                                  budget_ms=resolve_budget(spec, name, full, table, latency),
                                  seeds=[table.fastest(space)])

@@ -31,10 +31,9 @@ from hurricane.steps.common import (
     target_profile,
     transfer_key,
 )
-from hurricane.steps.oneshot import supernet_stage
-from hurricane.store import ArtifactStore, search_key
+from hurricane.steps.oneshot import load_supernet, supernet_stage
+from hurricane.store import ArtifactStore
 from hurricane.strategies import STRATEGIES
-from hurricane.supernet import Supernet
 from hurricane.train import set_threads, step_seed
 
 
@@ -110,10 +109,7 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
         if winner is None:
             out.setdefault("method", "adapt")
             stage = supernet_stage(spec, store, search_id, winner_step, t.proxy)
-            blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
-            sub = SearchSpace.from_json(blob["space"])
-            net = Supernet(layout, sub)
-            net.load_state_dict(blob["model"])
+            sub, net = load_supernet(spec, store, search_id, stage)
             set_threads(spec.supernet.threads)
             finder = EvolutionSearch(sub, evolution_config(spec),
                                      accuracy=SupernetScorer(net, data_of(spec), spec),
