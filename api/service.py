@@ -1,6 +1,271 @@
-"""hurricane.api: the FastAPI service (routes, auth, settings) arrives with the service issue.
+"""What the search routes do, without HTTP: submit, view (records + progress + winners),
+list, cancel, resume, purge and artifacts. Torch-free."""
 
-This directory is a namespace portion on purpose (no ``__init__.py``): run from the repository
-root, Python must never see a top-level ``api`` or ``operator`` *package* that could shadow
-anything. The installed import name is ``hurricane.api``; it never imports torch.
-"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import redis
+from celery import Celery
+
+from hurricane.records import (
+    TERMINAL,
+    SearchNotFound,
+    idempotency_key,
+    load_meta,
+    mark_active,
+    owned_searches,
+    owners,
+    record_action,
+    report_key,
+    result_key,
+    submit,
+    summarize,
+)
+from hurricane.settings import Settings
+from hurricane.spec import SearchSpec
+from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
+from hurricane.tokens import User
+from hurricane.workers import flight
+from hurricane.workers.dispatch import enqueue_advance, revoke_queued
+
+log = logging.getLogger("hurricane.api")
+
+# files `hurricane fetch` downloads per device, and where they live under a search
+FETCHED = {"final.pt": "retrain/{device}/final.pt", "arch.json": "retrain/{device}/arch.json",
+           "metrics.json": "retrain/{device}/metrics.json",
+           "model.onnx": "export/{device}/model.onnx"}
+INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
+
+
+class Conflict(ValueError):
+    """The request contradicts the search's state (HTTP 409); the message says why."""
+
+
+@dataclass
+class _Cached:
+    at: float
+    value: dict[str, Any]
+
+
+def _result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any] | None:
+    try:
+        return store.get_json(result_key(search_id, step))  # type: ignore[no-any-return]
+    except ArtifactNotFound:
+        return None
+
+
+def winners(store: ArtifactStore, search_id: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Per device: the architecture found so far, its supernet top-1 and predicted latency,
+    then (once retrained and exported) its test top-1 and measured latency."""
+    plan = meta["plan"]
+    searches = [s for s in plan if s.startswith("search") or s in ("proxyless", "transfer")]
+    out: dict[str, Any] = {}
+    for s in searches:
+        res = _result(store, search_id, s)
+        for dev, r in (res or {}).get("devices", {}).items():
+            out[dev] = {"step": s, "arch": r["winner"], "supernet_top1": r["supernet_accuracy"],
+                        "predicted_latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"]}
+    retrain = _result(store, search_id, "retrain") or {}
+    for dev, r in retrain.get("devices", {}).items():
+        out.setdefault(dev, {})["top1"] = r.get("test_top1")
+    export = _result(store, search_id, "export") or {}
+    for dev, r in export.get("devices", {}).items():
+        out.setdefault(dev, {}).update(measured_latency_ms=r.get("measured_latency_ms"),
+                                       predicted_latency_ms=r.get("predicted_latency_ms"))
+    return out
+
+
+class SearchService:
+    def __init__(self, settings: Settings, store: ArtifactStore, celery: Celery,
+                 r: redis.Redis) -> None:
+        self.settings, self.store, self.celery, self.redis = settings, store, celery, r
+        self._cache: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def meta(self, search_id: str) -> dict[str, Any]:
+        return load_meta(self.store, search_id)
+
+    def view(self, search_id: str, *, fresh: bool = False) -> dict[str, Any]:
+        """The search's summary with per-unit progress and per-device winners; reused for
+        ``status_cache_s`` (terminal searches until they are resumed)."""
+        ttl = self.settings.status_cache_s
+        now = time.monotonic()
+        hit = self._cache.get(search_id)
+        if hit and not fresh and (now - hit.at < ttl or (hit.value["state"] in TERMINAL
+                                  and now - hit.at < 5.0)):
+            return hit.value
+        v = summarize(self.store, search_id)
+        v["targets"] = v["devices"]
+        v["devices"] = winners(self.store, search_id, v)
+        v["progress"] = self._progress(search_id) if v["state"] not in TERMINAL else {}
+        for key, p in v["progress"].items():
+            step, _, unit = key.partition("/")
+            u = v["steps"].get(step, {}).get("units", {}).get(unit)
+            if u is not None and u.get("state") in ("running", "retrying"):
+                u["progress"] = p
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[search_id] = _Cached(now, v)
+        return v
+
+    def _progress(self, search_id: str) -> dict[str, Any]:
+        try:
+            raw = self.redis.hgetall(flight.progress_key(search_id))
+        except redis.RedisError:
+            return {}  # transient by design: the durable state is still shown
+        out = {}
+        for k, val in raw.items():
+            with contextlib.suppress(ValueError, TypeError):
+                out[k.decode() if isinstance(k, bytes) else str(k)] = json.loads(val)
+        return out
+
+    def list(self, user: User, *, state: str | None, limit: int, cursor: str | None,
+             owner: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """The caller's searches (an admin's: everyone's, or ``owner``'s), newest first."""
+        who = [owner] if owner else (owners(self.store) if user.is_admin else [user.name])
+        entries = sorted(((stamp, sid) for o in who for stamp, sid in owned_searches(self.store, o)),
+                         reverse=True)
+        if cursor:
+            entries = [e for e in entries if f"{e[0]}-{e[1]}" < cursor]
+        out: list[dict[str, Any]] = []
+        nxt = None
+        for stamp, sid in entries:
+            try:
+                v = self.view(sid)
+            except SearchNotFound:
+                continue
+            if state and v["state"] != state:
+                continue
+            out.append({k: v[k] for k in ("search_id", "name", "owner", "strategy", "state",
+                                          "created")}
+                       | {"finished": v.get("finished"), "devices": v["targets"]})
+            if len(out) == limit:
+                nxt = f"{stamp}-{sid}"
+                break
+        return out, nxt
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def submit(self, spec: SearchSpec, user: User, *,
+               idempotency: str | None = None) -> tuple[str, bool]:
+        """Records the search and enqueues it; (id, created). With an idempotency key a
+        retried submission returns the first one's id; the same key with another spec is a
+        conflict."""
+        digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+                                .encode()).hexdigest()
+        if idempotency is not None:
+            from hurricane.records import new_search_id
+
+            key = idempotency_key(user.name, idempotency)
+            claim = {"search_id": new_search_id(spec), "spec_sha256": digest}
+            if not self.store.put_json(key, claim, if_absent=True):
+                claim = self.store.get_json(key)
+                if claim["spec_sha256"] != digest:
+                    raise Conflict("this Idempotency-Key was used for another spec; use a new key")
+                if self.store.exists(search_key(claim["search_id"], "search.json")):
+                    return claim["search_id"], False
+            sid = submit(spec, self.store, claim["search_id"], owner=user.name)
+        else:
+            sid = submit(spec, self.store, owner=user.name)
+        for d in spec.devices:  # the search keeps the imported table it was submitted with
+            if d.table == "imported":
+                self.store.put_bytes(search_key(sid, "inputs", "tables", f"{d.name}.json"),
+                                     self.store.get_bytes(f"devices/{d.name}/table.json"),
+                                     if_absent=True)
+        mark_active(self.store, sid)
+        self._enqueue(sid)
+        return sid, True
+
+    def _enqueue(self, search_id: str) -> None:
+        try:
+            enqueue_advance(self.celery, search_id, settings=self.settings)
+        except Exception as err:
+            log.warning("search %s recorded but not enqueued (%s): the reconciler will pick it "
+                        "up", search_id, type(err).__name__)
+
+    def cancel(self, search_id: str, user: User) -> dict[str, Any]:
+        v = self.view(search_id, fresh=True)
+        if v["state"] == "succeeded":
+            raise Conflict("the search already succeeded; nothing to cancel (DELETE with "
+                           "?purge=true removes it)")
+        if v["state"] != "cancelled":
+            record_action(self.store, search_id, "cancel", by=user.name)
+            mark_active(self.store, search_id, False)
+            with contextlib.suppress(Exception):
+                revoke_queued(self.celery, search_id, settings=self.settings)
+        return self.view(search_id, fresh=True)
+
+    def resume(self, search_id: str, user: User) -> dict[str, Any]:
+        v = self.view(search_id, fresh=True)
+        if v["state"] not in ("failed", "cancelled"):
+            raise Conflict(f"the search is {v['state']}; only failed or cancelled searches resume")
+        record_action(self.store, search_id, "resume", by=user.name)
+        mark_active(self.store, search_id)
+        self._enqueue(search_id)
+        return self.view(search_id, fresh=True)
+
+    def purge(self, search_id: str, user: User) -> int:
+        """Cancels (when running) and deletes every object of the search and its index
+        entries."""
+        meta = self.meta(search_id)
+        with contextlib.suppress(Conflict):
+            self.cancel(search_id, user)
+        mark_active(self.store, search_id, False)
+        for stamp, sid in owned_searches(self.store, meta["owner"]):
+            if sid == search_id:
+                self.store.delete(f"index/owners/{meta['owner']}/{stamp}-{sid}")
+        n = self.store.delete_prefix(f"searches/{search_id}")
+        self._cache.pop(search_id, None)
+        return n
+
+    # -- artifacts ----------------------------------------------------------------------------
+
+    def artifacts(self, search_id: str, *, prefix: str = "", checksums: bool = False,
+                  records: bool = False) -> list[dict[str, Any]]:
+        base = f"searches/{search_id}/"
+        keys = self.store.list(base + prefix.strip("/") if prefix.strip("/") else base.rstrip("/"))
+        out = []
+        for k in keys:
+            rel = k[len(base):]
+            if not records and rel.startswith(INTERNAL):
+                continue
+            item: dict[str, Any] = {"key": rel}
+            if checksums:
+                info = self.store.stat(k)
+                item.update(size=info.size, sha256=info.sha256)
+            out.append(item)
+        return out
+
+    def report(self, search_id: str, fmt: str) -> bytes:
+        name = "report.md" if fmt == "md" else "report.json"
+        return self.store.get_bytes(report_key(search_id, name))
+
+
+def sign(settings: Settings, key: str, expires: int) -> str:
+    secret = settings.signing_key.get_secret_value().encode()
+    return hmac.new(secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed_path(settings: Settings, key: str, expires_s: int) -> str:
+    """An API-served download path (local-directory store): valid until it expires."""
+    expires = int(time.time()) + expires_s
+    return f"/v1/files/{quote(key)}?expires={expires}&sig={sign(settings, key, expires)}"
+
+
+def check_signature(settings: Settings, key: str, expires: int, sig: str) -> bool:
+    if not settings.signing_key.get_secret_value() or expires < time.time():
+        return False
+    return hmac.compare_digest(sign(settings, key, expires), sig)

@@ -140,24 +140,46 @@ def job(
     store: StoreOpt = DEFAULT_STORE,
     device: Annotated[str | None, typer.Option(help="only this target device")] = None,
 ) -> None:
-    """Run one step's heavy job in this process (the command a pod runs)."""
-    from hurricane.pipeline import run_job
-    from hurricane.store import open_store
+    """Run one step's heavy job in this process (the command a pod runs). Exit code 65: the
+    input cannot work (not retried); 75: the object store was unreachable (retried)."""
+    from hurricane.jobs import job_main
 
     _logging()
     with progress.use_reporter(_reporter()):
-        run_job(name, search, open_store(store), device=device)
+        code = job_main(name, search, store, device)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
-def status(search: str, store: StoreOpt = DEFAULT_STORE) -> None:
-    """Show a search's per-step status."""
-    from hurricane.pipeline import status_key
-    from hurricane.store import ArtifactNotFound, open_store
+def status(
+    search: Annotated[str, typer.Argument(metavar="ID")],
+    store: Annotated[str | None, typer.Option(
+        "--store", help="a local run's store (default ./runs when no server is set)")] = None,
+    server: Annotated[str | None, typer.Option(
+        "--server", help="ask this API (default: HURRICANE_SERVER, else the local stack)")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="bearer token")] = None,
+) -> None:
+    """Show a search's state, plan and per-step (per-device) states and timings: from the
+    service when one is set or runs here, else from a local store."""
+    from hurricane.client import NoServer, resolve
+
+    if store is None:
+        try:
+            resolve(server, token)
+        except NoServer:
+            store = os.environ.get("HURRICANE_STORE", DEFAULT_STORE)
+        else:
+            from hurricane.cli_service import remote_status
+
+            remote_status(search, server, token)
+            return
+    from hurricane.records import SearchNotFound, summarize
+    from hurricane.store import open_store
 
     try:
-        typer.echo(json.dumps(open_store(store).get_json(status_key(search)), indent=2))
-    except ArtifactNotFound:
+        typer.echo(json.dumps(summarize(open_store(store), search), indent=2))
+    except SearchNotFound:
         _fail(f"no search {search!r} in {store}")
 
 
@@ -335,3 +357,12 @@ def strategies() -> None:
 
 def main() -> None:
     app()
+
+
+def _register_service_commands() -> None:
+    from hurricane.cli_service import register
+
+    register(app)
+
+
+_register_service_commands()

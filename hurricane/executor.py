@@ -1,59 +1,46 @@
-"""Executors run a step's heavy job: in this process, as a local process, or (later) as a pod.
-
-A job is named deterministically (``<search-id>-<step>``) and is fully described by its
-command and environment, the same ones a Kubernetes pod would get, so the local process
-executor runs exactly what the cluster runs.
-"""
+"""Executors run a step's heavy job: in this process, or as a local process (the same command
+and environment a Kubernetes pod gets), so the local process executor runs what the cluster
+runs. The process executor starts a job at most once at a time (a lease in the store: a
+second caller adopts the running job), stops it on cancellation and maps its exit code onto
+retryable or final failures."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from hurricane import progress
+from hurricane.contract import (
+    EXIT_INVALID,
+    EXIT_TRANSIENT,
+    Executor,
+    JobCancelled,
+    JobFailed,
+    JobInvalid,
+    JobSpec,
+    JobTransient,
+)
+from hurricane.leases import Lease, LeaseView, acquire, newest
 from hurricane.registry import Registry
+from hurricane.store import open_store
 
 PROGRESS_ENV = "HURRICANE_PROGRESS"
 PROGRESS_PREFIX = "@@hurricane-progress "
+log = logging.getLogger("hurricane.executor")
 
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A unit of work that a pod (or a local process) runs: one step of one search."""
-
-    search_id: str
-    step: str
-    store_url: str
-    device: str | None = None
-    nprocs: int = 1
-    node_label: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return "-".join(p for p in (self.search_id, self.step, self.device) if p)
-
-    def command(self) -> list[str]:
-        cmd = ["python", "-m", "hurricane", "job", self.step, "--search", self.search_id,
-               "--store", self.store_url]
-        return [*cmd, "--device", self.device] if self.device else cmd
-
-
-class JobFailed(RuntimeError):
-    """A job exited unsuccessfully; the message carries the tail of its log."""
-
-
-class Executor(Protocol):
-    name: str
-
-    def run(self, job: JobSpec) -> None: ...
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "JobCancelled", "JobFailed", "JobSpec",
+           "ProcessExecutor", "create_executor"]
 
 
 class InlineExecutor:
@@ -62,8 +49,7 @@ class InlineExecutor:
     name = "inline"
 
     def run(self, job: JobSpec) -> None:
-        from hurricane.pipeline import run_job
-        from hurricane.store import open_store
+        from hurricane.jobs import run_job
 
         run_job(job.step, job.search_id, open_store(job.store_url), device=job.device)
 
@@ -93,14 +79,44 @@ class _ProgressRelay:
             self.stack.pop()[0].__exit__(None, None, None)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (a killed
+    worker must not leave its job running unwatched; torchrun forwards SIGTERM to its ranks)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _classify(job: JobSpec, code: int, tail: str) -> JobFailed:
+    if code == EXIT_INVALID:
+        return JobInvalid(f"job {job.name} refused its input (exit code {code}):\n{tail}")
+    if code == EXIT_TRANSIENT:
+        return JobTransient(f"job {job.name} lost the object store (exit code {code}):\n{tail}")
+    if code < 0:
+        return JobTransient(f"job {job.name} was killed by signal {-code}; last output:\n{tail}")
+    return JobFailed(f"job {job.name} exited with code {code}; last output:\n{tail}")
+
+
 class ProcessExecutor:
     """Runs the job's command as a local process (``torchrun`` when it asks for several)."""
 
     name = "process"
 
-    def __init__(self, *, python: str | None = None, echo: bool = True) -> None:
+    def __init__(self, *, python: str | None = None, echo: bool = True,
+                 cancelled: Callable[[], bool] | None = None, leases: bool = True,
+                 heartbeat_s: float | None = None, stale_s: float | None = None,
+                 poll_s: float | None = None, grace_s: float | None = None) -> None:
+        from hurricane.settings import get_settings
+
+        s = get_settings()
         self.python = python or sys.executable
         self.echo = echo
+        self.cancelled = cancelled
+        self.leases = leases
+        self.heartbeat_s = heartbeat_s or s.job_heartbeat_s
+        self.stale_s = stale_s or s.job_stale_s
+        self.poll_s = poll_s or s.cancel_poll_s
+        self.grace_s = s.cancel_grace_s if grace_s is None else grace_s
 
     def argv(self, job: JobSpec) -> list[str]:
         cmd = job.command()
@@ -109,10 +125,61 @@ class ProcessExecutor:
                     f"--nproc_per_node={job.nprocs}", "-m", *cmd[2:]]
         return [self.python, *cmd[1:]]
 
+    def _is_cancelled(self) -> bool:
+        if self.cancelled is None:
+            return False
+        try:
+            return self.cancelled()
+        except Exception:  # an unreachable store is not a cancellation
+            return False
+
     def run(self, job: JobSpec) -> None:
+        if not self.leases:
+            self._spawn(job, None)
+            return
+        store = open_store(job.store_url)
+        while True:
+            held = acquire(store, job.search_id, job.name, heartbeat_s=self.heartbeat_s,
+                           stale_s=self.stale_s)
+            if isinstance(held, Lease):
+                self._spawn(job, held)
+                return
+            if self._adopt(job, held):
+                return
+            # the adopted job's holder died: take the lease over (loop)
+
+    def _adopt(self, job: JobSpec, lease: LeaseView) -> bool:
+        """Waits for a job another caller runs; True when it succeeded, False when its holder
+        died (the caller takes over), raising when it failed or the search was cancelled."""
+        store = open_store(job.store_url)
+        progress.message(f"job {job.name} already runs on {lease.doc.get('host')} "
+                         f"(lease {lease.number}): waiting for it")
+        log.info("adopting job %s (lease %d held by %s on %s)", job.name, lease.number,
+                 lease.doc.get("holder"), lease.doc.get("host"))
+        while True:
+            if self._is_cancelled():
+                raise JobCancelled(f"job {job.name}: search cancelled while waiting for it")
+            time.sleep(min(self.poll_s, self.heartbeat_s))
+            cur = newest(store, job.search_id, job.name) or lease
+            if cur.state == "succeeded":
+                return True
+            if cur.state == "cancelled":
+                raise JobCancelled(f"job {job.name} was cancelled")
+            if cur.state == "failed":
+                raise _classify(job, int(cur.doc.get("exit_code", 1)), cur.doc.get("tail", ""))
+            if not cur.live(self.stale_s):
+                log.warning("job %s: lease %d went stale (%.0f s without heartbeat): taking over",
+                            job.name, cur.number, cur.age_s())
+                return False
+
+    def _spawn(self, job: JobSpec, lease: Lease | None) -> None:
         env = {**os.environ, **job.env, PROGRESS_ENV: "jsonl", "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(self.argv(job), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=env, text=True, bufsize=1)
+                                env=env, text=True, bufsize=1, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        if lease is not None:
+            with contextlib.suppress(Exception):
+                lease.update(pid=proc.pid)
         tail: deque[str] = deque(maxlen=40)
         relay = _ProgressRelay(progress.reporter())
 
@@ -129,12 +196,52 @@ class ProcessExecutor:
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
-        code = proc.wait()
-        t.join()
-        relay.close()
+        cancelled = False
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=self.poll_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._is_cancelled():
+                        cancelled = True
+                        code = self._stop(proc)
+                        break
+                    if lease is not None and lease.lost.is_set():
+                        self._stop(proc)
+                        raise JobTransient(f"job {job.name}: another worker took its lease "
+                                           "over (heartbeats did not reach the store): stopped "
+                                           "this copy") from None
+        except BaseException:
+            self._stop(proc)  # the caller is going away (KeyboardInterrupt, task time limit)
+            if lease is not None:
+                with contextlib.suppress(Exception):
+                    lease.release("failed", exit_code=-int(signal.SIGTERM), tail="caller stopped")
+            raise
+        finally:
+            t.join(timeout=5)
+            relay.close()
+        text = "".join(tail)
+        if cancelled:
+            if lease is not None:
+                lease.release("cancelled", exit_code=code)
+            raise JobCancelled(f"job {job.name} stopped: the search was cancelled")
+        if lease is not None:
+            lease.release("succeeded" if code == 0 else "failed", exit_code=code,
+                          tail=text[-4000:])
         if code != 0:
-            raise JobFailed(f"job {job.name} exited with code {code}; last output:\n"
-                            + "".join(tail))
+            raise _classify(job, code, text)
+
+    def _stop(self, proc: subprocess.Popen[str]) -> int:
+        """SIGTERM to the job's process group, SIGKILL after the grace period."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            return proc.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
 
 
 EXECUTORS: Registry[type] = Registry("executor")
@@ -142,5 +249,5 @@ EXECUTORS.register("inline", InlineExecutor)
 EXECUTORS.register("process", ProcessExecutor)
 
 
-def create_executor(name: str) -> Executor:
-    return EXECUTORS.get(name)()  # type: ignore[no-any-return]
+def create_executor(name: str, **options: Any) -> Executor:
+    return EXECUTORS.get(name)(**options)  # type: ignore[no-any-return]

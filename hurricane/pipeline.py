@@ -1,135 +1,222 @@
-"""The step contract: named steps of (spec, search_id, store, executor), idempotent, and the
-embedded runner that loops over a strategy's steps."""
+"""Runs steps: one unit of a step (its job, unless its outputs exist), a whole step (its
+units, then its finish, stored once), what a search needs next, and the embedded runner that
+loops over a strategy's steps. The Celery tasks call exactly these functions."""
 
 from __future__ import annotations
 
-import datetime as dt
-import secrets
 import time
-import traceback
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from hurricane import progress
-from hurricane.executor import Executor
-from hurricane.registry import Registry
+from hurricane.contract import STEPS, Executor, JobCancelled, JobSpec, Step
+from hurricane.records import (
+    SearchConflict,
+    Timer,
+    load_meta,
+    load_spec,
+    mark_active,
+    now,
+    parse_time,
+    read_control,
+    read_unit_state,
+    record_action,
+    report_key,
+    result_key,
+    submit,
+    summarize,
+    write_step_state,
+    write_unit_state,
+)
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, search_key
-from hurricane.strategies import STRATEGIES
 
-StepFn = Callable[[SearchSpec, str, ArtifactStore, Executor], dict[str, Any]]
-JobFn = Callable[[SearchSpec, str, ArtifactStore, "str | None"], None]
-
-STEPS: Registry[StepFn] = Registry("step")
-JOBS: Registry[JobFn] = Registry("job")
+__all__ = ["STEPS", "SearchConflict", "Work", "load_spec", "next_work", "run_search", "run_step",
+           "run_unit", "step", "submit"]
 
 
-class SearchConflict(ValueError):
-    """A search id is already taken by a different spec."""
+def step(name: str) -> Step:
+    import hurricane.steps  # noqa: F401  (registers every step)
+
+    return STEPS.get(name)
 
 
-def result_key(search_id: str, step: str) -> str:
-    return search_key(search_id, step, "result.json")
+def _error(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
 
 
-def spec_key(search_id: str) -> str:
-    return search_key(search_id, "spec.json")
+def unit_job(spec: SearchSpec, search_id: str, store: ArtifactStore, name: str,
+             unit: str) -> JobSpec:
+    return step(name).job(spec, search_id, store, unit)
 
 
-def status_key(search_id: str) -> str:
-    return search_key(search_id, "status.json")
+def run_unit(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
+             executor: Executor, unit: str, *, generation: int | None = None) -> bool:
+    """Runs one unit's job unless its outputs exist; records the unit's state. True when it
+    ran a job (False: already done). Failures are recorded and raised: a retryable one
+    (JobTransient) as ``retrying``, the caller decides whether to try again."""
+    from hurricane.contract import JobTransient
+
+    s = step(name)
+    if s.done(spec, search_id, store, unit):
+        return False
+    gen = read_control(store, search_id).generation if generation is None else generation
+    prev = read_unit_state(store, search_id, name, unit) or {}
+    attempt = int(prev.get("attempt", 0)) + 1 if prev.get("generation") == gen else 1
+    timer = Timer()
+    write_unit_state(store, search_id, name, unit, "running", generation=gen,
+                     started=timer.started, attempt=attempt)
+    try:
+        executor.run(s.job(spec, search_id, store, unit))
+    except JobCancelled as err:
+        write_unit_state(store, search_id, name, unit, "cancelled", generation=gen,
+                         started=timer.started, finished=now(), seconds=timer.seconds(),
+                         attempt=attempt, error=_error(err))
+        raise
+    except JobTransient as err:
+        write_unit_state(store, search_id, name, unit, "retrying", generation=gen,
+                         started=timer.started, finished=now(), seconds=timer.seconds(),
+                         attempt=attempt, error=_error(err)[-2000:])
+        raise
+    except BaseException as err:
+        write_unit_state(store, search_id, name, unit, "failed", generation=gen,
+                         started=timer.started, finished=now(), seconds=timer.seconds(),
+                         attempt=attempt, error=_error(err)[-2000:])
+        raise
+    write_unit_state(store, search_id, name, unit, "succeeded", generation=gen,
+                     started=timer.started, finished=now(), seconds=timer.seconds(),
+                     attempt=attempt)
+    return True
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+def _step_timer(store: ArtifactStore, search_id: str, name: str, generation: int) -> Timer:
+    """A step finished apart from its units (the service): its time runs from its first
+    unit's start in this generation, so a step's seconds are wall time wherever it ran."""
+    starts = []
+    for unit in store.children(search_key(search_id, "state", name)):
+        st = read_unit_state(store, search_id, name, unit.removesuffix(".json")) or {}
+        if st.get("generation") == generation and st.get("started"):
+            starts.append(str(st["started"]))
+    if not starts:
+        return Timer()
+    first = min(starts)
+    return Timer(started=first, t0=time.perf_counter() - (time.time() - parse_time(first)))
 
 
-def new_search_id(spec: SearchSpec) -> str:
-    return f"{spec.name}-{secrets.token_hex(4)}"
-
-
-def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None) -> str:
-    """Records ``spec`` under a search id; an existing id must hold the same spec."""
-    sid = search_id or new_search_id(spec)
-    key = spec_key(sid)
-    stored = spec.model_dump(mode="json")
+def finish_step(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore, *,
+                executor_name: str, timer: Timer | None = None,
+                generation: int | None = None) -> dict[str, Any]:
+    """Every unit is done: computes the step's result and stores it once (a concurrent
+    finisher's result wins and is returned)."""
+    key = result_key(search_id, name)
     if store.exists(key):
-        # compared after validation, so a spec stored before a new field existed still matches
-        if SearchSpec.model_validate(store.get_json(key)).model_dump(mode="json") != stored:
-            raise SearchConflict(
-                f"search {sid!r} already exists with a different spec; use another --search-id "
-                "(nothing stored was changed)")
-    else:
-        store.put_json(key, stored)
-        store.put_json(status_key(sid), {"search_id": sid, "state": "submitted",
-                                         "created": now(), "steps": {}})
-    return sid
-
-
-def load_spec(store: ArtifactStore, search_id: str) -> SearchSpec:
-    return SearchSpec.model_validate(store.get_json(spec_key(search_id)))
-
-
-def _update_status(store: ArtifactStore, search_id: str, step: str | None = None,
-                   **fields: Any) -> None:
-    key = status_key(search_id)
-    status: dict[str, Any] = (store.get_json(key) if store.exists(key)
-                              else {"search_id": search_id, "steps": {}})
-    if step is None:
-        status.update(fields)
-    else:
-        status["steps"].setdefault(step, {}).update(fields)
-    store.put_json(key, status)
+        return store.get_json(key)  # type: ignore[no-any-return]
+    gen = read_control(store, search_id).generation if generation is None else generation
+    timer = timer or _step_timer(store, search_id, name, gen)
+    try:
+        out = step(name).finish(spec, search_id, store)
+    except BaseException as err:
+        write_step_state(store, search_id, name, "failed", generation=gen, started=timer.started,
+                         finished=now(), seconds=timer.seconds(), error=_error(err)[-2000:])
+        raise
+    seconds = timer.seconds()
+    out = {**out, "_meta": {"step": name, "seconds": seconds, "finished": now(),
+                            "executor": executor_name}}
+    if not store.put_json(key, out, if_absent=True):
+        return store.get_json(key)  # type: ignore[no-any-return]
+    write_step_state(store, search_id, name, "succeeded", generation=gen, started=timer.started,
+                     finished=out["_meta"]["finished"], seconds=seconds)
+    return out
 
 
 def run_step(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
              executor: Executor) -> dict[str, Any]:
-    """Runs one step unless its result already exists (then returns the stored one)."""
+    """Runs one step unless its result already exists (then returns the stored one): its
+    pending units in turn, then its finish."""
     key = result_key(search_id, name)
     if store.exists(key):
         return store.get_json(key)  # type: ignore[no-any-return]
-    fn = STEPS.get(name)
-    _update_status(store, search_id, name, state="running", started=now())
-    t0 = time.perf_counter()
+    s = step(name)
+    gen = read_control(store, search_id).generation
+    timer = Timer()
+    write_step_state(store, search_id, name, "running", generation=gen, started=timer.started)
     try:
-        out = fn(spec, search_id, store, executor)
+        for unit in s.pending(spec, search_id, store):
+            run_unit(name, spec, search_id, store, executor, unit, generation=gen)
     except BaseException as err:
-        _update_status(store, search_id, name, state="failed", error=f"{type(err).__name__}: {err}",
-                       seconds=round(time.perf_counter() - t0, 3))
+        write_step_state(store, search_id, name, "failed", generation=gen, started=timer.started,
+                         finished=now(), seconds=timer.seconds(), error=_error(err)[-2000:])
         raise
-    seconds = time.perf_counter() - t0
-    out = {**out, "_meta": {"step": name, "seconds": round(seconds, 3), "finished": now(),
-                            "executor": getattr(executor, "name", type(executor).__name__)}}
-    store.put_json(key, out)
-    _update_status(store, search_id, name, state="succeeded", seconds=round(seconds, 3))
-    return out
+    return finish_step(name, spec, search_id, store,
+                       executor_name=getattr(executor, "name", type(executor).__name__),
+                       timer=timer, generation=gen)
 
 
-def run_job(step: str, search_id: str, store: ArtifactStore, *, device: str | None = None) -> None:
-    """The body of a pod (or local process): one step's heavy work, reading the stored spec."""
-    import hurricane.steps  # noqa: F401  (registers the step and job functions)
+@dataclass(frozen=True)
+class Work:
+    """What a search needs next: ``run`` these units of ``step``; ``finish`` ``step``;
+    ``report``; or nothing (``succeeded``, ``failed``, ``cancelled``)."""
 
-    JOBS.get(step)(load_spec(store, search_id), search_id, store, device)
+    kind: str
+    step: str | None = None
+    units: tuple[str, ...] = ()
+    jobs: dict[str, JobSpec] = field(default_factory=dict)
+    error: str | None = None
+
+
+def next_work(spec: SearchSpec, search_id: str, store: ArtifactStore) -> Work:
+    """Reads the stored plan and results: the first step without a result decides."""
+    control = read_control(store, search_id)
+    if control.cancelled:
+        return Work("cancelled")
+    gen = control.generation
+    for name in load_meta(store, search_id)["plan"]:
+        if store.exists(result_key(search_id, name)):
+            continue
+        s = step(name)
+        pending = s.pending(spec, search_id, store)
+        if not pending:
+            return Work("finish", name)
+        failed = []
+        for u in pending:
+            st = read_unit_state(store, search_id, name, u)
+            if st and st.get("state") == "failed" and st.get("generation") == gen:
+                failed.append(f"{u}: {st.get('error')}")
+        if failed:
+            return Work("failed", name, error="; ".join(failed))
+        return Work("run", name, tuple(pending),
+                    {u: s.job(spec, search_id, store, u) for u in pending})
+    if not store.exists(report_key(search_id)):
+        return Work("report")
+    return Work("succeeded")
+
+
+def write_final_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    """report.json and report.md, once; marks the search inactive."""
+    from hurricane.report import build_report, render_markdown
+
+    key = report_key(search_id)
+    if store.exists(key):
+        mark_active(store, search_id, False)
+        return store.get_json(key)  # type: ignore[no-any-return]
+    report = build_report(spec, search_id, store)
+    store.put_bytes(report_key(search_id, "report.md"), render_markdown(report).encode())
+    if not store.put_json(key, report, if_absent=True):
+        report = store.get_json(key)
+    mark_active(store, search_id, False)
+    return report
 
 
 def run_search(spec: SearchSpec, store: ArtifactStore, executor: Executor,
                search_id: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The embedded runner: submits (or resumes) a search and runs its strategy's steps."""
-    import hurricane.steps  # noqa: F401
-    from hurricane.report import write_report
-
+    """The embedded runner: submits (or resumes) a search and runs its strategy's steps in
+    this process, writing the same records the service writes."""
     sid = submit(spec, store, search_id)
-    steps = STRATEGIES.get(spec.strategy).plan(spec)
-    _update_status(store, sid, state="running", strategy=spec.strategy, plan=list(steps))
-    for i, name in enumerate(steps, 1):
-        progress.message(f"[{i}/{len(steps)}] {name}")
-        try:
-            run_step(name, spec, sid, store, executor)
-        except BaseException as err:
-            _update_status(store, sid, state="failed", failed_step=name,
-                           error=f"{type(err).__name__}: {err}",
-                           traceback=traceback.format_exc(limit=5))
-            raise
-    report = write_report(spec, sid, store)
-    _update_status(store, sid, state="succeeded", finished=now())
-    return sid, report
+    status = summarize(store, sid)
+    if status["state"] in ("failed", "cancelled"):
+        record_action(store, sid, "resume", by="hurricane run")  # a rerun is a resume
+    plan = status["plan"]
+    for i, name in enumerate(plan, 1):
+        progress.message(f"[{i}/{len(plan)}] {name}")
+        run_step(name, spec, sid, store, executor)
+    return sid, write_final_report(spec, sid, store)

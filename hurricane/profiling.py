@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +16,11 @@ from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Head, Layout, build_stem
 from hurricane.backends import backend_for
 from hurricane.devices import DEVICES, DeviceProfile
+from hurricane.latency_table import LatencyTable
 from hurricane.ops import build_op
+
+__all__ = ["LatencyTable", "Protocol", "Timing", "measure_arch", "profile_table", "time_callable",
+           "time_module"]
 
 
 @dataclass(frozen=True)
@@ -76,108 +76,6 @@ def time_module(module: nn.Module, shape: tuple[int, ...], protocol: Protocol,
     with _Threads(protocol.threads):
         run = backend.prepare(module.eval(), shape, device, threads=protocol.threads)
         return time_callable(run, protocol)
-
-
-@dataclass
-class LatencyTable:
-    """Median latency (ms) of every candidate op at every layer, plus the fixed stem + head."""
-
-    device: str
-    ops: dict[int, dict[str, float]]
-    iqr: dict[int, dict[str, float]] = field(default_factory=dict)
-    fixed_ms: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def layer_ms(self, layer: int, op: str) -> float:
-        try:
-            return self.ops[layer][op]
-        except KeyError:
-            raise KeyError(f"latency table for {self.device!r} has no entry for layer {layer}, "
-                           f"op {op!r}") from None
-
-    def arch_latency(self, arch: Arch) -> float:
-        """Table sum over the layers plus the fixed parts."""
-        return self.fixed_ms + sum(self.layer_ms(i, op) for i, op in enumerate(arch.ops))
-
-    def bounds(self, space: SearchSpace) -> tuple[float, float]:
-        """Lowest and highest architecture latency in ``space``."""
-        lo = self.fixed_ms + sum(min(self.layer_ms(i, o) for o in c)
-                                 for i, c in enumerate(space.choices))
-        hi = self.fixed_ms + sum(max(self.layer_ms(i, o) for o in c)
-                                 for i, c in enumerate(space.choices))
-        return lo, hi
-
-    def fastest(self, space: SearchSpace) -> Arch:
-        return Arch(tuple(min(c, key=partial(self.layer_ms, i)) for i, c in enumerate(space.choices)))
-
-    def slowest(self, space: SearchSpace) -> Arch:
-        return Arch(tuple(max(c, key=partial(self.layer_ms, i)) for i, c in enumerate(space.choices)))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "fixed_ms": self.fixed_ms, "meta": self.meta,
-                "ops": {str(k): v for k, v in self.ops.items()},
-                "iqr": {str(k): v for k, v in self.iqr.items()}}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> LatencyTable:
-        return cls(device=d["device"], fixed_ms=float(d["fixed_ms"]), meta=d.get("meta", {}),
-                   ops={int(k): {o: float(t) for o, t in v.items()} for k, v in d["ops"].items()},
-                   iqr={int(k): {o: float(t) for o, t in v.items()}
-                        for k, v in d.get("iqr", {}).items()})
-
-    @classmethod
-    def from_csv(cls, text: str, *, device: str) -> LatencyTable:
-        """Reads ``to_csv``'s format: layer,op,median_ms[,iqr_ms] rows plus a 'fixed' row."""
-        rows = list(csv.reader(io.StringIO(text)))
-        if not rows or [h.strip() for h in rows[0][:3]] != ["layer", "op", "median_ms"]:
-            raise ValueError("a latency table CSV starts with the header layer,op,median_ms[,iqr_ms]")
-        ops: dict[int, dict[str, float]] = {}
-        iqr: dict[int, dict[str, float]] = {}
-        fixed = 0.0
-        for n, row in enumerate(rows[1:], 2):
-            if not row:
-                continue
-            try:
-                if row[0] == "fixed":
-                    fixed = float(row[2])
-                    continue
-                layer, op, ms = int(row[0]), row[1], float(row[2])
-            except (ValueError, IndexError):
-                raise ValueError(f"latency table line {n}: expected layer,op,median_ms, got {row}") from None
-            if ms < 0:
-                raise ValueError(f"latency table line {n}: negative latency {ms}")
-            ops.setdefault(layer, {})[op] = ms
-            if len(row) > 3 and row[3]:
-                iqr.setdefault(layer, {})[op] = float(row[3])
-        return cls(device=device, ops=ops, iqr=iqr, fixed_ms=fixed, meta={"backend": "table"})
-
-    @classmethod
-    def load(cls, path: str | Path, *, device: str) -> LatencyTable:
-        p = Path(path)
-        if p.suffix == ".json":
-            import json
-
-            return cls.from_json({**json.loads(p.read_text()), "device": device})
-        return cls.from_csv(p.read_text(), device=device)
-
-    def check_covers(self, space: SearchSpace) -> None:
-        missing = [(i, op) for i, c in enumerate(space.choices) for op in c
-                   if op not in self.ops.get(i, {})]
-        if missing:
-            shown = ", ".join(f"layer {i} {op}" for i, op in missing[:8])
-            raise ValueError(f"latency table for {self.device!r} lacks {len(missing)} "
-                             f"(layer, op) entries the space needs: {shown}")
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["layer", "op", "median_ms", "iqr_ms"])
-        w.writerow(["fixed", "stem+head", f"{self.fixed_ms:.6f}", ""])
-        for layer in sorted(self.ops):
-            for op, ms in self.ops[layer].items():
-                iqr = self.iqr.get(layer, {}).get(op)
-                w.writerow([layer, op, f"{ms:.6f}", "" if iqr is None else f"{iqr:.6f}"])
-        return buf.getvalue()
 
 
 def cache_key(device: DeviceProfile, protocol: Protocol, what: str, shape: tuple[int, ...]) -> str:

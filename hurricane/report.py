@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hurricane.pipeline import result_key
+from hurricane.records import result_key
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES

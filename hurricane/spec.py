@@ -129,8 +129,11 @@ class DeviceTarget(_Strict):
 
     name: str = Field("cpu", pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$",
                       description="a device profile (`hurricane devices list`), or any name with 'table'")
-    table: Path | None = Field(
-        None, description="an imported latency table (CSV/JSON) for hardware the cluster lacks")
+    table: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="a latency table for hardware the cluster lacks: a CSV/JSON file (local "
+        "runs), or 'imported' for the table imported into the service with PUT "
+        "/v1/devices/{name}/table")
     latency_budget_ms: float | None = Field(None, gt=0, description="absolute budget in ms")
     budget_fraction: float | None = Field(
         None, ge=0, le=1,

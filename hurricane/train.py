@@ -16,6 +16,7 @@ from torch import nn
 from hurricane import progress
 from hurricane.data import Split
 from hurricane.store import ArtifactStore
+from hurricane.torchio import load_torch, save_torch
 
 ForwardFn = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
 
@@ -91,7 +92,7 @@ class Checkpointer:
         return sorted(out)
 
     def save(self, step: int, state: dict[str, Any]) -> None:
-        self.store.put_torch(self._key(step), state)
+        save_torch(self.store, self._key(step), state)
         for old in self.steps()[:-self.keep]:
             self.store.delete(self._key(old))
 
@@ -99,7 +100,7 @@ class Checkpointer:
         steps = self.steps()
         if not steps:
             return None
-        return steps[-1], self.store.get_torch(self._key(steps[-1]))
+        return steps[-1], load_torch(self.store, self._key(steps[-1]))
 
 
 def set_threads(threads: int | None) -> None:

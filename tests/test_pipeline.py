@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hurricane import progress
 from hurricane.executor import InlineExecutor, JobSpec, ProcessExecutor
 from hurricane.pipeline import STEPS, SearchConflict, run_search, run_step, submit
+from hurricane.records import summarize
 from hurricane.spec import SearchSpec
 from hurricane.steps import load_final
 from hurricane.store import search_key
@@ -42,7 +44,8 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
     sid, report = run_search(tiny_spec, store, InlineExecutor(), "t1")
     for k in ["retrain/cpu/final.pt", "retrain/cpu/arch.json", "export/cpu/model.onnx",
               "report.json", "report.md", "profile/cpu/latency.csv", "space/space.json",
-              "stage1/supernet.pt", "search1/cpu/evolution.json", "status.json", "spec.json"]:
+              "stage1/supernet.pt", "search1/cpu/evolution.json", "search.json", "spec.json",
+              "state/stage1.json", "state/profile/cpu.json"]:
         assert store.exists(search_key(sid, k)), k
     d = report["devices"]["cpu"]
     assert d["meets_budget"] and d["predicted_latency_ms"] <= d["budget_ms"]
@@ -57,15 +60,16 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
     assert all(c["latency_ms"] <= evo["budget_ms"] for c in evo["top"])
     net = load_final(store, sid, "cpu")
     assert str(net.arch) == d["arch"]
-    assert store.get_json(search_key(sid, "status.json"))["state"] == "succeeded"
+    status = summarize(store, sid)
+    assert status["state"] == "succeeded" and status["plan"] == list(report["timings_s"])
+    assert status["steps"]["profile"]["units"]["cpu"]["state"] == "succeeded"
 
     # a second run finds every result and recomputes nothing
     before = {k: store.path(k).stat().st_mtime_ns for k in store.list(f"searches/{sid}")}
     sid2, report2 = run_search(tiny_spec, store, InlineExecutor(), sid)
     assert sid2 == sid and report2["devices"] == report["devices"]
     after = {k: store.path(k).stat().st_mtime_ns for k in before}
-    changed = {k for k in before if before[k] != after[k]}
-    assert changed <= {search_key(sid, k) for k in ("status.json", "report.json", "report.md")}
+    assert {k for k in before if before[k] != after[k]} == set()
 
 
 def test_a_failed_search_resumes_without_redoing_finished_steps(tiny_spec, store,
@@ -75,15 +79,18 @@ def test_a_failed_search_resumes_without_redoing_finished_steps(tiny_spec, store
     def boom(*a, **k):  # type: ignore[no-untyped-def]
         raise RuntimeError("node lost")
 
-    monkeypatch.setitem(STEPS._entries, "search1", boom)
+    monkeypatch.setitem(STEPS._entries, "search1", dataclasses.replace(real, finish=boom))
     with pytest.raises(RuntimeError, match="node lost"):
         run_search(tiny_spec, store, InlineExecutor(), "t2")
-    status = store.get_json(search_key("t2", "status.json"))
+    status = summarize(store, "t2")
     assert status["state"] == "failed" and status["failed_step"] == "search1"
+    assert "node lost" in status["error"]
     assert status["steps"]["stage1"]["state"] == "succeeded"
     stamp = store.path(search_key("t2", "stage1", "supernet.pt")).stat().st_mtime_ns
     monkeypatch.setitem(STEPS._entries, "search1", real)
     _, report = run_search(tiny_spec, store, InlineExecutor(), "t2")
+    status = summarize(store, "t2")
+    assert status["state"] == "succeeded" and status["generation"] == 1  # the rerun resumed it
     assert store.path(search_key("t2", "stage1", "supernet.pt")).stat().st_mtime_ns == stamp
     assert report["devices"]["cpu"]["meets_budget"]
 

@@ -26,6 +26,7 @@ from hurricane.steps import (
 from hurricane.store import search_key
 from hurricane.strategies import STRATEGIES
 from hurricane.supernet import Supernet
+from hurricane.torchio import load_torch
 from hurricane.train import Checkpointer, TrainConfig, train
 from tests.conftest import tiny_spec_dict
 
@@ -121,8 +122,8 @@ def test_stage_restarted_from_its_checkpoint_continues(store) -> None:
     done = train_supernet(spec, sid, store, "stage2/x", s2, init=init)
     assert done["resumed_from"] == 7 and done["iterations"] == 12
     straight = train_supernet(spec, sid, store, "stage2/y", s2, init=init)
-    a = store.get_torch(search_key(sid, "stage2/x", "supernet.pt"))["model"]
-    b = store.get_torch(search_key(sid, "stage2/y", "supernet.pt"))["model"]
+    a = load_torch(store, search_key(sid, "stage2/x", "supernet.pt"))["model"]
+    b = load_torch(store, search_key(sid, "stage2/y", "supernet.pt"))["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight["loss_history"] == done["loss_history"]
 

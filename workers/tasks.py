@@ -1,1 +1,230 @@
-"""hurricane.workers: the Celery app and thin pipeline tasks arrive with the service issue."""
+"""Celery tasks: thin wrappers over hurricane.pipeline, with permanent names, ids only as
+arguments, explicit queues, retries for transient failures and none for invalid input.
+
+- ``hurricane.advance(search_id)`` (queue ``control``): reads the stored plan and results,
+  finishes every step whose units are done, and enqueues the next step's pending units in
+  parallel; one advance per search at a time (a Redis lock).
+- ``hurricane.run_unit(search_id, step, unit)`` (queue ``train`` or ``profile.<label>``): runs
+  one unit's job through the executor, then enqueues an advance (the join).
+- ``hurricane.reconcile()`` (beat, ``control``): re-enqueues searches with nothing in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import redis
+from celery import Task
+from celery.signals import worker_ready
+
+from hurricane.contract import JobCancelled, JobFailed, JobTransient
+from hurricane.records import (
+    SearchNotFound,
+    active_searches,
+    mark_active,
+    read_control,
+    write_step_state,
+)
+from hurricane.settings import get_settings
+from hurricane.store import StoreUnavailable, open_store
+from hurricane.workers import flight
+from hurricane.workers.app import app
+from hurricane.workers.dispatch import (
+    ADVANCE_TASK,
+    RECONCILE_TASK,
+    UNIT_TASK,
+    enqueue_advance,
+    enqueue_unit,
+    redis_client,
+    unit_queue,
+)
+
+log = logging.getLogger("hurricane.workers")
+
+TRANSIENT = (StoreUnavailable, JobTransient, redis.ConnectionError, redis.TimeoutError,
+             ConnectionError)
+UNIT_RETRIES = 5
+
+
+def _backoff(retries: int) -> float:
+    return float(min(60, 2 ** (retries + 1)))
+
+
+@app.task(name=ADVANCE_TASK, bind=True, max_retries=None, soft_time_limit=1800, time_limit=1900)
+def advance(self: Task, search_id: str) -> str:
+    """Moves a search as far as its stored results allow; returns what it did last."""
+    s = get_settings()
+    r = redis_client(s.redis_url)
+    try:
+        flight.mark(r, search_id, flight.ADVANCE, "started", task_id=self.request.id)
+        lock = r.lock(f"hurricane:lock:{search_id}", timeout=1800, blocking_timeout=20)
+        if not lock.acquire():
+            raise self.retry(countdown=2)
+        try:
+            return _advance(search_id)
+        finally:
+            with contextlib.suppress(redis.RedisError):  # expired, or Redis restarted
+                lock.release()
+            flight.clear(r, search_id, flight.ADVANCE)
+    except TRANSIENT as err:
+        log.warning("advance %s: transient failure, retrying: %s", search_id, err)
+        raise self.retry(exc=err, countdown=_backoff(min(self.request.retries, 4))) from err
+
+
+def _advance(search_id: str) -> str:
+    from hurricane.pipeline import finish_step, load_spec, next_work, write_final_report
+
+    s = get_settings()
+    store = open_store(s.store)
+    r = redis_client(s.redis_url)
+    try:
+        spec = load_spec(store, search_id)
+    except SearchNotFound:
+        log.warning("advance %s: no such search (purged?)", search_id)
+        return "gone"
+    for _ in range(64):  # bounded: a plan has a dozen steps
+        w = next_work(spec, search_id, store)
+        if w.kind == "finish":
+            assert w.step is not None
+            try:
+                finish_step(w.step, spec, search_id, store, executor_name=s.executor)
+            except TRANSIENT:
+                raise
+            except Exception as err:  # recorded by finish_step; retrying cannot fix it
+                log.error("search %s: step %s failed: %s", search_id, w.step, err)
+                mark_active(store, search_id, False)
+                return "failed"
+            continue
+        if w.kind == "report":
+            write_final_report(spec, search_id, store)
+            continue
+        if w.kind == "run":
+            assert w.step is not None
+            fl = flight.entries(r, search_id)
+            for unit in w.units:
+                job = w.jobs[unit]
+                if (flight.live(fl.get(flight.field(w.step, unit)), store, search_id, s)
+                        or flight.job_running(store, search_id, job.name, s)):
+                    continue
+                enqueue_unit(app, search_id, w.step, unit, queue=unit_queue(job.node_label),
+                             job=job.name, settings=s)
+            return f"run {w.step}"
+        if w.kind == "failed":
+            assert w.step is not None
+            write_step_state(store, search_id, w.step, "failed",
+                             generation=read_control(store, search_id).generation,
+                             error=w.error)
+        mark_active(store, search_id, False)
+        return w.kind
+    raise RuntimeError(f"advance {search_id}: no progress after 64 rounds")
+
+
+@app.task(name=UNIT_TASK, bind=True, max_retries=UNIT_RETRIES, soft_time_limit=None)
+def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
+    """Runs one unit's job (adopting it when it already runs elsewhere), then advances."""
+    from hurricane import progress
+    from hurricane.executor import create_executor
+    from hurricane.jobs import invalid_input_errors
+    from hurricane.pipeline import load_spec, unit_job
+    from hurricane.pipeline import run_unit as pipeline_run_unit
+    from hurricane.workers.progress import RedisReporter
+
+    s = get_settings()
+    r = redis_client(s.redis_url)
+    name = flight.field(step, unit)
+    outcome = "done"
+    try:
+        store = open_store(s.store)
+        try:
+            spec = load_spec(store, search_id)
+        except SearchNotFound:
+            flight.clear(r, search_id, name)
+            return "gone"
+        if read_control(store, search_id).cancelled:
+            flight.clear(r, search_id, name)
+            return "cancelled"
+        job = unit_job(spec, search_id, store, step, unit)
+        flight.mark(r, search_id, name, "started", task_id=self.request.id, job=job.name,
+                    worker=self.request.hostname)
+        options: dict[str, Any] = {}
+        if s.executor == "process":
+            options = {"echo": True,
+                       "cancelled": lambda: read_control(store, search_id).cancelled}
+        executor = create_executor(s.executor, **options)
+        t0 = time.perf_counter()
+        with progress.use_reporter(RedisReporter(r, search_id, step, unit)):
+            try:
+                ran = pipeline_run_unit(step, spec, search_id, store, executor, unit)
+                outcome = f"{'ran' if ran else 'found'} {step}/{unit} in {time.perf_counter() - t0:.1f} s"
+            except JobCancelled:
+                outcome = "cancelled"
+            except (JobFailed, *invalid_input_errors()) as err:
+                if isinstance(err, JobTransient):
+                    raise
+                log.error("search %s: %s/%s failed: %s", search_id, step, unit, err)
+                outcome = "failed"
+    except TRANSIENT as err:
+        if self.request.retries >= UNIT_RETRIES:
+            log.error("search %s: %s/%s gave up after %d retries: %s", search_id, step, unit,
+                      self.request.retries, err)
+            _record_gave_up(search_id, step, unit, err)
+            outcome = "failed"
+        else:
+            log.warning("search %s: %s/%s transient failure, retry %d: %s", search_id, step, unit,
+                        self.request.retries + 1, err)
+            with contextlib.suppress(redis.RedisError):
+                flight.mark(r, search_id, name, "queued", task_id=self.request.id)
+            raise self.retry(exc=err, countdown=_backoff(self.request.retries)) from err
+    with contextlib.suppress(redis.RedisError):  # else the reconciler finds the unit done
+        flight.clear(r, search_id, name)
+    if outcome != "cancelled":
+        enqueue_advance(app, search_id, settings=s)
+    return outcome
+
+
+def _record_gave_up(search_id: str, step: str, unit: str, err: BaseException) -> None:
+    from hurricane.records import write_unit_state
+
+    try:
+        store = open_store(get_settings().store)
+        write_unit_state(store, search_id, step, unit, "failed",
+                         generation=read_control(store, search_id).generation,
+                         error=f"gave up after {UNIT_RETRIES} retries: {type(err).__name__}: {err}")
+    except Exception:  # the store is what failed; the reconciler retries later
+        log.exception("could not record the failure of %s/%s", step, unit)
+
+
+@app.task(name=RECONCILE_TASK, bind=True, max_retries=0, soft_time_limit=600, time_limit=660)
+def reconcile(self: Task) -> list[str]:
+    """Re-enqueues an advance for every active search with nothing queued or running: its
+    tasks were lost (Redis flushed, workers gone) or it was never enqueued."""
+    s = get_settings()
+    r = redis_client(s.redis_url)
+    lock = r.lock("hurricane:lock:reconcile", timeout=600, blocking_timeout=0)
+    if not lock.acquire():
+        return []
+    try:
+        store = open_store(s.store)
+        revived = []
+        for sid in active_searches(store):
+            if not flight.busy(r, store, sid, s):
+                enqueue_advance(app, sid, settings=s)
+                revived.append(sid)
+        if revived:
+            log.info("reconcile: re-enqueued %s", ", ".join(revived))
+        return revived
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            lock.release()
+
+
+@worker_ready.connect
+def _reconcile_at_start(sender: Any = None, **_: Any) -> None:
+    """A (re)started worker looks for lost searches at once."""
+    try:
+        app.send_task(RECONCILE_TASK, queue="control")
+    except Exception:
+        log.exception("could not enqueue the start-up reconcile")

@@ -8,12 +8,12 @@ from typing import Any
 from hurricane import progress
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
+from hurricane.contract import JobSpec
 from hurricane.data import Data, load_data
 from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import EvolutionConfig, InfeasibleBudget
-from hurricane.executor import JobSpec
-from hurricane.pipeline import result_key
 from hurricane.profiling import LatencyTable, Protocol, measure_arch
+from hurricane.records import result_key
 from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Supernet, recalibrate_bn

@@ -9,10 +9,9 @@ import torch
 from hurricane import progress
 from hurricane.arch import Arch
 from hurricane.backbone import Layout
+from hurricane.contract import JOBS, STEPS, Step
 from hurricane.data import Data
 from hurricane.evolution import Candidate
-from hurricane.executor import Executor
-from hurricane.pipeline import JOBS, STEPS
 from hurricane.profiling import measure_arch
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
@@ -30,6 +29,7 @@ from hurricane.steps.common import (
 from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES
 from hurricane.supernet import Network
+from hurricane.torchio import load_torch, save_torch
 from hurricane.train import Checkpointer, evaluate, set_threads, train
 
 
@@ -65,8 +65,8 @@ def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
     set_threads(spec.retrain.threads)
     data = data_of(spec)
     found = winners(spec, store, search_id)
-    for name, cand in found.items():
-        if device is not None and name != device:
+    for name, cand in found.items():  # a device's job retrains every device sharing its winner
+        if device is not None and cand.arch != found[device].arch:
             continue
         if store.exists(final_key(search_id, name, "metrics.json")):
             continue
@@ -81,7 +81,7 @@ def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
         else:
             net, metrics = retrain_arch(spec, cand.arch, data, store,
                                         search_key(search_id, "retrain", name))
-            store.put_torch(final_key(search_id, name, "final.pt"), {
+            save_torch(store, final_key(search_id, name, "final.pt"), {
                 "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
                 "classes": list(data.classes), "state_dict": net.state_dict()})
         store.put_json(final_key(search_id, name, "arch.json"), {
@@ -90,19 +90,32 @@ def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
         store.put_json(final_key(search_id, name, "metrics.json"), metrics)
 
 
-@STEPS.decorator("retrain")
-def retrain_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                 executor: Executor) -> dict[str, Any]:
-    if not all(store.exists(final_key(search_id, d.name, "metrics.json")) for d in spec.devices):
-        executor.run(job_spec(spec, search_id, store, "retrain"))
+def _same_winner(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, list[str]]:
+    """Devices grouped by their winner, each group named by its first device."""
+    groups: dict[Arch, list[str]] = {}
+    for name, cand in winners(spec, store, search_id).items():
+        groups.setdefault(cand.arch, []).append(name)
+    return {names[0]: names for names in groups.values()}
+
+
+def retrain_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     return {"devices": {d.name: store.get_json(final_key(search_id, d.name, "metrics.json"))
                         for d in spec.devices}}
+
+
+STEPS.register("retrain", Step(  # one training per distinct winner
+    "retrain", retrain_result,
+    units=lambda spec, sid, store: list(_same_winner(spec, sid, store)),
+    done=lambda spec, sid, store, u: all(
+        store.exists(final_key(sid, d, "metrics.json"))
+        for d in _same_winner(spec, sid, store).get(u, [u])),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "retrain", u, pin=False)))
 
 
 def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
     from hurricane.spec import BackboneSpec
 
-    blob = store.get_torch(final_key(search_id, device, "final.pt"))
+    blob = load_torch(store, final_key(search_id, device, "final.pt"))
     net = Network(Layout.from_spec(BackboneSpec.model_validate(blob["backbone"])),
                   Arch.parse(blob["arch"]))
     net.load_state_dict(blob["state_dict"])
@@ -116,7 +129,7 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
     data = data_of(spec)
     x = next(data.test.eval_batches(64))[0]
     for name in devices_of(spec, device):
-        key = search_key(search_id, "export", name, "export.json")
+        key = _export_key(search_id, name)
         if store.exists(key):
             continue
         net = load_final(store, search_id, name)
@@ -140,13 +153,14 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
             "table_latency_ms": table.arch_latency(net.arch)})
 
 
-@STEPS.decorator("export")
-def export_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                executor: Executor) -> dict[str, Any]:
-    out = {}
-    for d in spec.devices:
-        key = search_key(search_id, "export", d.name, "export.json")
-        if not store.exists(key):
-            executor.run(job_spec(spec, search_id, store, "export", d.name))
-        out[d.name] = store.get_json(key)
-    return {"devices": out}
+def _export_key(search_id: str, device: str) -> str:
+    return search_key(search_id, "export", device, "export.json")
+
+
+STEPS.register("export", Step(  # measured on each device's own node pool
+    "export",
+    lambda spec, sid, store: {"devices": {d.name: store.get_json(_export_key(sid, d.name))
+                                          for d in spec.devices}},
+    units=lambda spec, sid, store: [d.name for d in spec.devices],
+    done=lambda spec, sid, store, u: store.exists(_export_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "export", u)))

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from hurricane.arch import SearchSpace
-from hurricane.executor import Executor
+from hurricane.contract import JOBS, STEPS, Step
+from hurricane.latency_table import LatencyTable
 from hurricane.oppool import MANUAL_SPACE_OPS
-from hurricane.pipeline import JOBS, STEPS
 from hurricane.predictor import metrics
 from hurricane.profiling import profile_table
 from hurricane.spec import SearchSpec
@@ -26,10 +26,24 @@ from hurricane.steps.common import (
     protocol_of,
     resolve_budget,
     table_key,
+    target,
     target_profile,
 )
 from hurricane.store import ArtifactStore, search_key
 from hurricane.train import step_seed
+
+IMPORTED = "imported"
+
+
+def imported_table(store: ArtifactStore, search_id: str, device: str) -> LatencyTable:
+    """A table imported into the service (PUT /v1/devices/<name>/table): the copy taken when
+    the search was submitted, else the device's current one."""
+    for key in (search_key(search_id, "inputs", "tables", f"{device}.json"),
+                f"devices/{device}/table.json"):
+        if store.exists(key):
+            return LatencyTable.from_json({**store.get_json(key), "device": device})
+    raise ValueError(f"devices[{device}].table = imported, but no table was imported for "
+                     f"{device!r}: PUT /v1/devices/{device}/table first")
 
 
 def profiled_ops(spec: SearchSpec) -> tuple[str, ...]:
@@ -46,6 +60,13 @@ def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
     for name in devices_of(spec, device):
         if store.exists(table_key(search_id, name)):
             continue
+        if target(spec, name).table == IMPORTED:
+            table = imported_table(store, search_id, name)
+            table.check_covers(pool_space(spec))
+            store.put_bytes(search_key(search_id, "profile", name, "latency.csv"),
+                            table.to_csv().encode())
+            store.put_json(table_key(search_id, name), table.to_json())
+            continue
         # measurements shared by every search in this store: nothing is measured twice
         ckey = f"cache/latency/{name}.json"
         cache = store.get_json(ckey) if store.exists(ckey) else {}
@@ -58,22 +79,23 @@ def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
         store.put_json(table_key(search_id, name), table.to_json())
 
 
-@STEPS.decorator("profile")
-def profile_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                 executor: Executor) -> dict[str, Any]:
+def profile_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     out = {}
-    for d in spec.devices:  # one job per device: each runs on its own node pool
-        if not store.exists(table_key(search_id, d.name)):
-            executor.run(job_spec(spec, search_id, store, "profile", d.name))
+    for d in spec.devices:
         t = load_table(store, search_id, d.name)
         out[d.name] = {"table": table_key(search_id, d.name), "fixed_ms": t.fixed_ms,
                        "measurements": t.meta.get("unique_measurements")}
     return {"devices": out}
 
 
-@STEPS.decorator("space")
-def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-               executor: Executor) -> dict[str, Any]:
+STEPS.register("profile", Step(  # one job per device: each runs on its own node pool
+    "profile", profile_result,
+    units=lambda spec, sid, store: [d.name for d in spec.devices],
+    done=lambda spec, sid, store, u: store.exists(table_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "profile", u)))
+
+
+def space_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     """The candidate ops per layer (pool, manual, or Eq. 2 hardware-aware), and each device's
     table bounds over it; budgets are resolved in the predictor step, on the final model."""
     sp = spec.space
@@ -102,6 +124,9 @@ def space_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
         bounds[d.name] = {"min_ms": lo, "max_ms": hi}
     return {"kind": sp.kind, "size": space.size, "num_layers": space.num_layers,
             "ops": list(space.all_ops()), "table_bounds": bounds, **extra}
+
+
+STEPS.register("space", Step("space", space_result))  # light: computed where the step finishes
 
 
 def _measurable(spec: SearchSpec) -> list[str]:
@@ -148,15 +173,10 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
         store.put_json(predictor_key(search_id, name), model.to_json())
 
 
-@STEPS.decorator("predictor")
-def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                   executor: Executor) -> dict[str, Any]:
-    """Fits each measurable device's predictor, then checks every budget before any training."""
-    out = {}
-    for name in _measurable(spec):
-        if not store.exists(predictor_key(search_id, name)):
-            executor.run(job_spec(spec, search_id, store, "predictor", name))
-        out[name] = store.get_json(predictor_key(search_id, name, "metrics.json"))
+def predictor_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    """Each measurable device's predictor metrics; every budget is checked before training."""
+    out = {name: store.get_json(predictor_key(search_id, name, "metrics.json"))
+           for name in _measurable(spec)}
     space = load_space(store, search_id)
     budgets = {}
     for d in spec.devices:
@@ -164,3 +184,10 @@ def predictor_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
         budgets[d.name] = resolve_budget(spec, d.name, space, table,
                                          latency_model(store, search_id, d.name, table))
     return {"devices": out, "budgets_ms": budgets}
+
+
+STEPS.register("predictor", Step(
+    "predictor", predictor_result,
+    units=lambda spec, sid, store: _measurable(spec),
+    done=lambda spec, sid, store, u: store.exists(predictor_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "predictor", u)))

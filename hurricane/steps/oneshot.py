@@ -8,9 +8,8 @@ from typing import Any
 import torch
 
 from hurricane.arch import Arch, SearchSpace
+from hurricane.contract import JOBS, STEPS, WHOLE, Step
 from hurricane.evolution import EvolutionSearch
-from hurricane.executor import Executor
-from hurricane.pipeline import JOBS, STEPS
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     SupernetScorer,
@@ -30,6 +29,7 @@ from hurricane.steps.common import (
 from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES
 from hurricane.supernet import Supernet
+from hurricane.torchio import load_torch, save_torch
 from hurricane.train import Checkpointer, set_threads, step_seed, train
 
 
@@ -67,7 +67,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
                 description=f"{stage}: supernet", stop_after=stop_after)
     if not res.complete:
         return {"stopped_at": res.steps}
-    store.put_torch(search_key(search_id, stage, "supernet.pt"),
+    save_torch(store, search_key(search_id, stage, "supernet.pt"),
                     {"model": net.state_dict(), "space": space.to_json()})
     fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
     summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
@@ -109,13 +109,15 @@ def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
     train_supernet(spec, search_id, store, "stage1", space, extra=extra)
 
 
-@STEPS.decorator("stage1")
-def stage1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                executor: Executor) -> dict[str, Any]:
-    key = search_key(search_id, "stage1", "train.json")
-    if not store.exists(key):
-        executor.run(job_spec(spec, search_id, store, "stage1"))
-    return _without_history(store.get_json(key))
+def _train_key(search_id: str, stage: str) -> str:
+    return search_key(search_id, stage, "train.json")
+
+
+STEPS.register("stage1", Step(
+    "stage1", lambda spec, sid, store: _without_history(store.get_json(_train_key(sid, "stage1"))),
+    units=lambda spec, sid, store: [WHOLE],
+    done=lambda spec, sid, store, u: store.exists(_train_key(sid, "stage1")),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage1")))
 
 
 def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
@@ -148,24 +150,33 @@ def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
         if store.exists(search_key(search_id, stage, "train.json")):
             continue
         if spec.hurricane.stage2_init == "stage1" and init is None:
-            init = store.get_torch(search_key(search_id, "stage1", "supernet.pt"))["model"]
+            init = load_torch(store, search_key(search_id, "stage1", "supernet.pt"))["model"]
         train_supernet(spec, search_id, store, stage, stage2_space(spec, store, search_id, win1),
                        iterations=spec.hurricane.stage2_iterations, init=init,
                        extra={"a_win1": str(win1), "t": spec.stage_split,
                               "init": spec.hurricane.stage2_init})
 
 
-@STEPS.decorator("stage2")
-def stage2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                executor: Executor) -> dict[str, Any]:
-    out = {}
-    for name in searched_devices(spec):  # one training per distinct Stage 1 winner
-        key = search_key(search_id, stage2_dir(stage1_winner(store, search_id, name)),
-                         "train.json")
-        if not store.exists(key):
-            executor.run(job_spec(spec, search_id, store, "stage2", name, pin=False))
-        out[name] = _without_history(store.get_json(key))
-    return {"devices": out}
+def stage2_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list[str]:
+    """One Stage 2 training per distinct Stage 1 winner, named by the first device with it."""
+    firsts: dict[str, str] = {}
+    for name in searched_devices(spec):
+        firsts.setdefault(stage2_dir(stage1_winner(store, search_id, name)), name)
+    return list(firsts.values())
+
+
+def stage2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    return {"devices": {
+        name: _without_history(store.get_json(_train_key(
+            search_id, stage2_dir(stage1_winner(store, search_id, name)))))
+        for name in searched_devices(spec)}}
+
+
+STEPS.register("stage2", Step(
+    "stage2", stage2_result, units=stage2_units,
+    done=lambda spec, sid, store, u: store.exists(
+        _train_key(sid, stage2_dir(stage1_winner(store, sid, u)))),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage2", u, pin=False)))
 
 
 def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step: str,
@@ -179,7 +190,7 @@ def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step:
 def load_supernet(spec: SearchSpec, store: ArtifactStore, search_id: str,
                   stage: str) -> tuple[SearchSpace, Supernet]:
     """A trained stage's supernet and the space it was trained over."""
-    blob = store.get_torch(search_key(search_id, stage, "supernet.pt"))
+    blob = load_torch(store, search_key(search_id, stage, "supernet.pt"))
     space = SearchSpace.from_json(blob["space"])
     net = Supernet(layout_of(spec), space)
     net.load_state_dict(blob["model"])
@@ -216,14 +227,11 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
         store.put_json(key, res)
 
 
-def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executor: Executor,
-                 step: str) -> dict[str, Any]:
+def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                  step: str) -> dict[str, Any]:
     out = {}
     for name in searched_devices(spec):
-        key = evolution_key(search_id, step, name)
-        if not store.exists(key):
-            executor.run(job_spec(spec, search_id, store, step, name, pin=False))
-        res = store.get_json(key)
+        res = store.get_json(evolution_key(search_id, step, name))
         win = res["top"][0]
         out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
                      "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
@@ -233,15 +241,18 @@ def _search_step(spec: SearchSpec, search_id: str, store: ArtifactStore, executo
     return {"devices": out}
 
 
+def _search_step_def(step: str) -> Step:
+    """search1/search2: one evolution per searched device, on any node."""
+    return Step(
+        step, lambda spec, sid, store: search_result(spec, sid, store, step),
+        units=lambda spec, sid, store: searched_devices(spec),
+        done=lambda spec, sid, store, u: store.exists(evolution_key(sid, step, u)),
+        job=lambda spec, sid, store, u: job_spec(spec, sid, store, step, u, pin=False))
+
+
 @JOBS.decorator("search1")
 def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     search_supernet(spec, search_id, store, "search1", device)
-
-
-@STEPS.decorator("search1")
-def search1_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                 executor: Executor) -> dict[str, Any]:
-    return _search_step(spec, search_id, store, executor, "search1")
 
 
 @JOBS.decorator("search2")
@@ -249,7 +260,5 @@ def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
     search_supernet(spec, search_id, store, "search2", device)
 
 
-@STEPS.decorator("search2")
-def search2_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                 executor: Executor) -> dict[str, Any]:
-    return _search_step(spec, search_id, store, executor, "search2")
+STEPS.register("search1", _search_step_def("search1"))
+STEPS.register("search2", _search_step_def("search2"))

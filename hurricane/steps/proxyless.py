@@ -7,8 +7,7 @@ from typing import Any
 
 import torch
 
-from hurricane.executor import Executor
-from hurricane.pipeline import JOBS, STEPS
+from hurricane.contract import JOBS, STEPS, Step
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     SupernetScorer,
@@ -74,13 +73,9 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
         store.put_json(proxyless_key(search_id, name), out)
 
 
-@STEPS.decorator("proxyless")
-def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                   executor: Executor) -> dict[str, Any]:
+def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     out = {}
     for name in searched_devices(spec):
-        if not store.exists(proxyless_key(search_id, name)):
-            executor.run(job_spec(spec, search_id, store, "proxyless", name, pin=False))
         r = store.get_json(proxyless_key(search_id, name))
         out[name] = {"winner": r["arch"], "supernet_accuracy": r["supernet_accuracy"],
                      "latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"],
@@ -89,3 +84,10 @@ def proxyless_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                      "iterations": r["iterations"], "arch_updates": r["arch_updates"],
                      "train_seconds": r["seconds"]}
     return {"devices": out}
+
+
+STEPS.register("proxyless", Step(  # one gradient search per device, on any node
+    "proxyless", proxyless_result,
+    units=lambda spec, sid, store: searched_devices(spec),
+    done=lambda spec, sid, store, u: store.exists(proxyless_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "proxyless", u, pin=False)))

@@ -8,10 +8,9 @@ from typing import Any
 
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
+from hurricane.contract import JOBS, STEPS, Step
 from hurricane.devices import DeviceProfile
 from hurricane.evolution import Candidate, EvolutionSearch
-from hurricane.executor import Executor
-from hurricane.pipeline import JOBS, STEPS
 from hurricane.profiling import LatencyTable, Protocol
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
@@ -124,15 +123,11 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
         store.put_json(transfer_key(search_id, t.name), out)
 
 
-@STEPS.decorator("transfer")
-def transfer_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
-                  executor: Executor) -> dict[str, Any]:
+def transfer_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     out = {}
     for t in spec.devices:
         if t.proxy is None:
             continue
-        if not store.exists(transfer_key(search_id, t.name)):
-            executor.run(job_spec(spec, search_id, store, "transfer", t.name))  # on the target
         r = store.get_json(transfer_key(search_id, t.name))
         w = r["winner"]
         out[t.name] = {"winner": w["arch"], "supernet_accuracy": w["accuracy"],
@@ -140,3 +135,10 @@ def transfer_step(spec: SearchSpec, search_id: str, store: ArtifactStore,
                        "proxy": r["proxy"], "method": r["method"], "srcc": r["decision"]["srcc"],
                        "samples": r["samples"]}
     return {"devices": out}
+
+
+STEPS.register("transfer", Step(  # measured on the target device's node pool
+    "transfer", transfer_result,
+    units=lambda spec, sid, store: [t.name for t in spec.devices if t.proxy is not None],
+    done=lambda spec, sid, store, u: store.exists(transfer_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "transfer", u)))

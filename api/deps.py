@@ -1,0 +1,123 @@
+"""Dependencies shared by the routes: settings, store, broker, Redis, the caller, and the
+lookup-and-permission check of a search id (another user's search is 404)."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated
+
+import redis
+from celery import Celery
+from fastapi import Depends, HTTPException, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from hurricane.api.service import SearchService
+from hurricane.records import SearchNotFound
+from hurricane.settings import Settings, get_settings
+from hurricane.store import ArtifactStore, open_store
+from hurricane.tokens import TokenTable, User
+from hurricane.workers.dispatch import redis_client
+
+SEARCH_ID = r"^[a-z0-9][-a-z0-9]{0,62}$"
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(settings)]
+
+
+@functools.lru_cache(maxsize=8)
+def _store(url: str) -> ArtifactStore:
+    return open_store(url)
+
+
+def store(s: SettingsDep) -> ArtifactStore:
+    return _store(s.store)
+
+
+StoreDep = Annotated[ArtifactStore, Depends(store)]
+
+
+def redis_dep(s: SettingsDep) -> redis.Redis:
+    return redis_client(s.redis_url)
+
+
+RedisDep = Annotated[redis.Redis, Depends(redis_dep)]
+
+
+@functools.lru_cache(maxsize=4)
+def _celery(url: str) -> Celery:
+    from hurricane.workers.app import create_app
+
+    return create_app(get_settings())
+
+
+def celery(s: SettingsDep) -> Celery:
+    return _celery(s.redis_url)
+
+
+@functools.lru_cache(maxsize=4)
+def _service(s: Settings) -> SearchService:
+    return SearchService(s, _store(s.store), _celery(s.redis_url), redis_client(s.redis_url))
+
+
+def service(s: SettingsDep) -> SearchService:
+    return _service(s)
+
+
+ServiceDep = Annotated[SearchService, Depends(service)]
+
+
+@functools.lru_cache(maxsize=4)
+def _tokens(s: Settings) -> TokenTable:
+    return TokenTable(s)
+
+
+bearer = HTTPBearer(auto_error=False, description="a token from `hurricane token create`")
+
+
+def current_user(s: SettingsDep,
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+    unauthorized = {"WWW-Authenticate": "Bearer"}
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
+                            headers=unauthorized)
+    user = _tokens(s).lookup(creds.credentials)
+    if user is None:
+        raise HTTPException(401, "invalid or revoked token", headers=unauthorized)
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def search_id_param(search_id: Annotated[str, Path(
+        pattern=SEARCH_ID, description="a search id as POST /v1/searches returned it")]) -> str:
+    return search_id
+
+
+def owned_search(search_id: Annotated[str, Depends(search_id_param)], user: CurrentUser,
+                 svc: ServiceDep) -> str:
+    """The search id, when it exists and the caller may see it (else 404, never 403: the
+    existence of another user's search is not disclosed)."""
+    try:
+        meta = svc.meta(search_id)
+    except SearchNotFound:
+        raise HTTPException(404, f"no search {search_id!r}") from None
+    if meta.get("owner") != user.name and not user.is_admin:
+        raise HTTPException(404, f"no search {search_id!r}")
+    return search_id
+
+
+OwnedSearch = Annotated[str, Depends(owned_search)]
+
+
+def base_url(request: Request, s: SettingsDep) -> str:
+    return (s.public_url or str(request.base_url)).rstrip("/")
+
+
+def valid_search_id(v: str) -> bool:
+    return re.match(SEARCH_ID, v) is not None

@@ -1,0 +1,47 @@
+"""The job entry point: what a pod (or a local process) runs for one step of one search, and
+the exit codes that tell its caller whether to retry."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from hurricane.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
+from hurricane.records import SearchNotFound, load_spec
+from hurricane.store import ArtifactStore, StoreUnavailable, open_store
+
+log = logging.getLogger("hurricane.jobs")
+
+
+def run_job(step: str, search_id: str, store: ArtifactStore, *, device: str | None = None) -> None:
+    """One step's heavy work for one device (or all), reading the stored spec."""
+    import hurricane.steps  # noqa: F401  (registers the step and job functions)
+
+    JOBS.get(step)(load_spec(store, search_id), search_id, store, device)
+
+
+def invalid_input_errors() -> tuple[type[BaseException], ...]:
+    """Failures that running the job again cannot fix: the spec, the budget, the device."""
+    from hurricane.backends import DeviceUnavailable
+    from hurricane.evolution import InfeasibleBudget
+    from hurricane.spec import SpecError
+
+    return (SpecError, InfeasibleBudget, DeviceUnavailable, SearchNotFound, ValueError)
+
+
+def job_main(step: str, search_id: str, store_url: str, device: str | None) -> int:
+    """Runs the job and maps its failure onto an exit code: 0 done, 65 invalid input (never
+    retried), 75 object store unreachable (retried), 1 anything else."""
+    try:
+        run_job(step, search_id, open_store(store_url), device=device)
+    except StoreUnavailable as err:
+        log.error("job %s/%s: %s", step, device or "all", err)
+        return EXIT_TRANSIENT
+    except invalid_input_errors() as err:
+        log.error("job %s/%s: invalid input: %s: %s", step, device or "all",
+                  type(err).__name__, err)
+        return EXIT_INVALID
+    except Exception:  # the traceback is the job's last output
+        log.error("job %s/%s failed:\n%s", step, device or "all", traceback.format_exc())
+        return 1
+    return 0

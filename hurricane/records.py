@@ -1,0 +1,308 @@
+"""Durable search records in the artifact store: keys, creation, per-step and per-unit state,
+user actions (cancel, resume), and the status summary computed on read (torch-free).
+
+Concurrency rule: no object is read-modify-written. Each writer owns its objects (a step's
+state belongs to whoever finishes the step, a unit's state to the task running it), results
+are created once (``if_absent``), and user actions are appended as numbered objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hurricane.spec import SearchSpec
+from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
+from hurricane.strategies import STRATEGIES
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+SEARCH_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+UNIT_STATES = ("queued", "running", "retrying", "succeeded", "failed", "cancelled")
+
+
+class SearchConflict(ValueError):
+    """A search id is already taken by a different spec."""
+
+
+class SearchNotFound(KeyError):
+    def __str__(self) -> str:
+        return f"no search {self.args[0]!r}"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def parse_time(s: str) -> float:
+    return dt.datetime.fromisoformat(s).timestamp()
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+def spec_key(search_id: str) -> str:
+    return search_key(search_id, "spec.json")
+
+
+def meta_key(search_id: str) -> str:
+    return search_key(search_id, "search.json")
+
+
+def result_key(search_id: str, step: str) -> str:
+    return search_key(search_id, step, "result.json")
+
+
+def report_key(search_id: str, name: str = "report.json") -> str:
+    return search_key(search_id, name)
+
+
+def step_state_key(search_id: str, step: str) -> str:
+    return search_key(search_id, "state", f"{step}.json")
+
+
+def unit_state_key(search_id: str, step: str, unit: str) -> str:
+    return search_key(search_id, "state", step, f"{unit}.json")
+
+
+def actions_prefix(search_id: str) -> str:
+    return search_key(search_id, "actions")
+
+
+def active_key(search_id: str) -> str:
+    return f"index/active/{search_id}"
+
+
+def owner_prefix(owner: str) -> str:
+    return f"index/owners/{owner}"
+
+
+def idempotency_key(owner: str, key: str) -> str:
+    return f"index/idempotency/{owner}/{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+def new_search_id(spec: SearchSpec) -> str:
+    return f"{spec.name}-{secrets.token_hex(4)}"
+
+
+def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None, *,
+           owner: str = "local") -> str:
+    """Records ``spec`` under a search id (new, or an existing one holding the same spec).
+    Every write is create-only, so a submission interrupted halfway is completed by the
+    next one and two racing submissions of one id agree."""
+    sid = search_id or new_search_id(spec)
+    stored = spec.model_dump(mode="json")
+    # compared after validation, so a spec stored before a new field existed still matches
+    if (not store.put_json(spec_key(sid), stored, if_absent=True)
+            and SearchSpec.model_validate(store.get_json(spec_key(sid))).model_dump(mode="json")
+            != stored):
+        raise SearchConflict(
+                f"search {sid!r} already exists with a different spec; use another --search-id "
+                "(nothing stored was changed)")
+    created = now()
+    meta = {"search_id": sid, "name": spec.name, "owner": owner, "created": created,
+            "strategy": spec.strategy, "plan": list(STRATEGIES.get(spec.strategy).plan(spec)),
+            "devices": [d.name for d in spec.devices]}
+    if store.put_json(meta_key(sid), meta, if_absent=True):
+        stamp = created.replace("-", "").replace(":", "").replace("+0000", "Z")
+        store.put_json(f"{owner_prefix(owner)}/{stamp}-{sid}", {"search_id": sid}, if_absent=True)
+    elif store.get_json(meta_key(sid)).get("owner") != owner:
+        raise SearchConflict(f"search {sid!r} belongs to another user")
+    return sid
+
+
+def load_spec(store: ArtifactStore, search_id: str) -> SearchSpec:
+    try:
+        return SearchSpec.model_validate(store.get_json(spec_key(search_id)))
+    except ArtifactNotFound:
+        raise SearchNotFound(search_id) from None
+
+
+def load_meta(store: ArtifactStore, search_id: str) -> dict[str, Any]:
+    try:
+        return store.get_json(meta_key(search_id))  # type: ignore[no-any-return]
+    except ArtifactNotFound:
+        raise SearchNotFound(search_id) from None
+
+
+def mark_active(store: ArtifactStore, search_id: str, active: bool = True) -> None:
+    """The reconciler's index of searches that may still have work to do."""
+    if active:
+        store.put_json(active_key(search_id), {"search_id": search_id}, if_absent=True)
+    else:
+        store.delete(active_key(search_id))
+
+
+def active_searches(store: ArtifactStore) -> list[str]:
+    return store.children("index/active")
+
+
+def owned_searches(store: ArtifactStore, owner: str) -> list[tuple[str, str]]:
+    """(created stamp, search id) of one owner's searches, oldest first."""
+    out = []
+    for name in store.children(owner_prefix(owner)):
+        stamp, _, sid = name.partition("-")
+        out.append((stamp, sid))
+    return out
+
+
+def owners(store: ArtifactStore) -> list[str]:
+    return store.children("index/owners")
+
+
+# -- user actions (append-only) ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Control:
+    """What the user asked for, folded from the action log: the run generation (one more per
+    resume) and whether the search is cancelled."""
+
+    generation: int = 0
+    cancelled: bool = False
+    actions: tuple[dict[str, Any], ...] = ()
+
+
+def read_control(store: ArtifactStore, search_id: str) -> Control:
+    gen, cancelled, acts = 0, False, []
+    for name in store.children(actions_prefix(search_id)):
+        try:
+            a = store.get_json(f"{actions_prefix(search_id)}/{name}")
+        except ArtifactNotFound:
+            continue
+        acts.append(a)
+        if a["action"] == "cancel":
+            cancelled = True
+        elif a["action"] == "resume":
+            gen, cancelled = gen + 1, False
+    return Control(gen, cancelled, tuple(acts))
+
+
+def record_action(store: ArtifactStore, search_id: str, action: str, *, by: str = "local",
+                  reason: str | None = None) -> Control:
+    """Appends ``cancel`` or ``resume`` under the next free sequence number."""
+    if action not in ("cancel", "resume"):
+        raise ValueError(f"unknown action {action!r}; allowed: cancel, resume")
+    for _ in range(100):
+        n = len(store.children(actions_prefix(search_id))) + 1
+        doc = {"action": action, "at": now(), "by": by, "reason": reason}
+        if store.put_json(f"{actions_prefix(search_id)}/{n:06d}.json", doc, if_absent=True):
+            break
+    return read_control(store, search_id)
+
+
+# -- step and unit state ----------------------------------------------------------------------
+
+def write_step_state(store: ArtifactStore, search_id: str, step: str, state: str, *,
+                     generation: int, **fields: Any) -> None:
+    store.put_json(step_state_key(search_id, step),
+                   {"state": state, "generation": generation, "updated": now(), **fields})
+
+
+def write_unit_state(store: ArtifactStore, search_id: str, step: str, unit: str, state: str, *,
+                     generation: int, **fields: Any) -> None:
+    store.put_json(unit_state_key(search_id, step, unit),
+                   {"state": state, "generation": generation, "updated": now(),
+                    "host": socket.gethostname(), **fields})
+
+
+def read_unit_state(store: ArtifactStore, search_id: str, step: str,
+                    unit: str) -> dict[str, Any] | None:
+    try:
+        return store.get_json(unit_state_key(search_id, step, unit))  # type: ignore[no-any-return]
+    except ArtifactNotFound:
+        return None
+
+
+@dataclass
+class Timer:
+    """Started/finished stamps and seconds of one step or unit."""
+
+    started: str = field(default_factory=now)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.t0, 3)
+
+
+# -- the status summary (computed on read) ----------------------------------------------------
+
+def read_states(store: ArtifactStore, search_id: str) -> dict[str, dict[str, Any]]:
+    """Every step's state record with its units' records under ``units``."""
+    steps: dict[str, dict[str, Any]] = {}
+    prefix = search_key(search_id, "state")
+    for key in store.list(prefix):
+        rel = key[len(prefix) + 1:]
+        try:
+            doc = store.get_json(key)
+        except ArtifactNotFound:
+            continue
+        if "/" in rel:
+            step, unit = rel.split("/", 1)
+            steps.setdefault(step, {}).setdefault("units", {})[unit.removesuffix(".json")] = doc
+        else:
+            entry = steps.setdefault(rel.removesuffix(".json"), {})
+            entry.update(doc)
+    return steps
+
+
+def summarize(store: ArtifactStore, search_id: str) -> dict[str, Any]:
+    """The search's status: state, plan, per-step and per-unit state with timings, errors."""
+    meta = load_meta(store, search_id)
+    control = read_control(store, search_id)
+    gen = control.generation
+    states = read_states(store, search_id)
+    done = store.exists(report_key(search_id))
+    steps: dict[str, dict[str, Any]] = {}
+    failed: tuple[str, str] | None = None
+    running = started = False
+    for name in meta["plan"]:
+        rec = dict(states.get(name, {}))
+        units = rec.pop("units", {})
+        if rec.get("generation", gen) < gen and rec.get("state") == "failed":
+            rec["state"] = "queued"  # a failed attempt of an earlier run; resumed since
+        units = {u: ({**r, "state": "queued"} if r.get("generation", gen) < gen
+                     and r.get("state") in ("failed", "cancelled") else r)
+                 for u, r in units.items()}
+        state = rec.get("state") or ("running" if units else "pending")
+        if state != "succeeded":
+            if any(u.get("state") == "failed" for u in units.values()) or state == "failed":
+                state = "failed"
+            elif any(u.get("state") in ("running", "retrying") for u in units.values()):
+                state = "running"
+        if state == "failed" and failed is None:
+            err = rec.get("error") or next((f"{u}: {r.get('error')}" for u, r in units.items()
+                                            if r.get("state") == "failed"), None)
+            failed = (name, str(err))
+        running |= state == "running"
+        started |= state != "pending"
+        steps[name] = {**rec, "state": state, "units": units}
+    if control.cancelled:
+        search_state = "cancelled"
+    elif done:
+        search_state = "succeeded"
+    elif failed:
+        search_state = "failed"
+    elif running or started:
+        search_state = "running"
+    else:
+        search_state = "queued"
+    out: dict[str, Any] = {
+        "search_id": search_id, "name": meta["name"], "owner": meta["owner"],
+        "strategy": meta["strategy"], "devices": meta.get("devices", []),
+        "created": meta["created"], "state": search_state, "generation": gen,
+        "plan": meta["plan"], "steps": steps,
+    }
+    if failed and search_state == "failed":
+        out["failed_step"], out["error"] = failed
+    if control.cancelled:
+        out["cancelled_at"] = next(a["at"] for a in reversed(control.actions)
+                                   if a["action"] == "cancel")
+    finished = [str(s["finished"]) for s in steps.values() if s.get("finished")]
+    if search_state in TERMINAL and finished:
+        out["finished"] = max(finished)
+    return out
