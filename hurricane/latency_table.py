@@ -183,7 +183,10 @@ def check_table(text: str, *, device: str, fmt: str, known_ops: set[str],
             for op, ms in row.items():
                 add(layer, op, ms, (spreads.get(layer) or {}).get(op), f"ops.{layer}.{op}")
     else:
-        rows = list(csv.reader(io.StringIO(text)))
+        try:  # splitlines: a lone '\r' ends a line too (csv would refuse it mid-field)
+            rows = list(csv.reader(text.splitlines()))
+        except csv.Error as err:
+            raise TableErrors([(f"line {err.args[0] if err.args else '?'}", "not CSV")]) from None
         if not rows or [h.strip() for h in rows[0][:3]] != ["layer", "op", "median_ms"]:
             raise TableErrors([("line 1", "a latency table CSV starts with the header "
                                 "layer,op,median_ms[,iqr_ms]")])

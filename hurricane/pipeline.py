@@ -211,7 +211,7 @@ def run_search(spec: SearchSpec, store: ArtifactStore, executor: Executor,
                search_id: str | None = None) -> tuple[str, dict[str, Any]]:
     """The embedded runner: submits (or resumes) a search and runs its strategy's steps in
     this process, writing the same records the service writes."""
-    sid = submit(spec, store, search_id)
+    sid = submit(spec, store, search_id, owner=None)  # resumes anyone's search in this store
     status = summarize(store, sid)
     if status["state"] in ("failed", "cancelled"):
         record_action(store, sid, "resume", by="hurricane run")  # a rerun is a resume

@@ -91,9 +91,9 @@ def new_search_id(spec: SearchSpec) -> str:
 
 
 def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None, *,
-           owner: str = "local") -> str:
-    """Records ``spec`` under a search id (new, or an existing one holding the same spec).
-    Every write is create-only, so a submission interrupted halfway is completed by the
+           owner: str | None = "local") -> str:
+    """Records ``spec`` under a search id (new, or an existing one holding the same spec and,
+    unless ``owner`` is None, the same owner). Every write is create-only, so a submission interrupted halfway is completed by the
     next one and two racing submissions of one id agree."""
     sid = search_id or new_search_id(spec)
     stored = spec.model_dump(mode="json")
@@ -105,13 +105,14 @@ def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None,
                 f"search {sid!r} already exists with a different spec; use another --search-id "
                 "(nothing stored was changed)")
     created = now()
-    meta = {"search_id": sid, "name": spec.name, "owner": owner, "created": created,
+    meta = {"search_id": sid, "name": spec.name, "owner": owner or "local", "created": created,
             "strategy": spec.strategy, "plan": list(STRATEGIES.get(spec.strategy).plan(spec)),
             "devices": [d.name for d in spec.devices]}
     if store.put_json(meta_key(sid), meta, if_absent=True):
         stamp = created.replace("-", "").replace(":", "").replace("+0000", "Z")
-        store.put_json(f"{owner_prefix(owner)}/{stamp}-{sid}", {"search_id": sid}, if_absent=True)
-    elif store.get_json(meta_key(sid)).get("owner") != owner:
+        store.put_json(f"{owner_prefix(meta['owner'])}/{stamp}-{sid}", {"search_id": sid},
+                       if_absent=True)
+    elif owner is not None and store.get_json(meta_key(sid)).get("owner") != owner:
         raise SearchConflict(f"search {sid!r} belongs to another user")
     return sid
 

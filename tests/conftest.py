@@ -56,3 +56,35 @@ def _one_thread():  # type: ignore[no-untyped-def]
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(saved)
+
+
+@pytest.fixture(scope="session")
+def redis_server():  # type: ignore[no-untyped-def]
+    """One real redis-server for the tests that need a broker (no persistence)."""
+    from tests.servers import RedisServer
+
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped-def]
+    """Settings of an API in this process: a local store, the real Redis, three users
+    (alice, bob, root as admin); returns {user: token} and the store."""
+    from hurricane.settings import get_settings
+    from hurricane.tokens import add_token
+
+    tokens_file = tmp_path / "tokens.yaml"
+    tokens = {"alice": add_token(tokens_file, "alice"), "bob": add_token(tokens_file, "bob"),
+              "root": add_token(tokens_file, "root", "admin")}
+    db = abs(hash(str(tmp_path))) % 15 + 1  # a Redis database per test: queues do not mix
+    env = {"HURRICANE_STORE": str(tmp_path / "store"),
+           "HURRICANE_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{db}",
+           "HURRICANE_TOKENS_FILE": str(tokens_file),
+           "HURRICANE_SIGNING_KEY": "test-signing-key-0123456789abcdef",
+           "HURRICANE_STATUS_CACHE_S": "0", "HURRICANE_EVENTS_POLL_S": "0.05"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    yield {"tokens": tokens, "store": LocalStore(tmp_path / "store"), "env": env}
+    get_settings.cache_clear()

@@ -120,3 +120,51 @@ class MotoServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class RedisServer:
+    """``redis-server`` (the OS package) on a free loopback port, no persistence."""
+
+    def __init__(self, *, port: int | None = None, log: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import shutil
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise FileNotFoundError("redis-server is not installed: apt-get install -y redis-server")
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(
+                [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        finally:
+            if self.log:
+                out.close()  # type: ignore[union-attr]
+        wait_for_port("127.0.0.1", self.port, 20)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
