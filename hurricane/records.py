@@ -93,8 +93,8 @@ def new_search_id(spec: SearchSpec) -> str:
 def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None, *,
            owner: str | None = "local") -> str:
     """Records ``spec`` under a search id (new, or an existing one holding the same spec and,
-    unless ``owner`` is None, the same owner). Every write is create-only, so a submission interrupted halfway is completed by the
-    next one and two racing submissions of one id agree."""
+    unless ``owner`` is None, the same owner). Every write is create-only, so a submission
+    interrupted halfway is completed by the next one and two racing submissions agree."""
     sid = search_id or new_search_id(spec)
     stored = spec.model_dump(mode="json")
     # compared after validation, so a spec stored before a new field existed still matches

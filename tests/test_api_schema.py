@@ -34,7 +34,7 @@ def test_no_server_errors_on_generated_requests(service_env) -> None:  # type: i
             @given(case=op.as_strategy(mode, **fixed))
             @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
-            def run(case: Any) -> None:
+            def run(case: Any, mode: GenerationMode = mode) -> None:
                 response = case.call(headers=auth)
                 calls["n"] += 1
                 calls["4xx" if 400 <= response.status_code < 500 else "2xx"] += 1

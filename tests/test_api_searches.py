@@ -173,7 +173,8 @@ def test_a_finished_search_shows_winners_report_and_artifacts(alice, finished, s
     assert alice.get(tampered.replace("export/cpu/arch.json", "retrain/cpu/arch.json")).status_code == 403
     redirect = alice.get(f"/v1/searches/{sid}/artifacts/retrain/cpu/arch.json", follow_redirects=False)
     assert redirect.status_code == 307
-    assert alice.get(redirect.headers["location"].removeprefix("http://testserver")).json()["arch"] == cpu["arch"]
+    target = redirect.headers["location"].removeprefix("http://testserver")
+    assert alice.get(target).json()["arch"] == cpu["arch"]
     fetch_set = alice.get(f"/v1/searches/{sid}/artifacts", params={"device": "cpu"}).json()
     assert {a["key"] for a in fetch_set["data"]} == {
         "retrain/cpu/final.pt", "retrain/cpu/arch.json", "retrain/cpu/metrics.json",
@@ -258,7 +259,8 @@ def test_readyz_metrics_and_openapi(app, alice, service_env, monkeypatch) -> Non
     assert 'hurricane_http_requests_total{method="POST",route="/v1/searches",status="201"}' in text
     doc = anon.get("/openapi.json").json()
     assert "SearchSpec" in doc["components"]["schemas"]
-    assert {"/v1/searches", "/v1/searches/{search_id}/events", "/v1/devices/{name}/table"} <= set(doc["paths"])
+    assert {"/v1/searches", "/v1/searches/{search_id}/events",
+            "/v1/devices/{name}/table"} <= set(doc["paths"])
     assert anon.get("/docs").status_code == 200
     # Redis unreachable: not ready (503), and the check says which part
     from hurricane.api.app import create_app
