@@ -34,12 +34,12 @@ def test_no_server_errors_on_generated_requests(service_env) -> None:  # type: i
             @given(case=op.as_strategy(mode, **fixed))
             @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                       suppress_health_check=list(HealthCheck))
-            def run(case: Any, mode: GenerationMode = mode) -> None:
+            def run(case: Any) -> None:
                 response = case.call(headers=auth)
                 calls["n"] += 1
                 calls["4xx" if 400 <= response.status_code < 500 else "2xx"] += 1
                 if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} ({mode.value}): "
+                    failures.append(f"{case.method} {case.formatted_path} ({case.meta}): "
                                     f"{response.status_code} {response.text[:300]}")
 
             try:
