@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -168,3 +169,101 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServiceStack:
+    """The whole service as real processes on free loopback ports: moto_server (S3, with a
+    versioned bucket so that every write of an object can be counted), and `hurricane stack`
+    (redis-server, the API under uvicorn, a control worker with the reconciler's beat, a
+    jobs worker) storing to ``s3://<bucket>/runs``."""
+
+    BUCKET = "hurricane-e2e"
+    ACCESS, SECRET = "testing-key", "testing-secret-x"
+
+    def __init__(self, root: Path, **env: str) -> None:
+        self.root = root
+        self.env = env
+        self.moto = MotoServer(log=root / "moto.log")
+
+    def __enter__(self) -> ServiceStack:
+        from minio import Minio
+        from minio.versioningconfig import ENABLED, VersioningConfig
+
+        from hurricane.stack import Stack, StackConfig
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.moto.start()
+        self.minio = Minio(self.moto.endpoint.removeprefix("http://"), access_key=self.ACCESS,
+                           secret_key=self.SECRET, secure=False, region="us-east-1")
+        self.minio.make_bucket(self.BUCKET)
+        self.minio.set_bucket_versioning(self.BUCKET, VersioningConfig(ENABLED))
+        settings = {
+            "HURRICANE_S3_ENDPOINT": self.moto.endpoint, "HURRICANE_S3_ACCESS_KEY": self.ACCESS,
+            "HURRICANE_S3_SECRET_KEY": self.SECRET, "HURRICANE_S3_TIMEOUT_S": "5",
+            "HURRICANE_STORE_RETRY_S": "120", "HURRICANE_JOB_HEARTBEAT_S": "1",
+            "HURRICANE_RECONCILE_INTERVAL_S": "2", "HURRICANE_CANCEL_POLL_S": "0.5",
+            "HURRICANE_CANCEL_GRACE_S": "3", **self.env}
+        self.stack = Stack(self.root / "stack")
+        try:
+            self.stack.up(StackConfig(state_dir=self.stack.dir, api_port=free_port(),
+                                      redis_port=free_port(), store=f"s3://{self.BUCKET}/runs",
+                                      env=settings), timeout=120)
+        except BaseException:
+            self.moto.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stack.down(timeout=10)
+        finally:
+            self.moto.stop()
+
+    @property
+    def url(self) -> str:
+        return str(self.stack.url)
+
+    @property
+    def token(self) -> str:
+        return str(self.stack.token())
+
+    def client(self):  # type: ignore[no-untyped-def]
+        from hurricane.client import Client
+
+        return Client(self.url, self.token)
+
+    def store(self):  # type: ignore[no-untyped-def]
+        from hurricane.s3store import S3Store
+
+        return S3Store(endpoint=self.moto.endpoint, access_key=self.ACCESS, secret_key=self.SECRET,
+                       bucket=self.BUCKET, prefix="runs", region="us-east-1", timeout_s=5,
+                       retry_s=120)
+
+    def versions(self, search_id: str, suffix: str = "/result.json") -> dict[str, int]:
+        """How many times each object of the search ending in ``suffix`` was written."""
+        out: dict[str, int] = {}
+        for obj in self.minio.list_objects(self.BUCKET, prefix=f"runs/searches/{search_id}/",
+                                           recursive=True, include_version=True):
+            if obj.object_name.endswith(suffix) and not obj.is_delete_marker:
+                out[obj.object_name] = out.get(obj.object_name, 0) + 1
+        return out
+
+    def wait(self, search_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
+             timeout: float = 300.0, *, until: object = None) -> dict[str, object]:
+        """Polls the API until the search is in one of ``states`` (or ``until(view)``)."""
+        from hurricane.client import ApiError
+
+        c = self.client()
+        deadline = time.monotonic() + timeout
+        view: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            try:
+                view = c.get(search_id)
+            except ApiError:
+                time.sleep(0.5)  # the API is being restarted
+                continue
+            if view["state"] in states or (callable(until) and until(view)):
+                return view
+            time.sleep(0.5)
+        raise TimeoutError(f"search {search_id} is {view.get('state')} after {timeout:.0f} s: "
+                           f"{json.dumps(view.get('steps'), default=str)[:2000]}")
