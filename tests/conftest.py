@@ -85,6 +85,9 @@ def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped
            "HURRICANE_STATUS_CACHE_S": "0", "HURRICANE_EVENTS_POLL_S": "0.05"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    import redis
+
+    redis.Redis.from_url(env["HURRICANE_REDIS_URL"]).flushdb()  # queues of earlier tests
     get_settings.cache_clear()
     yield {"tokens": tokens, "store": LocalStore(tmp_path / "store"), "env": env}
     get_settings.cache_clear()

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from hurricane.api.app import create_app
 
 
-@pytest.fixture(scope="module")
-def client() -> TestClient:
-    return TestClient(create_app())
+@pytest.fixture
+def client(service_env) -> TestClient:  # type: ignore[no-untyped-def]
+    return TestClient(create_app(), headers={
+        "Authorization": f"Bearer {service_env['tokens']['alice']}"})
 
 
 def _latencies() -> dict[str, list[float | None]]:

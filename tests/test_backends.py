@@ -96,4 +96,4 @@ def test_unknown_backend_is_rejected() -> None:
 def test_spec_accepts_table_devices(tmp_path: Path) -> None:
     d = tiny_spec_dict(devices=[{"name": "dsp-855", "table": str(tmp_path / "t.csv"),
                                  "latency_budget_ms": 17}])
-    assert SearchSpec.model_validate(d).devices[0].table == tmp_path / "t.csv"
+    assert SearchSpec.model_validate(d).devices[0].table == str(tmp_path / "t.csv")
