@@ -10,6 +10,7 @@ from typing import Annotated
 import redis
 from celery import Celery
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hurricane.api.service import SearchService
@@ -22,7 +23,9 @@ from hurricane.workers.dispatch import redis_client
 SEARCH_ID = r"^[a-z0-9][-a-z0-9]{0,62}$"
 
 
-def settings() -> Settings:
+# Cheap dependencies are coroutines: FastAPI runs every plain `def` dependency in a worker
+# thread, and a request crossing five thread hops spends more time there than in the route.
+async def settings() -> Settings:
     return get_settings()
 
 
@@ -34,14 +37,14 @@ def _store(url: str) -> ArtifactStore:
     return open_store(url)
 
 
-def store(s: SettingsDep) -> ArtifactStore:
+async def store(s: SettingsDep) -> ArtifactStore:
     return _store(s.store)
 
 
 StoreDep = Annotated[ArtifactStore, Depends(store)]
 
 
-def redis_dep(s: SettingsDep) -> redis.Redis:
+async def redis_dep(s: SettingsDep) -> redis.Redis:
     return redis_client(s.redis_url)
 
 
@@ -55,7 +58,7 @@ def _celery(url: str) -> Celery:
     return create_app(get_settings())
 
 
-def celery(s: SettingsDep) -> Celery:
+async def celery(s: SettingsDep) -> Celery:
     return _celery(s.redis_url)
 
 
@@ -64,7 +67,7 @@ def _service(s: Settings) -> SearchService:
     return SearchService(s, _store(s.store), _celery(s.redis_url), redis_client(s.redis_url))
 
 
-def service(s: SettingsDep) -> SearchService:
+async def service(s: SettingsDep) -> SearchService:
     return _service(s)
 
 
@@ -79,8 +82,8 @@ def _tokens(s: Settings) -> TokenTable:
 bearer = HTTPBearer(auto_error=False, description="a token from `hurricane token create`")
 
 
-def current_user(s: SettingsDep,
-                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+async def current_user(s: SettingsDep, creds: Annotated[HTTPAuthorizationCredentials | None,
+                                                       Depends(bearer)]) -> User:
     unauthorized = {"WWW-Authenticate": "Bearer"}
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise HTTPException(401, "missing bearer token (Authorization: Bearer <token>)",
@@ -94,17 +97,17 @@ def current_user(s: SettingsDep,
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def search_id_param(search_id: Annotated[str, Path(
+async def search_id_param(search_id: Annotated[str, Path(
         pattern=SEARCH_ID, description="a search id as POST /v1/searches returned it")]) -> str:
     return search_id
 
 
-def owned_search(search_id: Annotated[str, Depends(search_id_param)], user: CurrentUser,
-                 svc: ServiceDep) -> str:
+async def owned_search(search_id: Annotated[str, Depends(search_id_param)], user: CurrentUser,
+                       svc: ServiceDep) -> str:
     """The search id, when it exists and the caller may see it (else 404, never 403: the
     existence of another user's search is not disclosed)."""
     try:
-        meta = svc.meta(search_id)
+        meta = svc.cached_meta(search_id) or await run_in_threadpool(svc.meta, search_id)
     except SearchNotFound:
         raise HTTPException(404, f"no search {search_id!r}") from None
     if meta.get("owner") != user.name and not user.is_admin:
@@ -115,7 +118,7 @@ def owned_search(search_id: Annotated[str, Depends(search_id_param)], user: Curr
 OwnedSearch = Annotated[str, Depends(owned_search)]
 
 
-def base_url(request: Request, s: SettingsDep) -> str:
+def base_url(request: Request, s: Settings) -> str:
     return (s.public_url or str(request.base_url)).rstrip("/")
 
 

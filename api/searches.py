@@ -106,10 +106,11 @@ def list_searches(
 
 
 @router.get("/{search_id}", response_model=SearchPublic)
-def get_search(search_id: OwnedSearch, svc: ServiceDep) -> dict[str, Any]:
+async def get_search(search_id: OwnedSearch, svc: ServiceDep) -> Response:
     """State, plan, per-step and per-device state with timings and live progress, and each
     device's winner (top-1, latency) as far as the search got."""
-    return svc.view(search_id)
+    body = svc.cached_view_json(search_id) or await run_in_threadpool(svc.view_json, search_id)
+    return Response(body, media_type="application/json")
 
 
 @router.delete("/{search_id}", response_model=None, status_code=202,

@@ -90,12 +90,49 @@ class SearchService:
                  r: redis.Redis) -> None:
         self.settings, self.store, self.celery, self.redis = settings, store, celery, r
         self._cache: dict[str, _Cached] = {}
+        self._meta: dict[str, _Cached] = {}
+        self._encoded: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------
 
+    def cached_meta(self, search_id: str) -> dict[str, Any] | None:
+        hit = self._meta.get(search_id)
+        return hit.value if hit and time.monotonic() - hit.at < 5.0 else None
+
+    def cached_view_json(self, search_id: str) -> bytes | None:
+        """The encoded view when it is fresh enough to serve without touching the store."""
+        hit = self._cache.get(search_id)
+        enc = self._encoded.get(search_id)
+        if hit is None or enc is None or enc[0] is not hit.value:
+            return None
+        age = time.monotonic() - hit.at
+        if age < self.settings.status_cache_s or (hit.value["state"] in TERMINAL and age < 5.0):
+            return enc[1]
+        return None
+
     def meta(self, search_id: str) -> dict[str, Any]:
-        return load_meta(self.store, search_id)
+        """The search's creation record (immutable: kept a few seconds per process)."""
+        now = time.monotonic()
+        hit = self._meta.get(search_id)
+        if hit and now - hit.at < 5.0:
+            return hit.value
+        meta = load_meta(self.store, search_id)
+        with self._lock:
+            if len(self._meta) > 10_000:
+                self._meta.clear()
+            self._meta[search_id] = _Cached(now, meta)
+        return meta
+
+    def view_json(self, search_id: str) -> bytes:
+        """``view`` encoded once per refresh (the status route's hot path)."""
+        v = self.view(search_id)
+        hit = self._encoded.get(search_id)
+        if hit is not None and hit[0] is v:
+            return hit[1]
+        body = json.dumps(v, default=str).encode()
+        self._encoded[search_id] = (v, body)
+        return body
 
     def view(self, search_id: str, *, fresh: bool = False) -> dict[str, Any]:
         """The search's summary with per-unit progress and per-device winners; reused for
@@ -118,6 +155,7 @@ class SearchService:
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
+                self._encoded.clear()
             self._cache[search_id] = _Cached(now, v)
         return v
 
@@ -229,6 +267,7 @@ class SearchService:
                 self.store.delete(f"index/owners/{meta['owner']}/{stamp}-{sid}")
         n = self.store.delete_prefix(f"searches/{search_id}")
         self._cache.pop(search_id, None)
+        self._meta.pop(search_id, None)
         return n
 
     # -- artifacts ----------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hurricane.stack import Stack, StackConfig, free_port  # noqa: E402
-from tests.conftest import tiny_spec_dict  # noqa: E402
+from hurricane.stack import Stack, StackConfig, free_port
+from tests.conftest import tiny_spec_dict
 
 
 class Conn:
@@ -68,7 +68,7 @@ class Conn:
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
 
 
 async def status_load(host: str, port: int, token: str, ids: list[str], clients: int,
@@ -111,6 +111,7 @@ async def submit_load(host: str, port: int, token: str, clients: int, total: int
     body = json.dumps(tiny_spec_dict()).encode()
     lat: list[float] = []
     ids: list[str] = []
+    samples: list[str] = []
     errors = 0
     left = [total]
 
@@ -127,6 +128,7 @@ async def submit_load(host: str, port: int, token: str, clients: int, total: int
                     ids.append(json.loads(data)["search_id"])
                 else:
                     errors += 1
+                    samples.append(f"{code} {data[:300]!r}")
         finally:
             c.close()
 
@@ -135,13 +137,14 @@ async def submit_load(host: str, port: int, token: str, clients: int, total: int
     wall = time.monotonic() - t0
     return {"clients": clients, "submissions": len(ids), "errors": errors,
             "submissions_per_s": round(len(ids) / wall, 1), "p50_ms": round(pct(lat, 50) * 1e3, 2),
-            "p99_ms": round(pct(lat, 99) * 1e3, 2), "ids": ids}
+            "p99_ms": round(pct(lat, 99) * 1e3, 2), "error_samples": samples[:5], "ids": ids}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0, help="per load level (bounded)")
-    ap.add_argument("--interval", type=float, default=1.0, help="paced clients' poll period")
+    ap.add_argument("--intervals", default="1.0,0.1",
+                    help="paced clients' poll periods (s), comma-separated")
     ap.add_argument("--searches", type=int, default=100, help="searches submitted (and then "
                     "polled)")
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
@@ -167,8 +170,9 @@ def main() -> None:
             sub = asyncio.run(submit_load(host, port, token, 10, args.searches))
             ids = sub.pop("ids")
             levels = []
+            intervals = [float(x) for x in args.intervals.split(",")]
             for clients in (50, 200):
-                for interval in (None, args.interval):
+                for interval in (None, *intervals):
                     levels.append(asyncio.run(status_load(host, port, token, ids, clients,
                                                           args.seconds, interval)))
         finally:
@@ -180,8 +184,11 @@ def main() -> None:
                      "server": "uvicorn (uvloop, httptools)"},
            "submissions": sub, "status": levels,
            "goal": "p99 status < 50 ms at 200 concurrent clients",
-           "goal_met_paced": all(lv["p99_ms"] < 50 for lv in levels
-                                 if lv["clients"] == 200 and lv["model"] == "paced"),
+           "notes": "closed = no think time (saturation; the asyncio load generator shares the "
+                    "2 cores and its own scheduling delay is part of the latency); paced = each "
+                    "client polls every interval_s",
+           "goal_met_paced": {str(lv["interval_s"]): lv["p99_ms"] < 50 for lv in levels
+                              if lv["clients"] == 200 and lv["model"] == "paced"},
            "goal_met_closed": all(lv["p99_ms"] < 50 for lv in levels
                                   if lv["clients"] == 200 and lv["model"] == "closed")}
     text = json.dumps(out, indent=2)

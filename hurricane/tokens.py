@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class TokenTable:
         self.settings = settings
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
+        self._checked = -1e9
         self._users: dict[str, User] = {}
         self._fixed = self._from_setting(settings.tokens)
 
@@ -89,17 +91,23 @@ class TokenTable:
         path = self.settings.tokens_file
         if not path:
             return {}
-        try:
-            st = os.stat(path)
-        except OSError:
-            return {}
-        stamp = (st.st_mtime_ns, st.st_size)
+        if time.monotonic() - self._checked < 1.0:  # the file is looked at once a second
+            return self._users
         with self._lock:
-            if stamp != self._stamp:
-                text = Path(path).read_text()
-                data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-                self._users = parse_entries(data or [], path)
-                self._stamp = stamp
+            if time.monotonic() - self._checked < 1.0:
+                return self._users
+            try:
+                st = os.stat(path)
+            except OSError:
+                self._users, self._stamp = {}, None
+            else:
+                stamp = (st.st_mtime_ns, st.st_size)
+                if stamp != self._stamp:
+                    text = Path(path).read_text()
+                    data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+                    self._users = parse_entries(data or [], path)
+                    self._stamp = stamp
+            self._checked = time.monotonic()  # only once the users are loaded
             return self._users
 
     def lookup(self, token: str) -> User | None:
