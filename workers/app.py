@@ -55,3 +55,10 @@ def create_app(settings: Settings | None = None) -> Celery:
 
 
 app = create_app()
+
+
+def point_at(celery: Celery, settings: Settings) -> None:
+    """Re-points an app at the Redis of ``settings`` (tests, embedding): its configuration and
+    its pooled connections (Celery's own reset after a fork drops them)."""
+    celery.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+    celery._after_fork()

@@ -20,7 +20,7 @@ import redis
 from celery import Task
 from celery.signals import worker_ready
 
-from hurricane.contract import JobCancelled, JobFailed, JobTransient
+from hurricane.contract import JobCancelled, JobTransient
 from hurricane.records import (
     SearchNotFound,
     active_searches,
@@ -127,7 +127,6 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     """Runs one unit's job (adopting it when it already runs elsewhere), then advances."""
     from hurricane import progress
     from hurricane.executor import create_executor
-    from hurricane.jobs import invalid_input_errors
     from hurricane.pipeline import load_spec, unit_job
     from hurricane.pipeline import run_unit as pipeline_run_unit
     from hurricane.workers.progress import RedisReporter
@@ -161,9 +160,9 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
                 outcome = f"{'ran' if ran else 'found'} {step}/{unit} in {time.perf_counter() - t0:.1f} s"
             except JobCancelled:
                 outcome = "cancelled"
-            except (JobFailed, *invalid_input_errors()) as err:
-                if isinstance(err, JobTransient):
-                    raise
+            except TRANSIENT:
+                raise
+            except Exception as err:  # recorded on the unit by run_unit: the search fails
                 log.error("search %s: %s/%s failed: %s", search_id, step, unit, err)
                 outcome = "failed"
     except TRANSIENT as err:
