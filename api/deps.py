@@ -107,7 +107,9 @@ async def owned_search(search_id: Annotated[str, Depends(search_id_param)], user
     """The search id, when it exists and the caller may see it (else 404, never 403: the
     existence of another user's search is not disclosed)."""
     try:
-        meta = svc.cached_meta(search_id) or await run_in_threadpool(svc.meta, search_id)
+        meta = svc.cached_meta(search_id)
+        if meta is None:
+            meta = await run_in_threadpool(svc.meta, search_id)
     except SearchNotFound:
         raise HTTPException(404, f"no search {search_id!r}") from None
     if meta.get("owner") != user.name and not user.is_admin:

@@ -101,7 +101,7 @@ def list_searches(
     """The caller's searches, newest first (an admin sees everyone's)."""
     if owner and not user.is_admin and owner != user.name:
         raise HTTPException(403, "only an admin lists another user's searches")
-    data, nxt = svc.list(user, state=state, limit=limit, cursor=cursor, owner=owner)
+    data, nxt = svc.list_searches(user, state=state, limit=limit, cursor=cursor, owner=owner)
     return SearchesPublic.model_validate({"data": data, "count": len(data), "next_cursor": nxt})
 
 

@@ -170,7 +170,7 @@ class SearchService:
                 out[k.decode() if isinstance(k, bytes) else str(k)] = json.loads(val)
         return out
 
-    def list(self, user: User, *, state: str | None, limit: int, cursor: str | None,
+    def list_searches(self, user: User, *, state: str | None, limit: int, cursor: str | None,
              owner: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """The caller's searches (an admin's: everyone's, or ``owner``'s), newest first."""
         who = [owner] if owner else (owners(self.store) if user.is_admin else [user.name])

@@ -104,13 +104,13 @@ def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None,
         raise SearchConflict(
                 f"search {sid!r} already exists with a different spec; use another --search-id "
                 "(nothing stored was changed)")
-    created = now()
-    meta = {"search_id": sid, "name": spec.name, "owner": owner or "local", "created": created,
+    created, who = now(), owner or "local"
+    meta = {"search_id": sid, "name": spec.name, "owner": who, "created": created,
             "strategy": spec.strategy, "plan": list(STRATEGIES.get(spec.strategy).plan(spec)),
             "devices": [d.name for d in spec.devices]}
     if store.put_json(meta_key(sid), meta, if_absent=True):
         stamp = created.replace("-", "").replace(":", "").replace("+0000", "Z")
-        store.put_json(f"{owner_prefix(meta['owner'])}/{stamp}-{sid}", {"search_id": sid},
+        store.put_json(f"{owner_prefix(who)}/{stamp}-{sid}", {"search_id": sid},
                        if_absent=True)
     elif owner is not None and store.get_json(meta_key(sid)).get("owner") != owner:
         raise SearchConflict(f"search {sid!r} belongs to another user")

@@ -16,6 +16,17 @@ print(hashlib.sha256(json.dumps(deps, sort_keys=True).encode()).hexdigest()[:16]
 PY
 )
 venv="$cache/venv-$key"
+# The service (`hurricane stack`, its tests) runs the OS's redis-server: install it where missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  mkdir -p "$cache"
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing redis-server (apt-get)" >&2
+    { apt-get install -y -q redis-server || { apt-get update -q && apt-get install -y -q redis-server; }; } \
+      >"$cache/apt.log" 2>&1 || { cat "$cache/apt.log" >&2; exit 1; }
+  else
+    echo "bootstrap: redis-server is missing; install it (apt-get install -y redis-server)" >&2
+  fi
+fi
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "bootstrap: creating $venv (first run installs torch: a few minutes)" >&2
   rm -rf "$venv"

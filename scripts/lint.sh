@@ -11,7 +11,7 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$venv/bin/pip" install -q --no-deps --no-build-isolation --target "$tmp/site" . >"$tmp/pip.log" 2>&1 \
   || { cat "$tmp/pip.log" >&2; exit 1; }
-for m in api/service.py workers/tasks.py operator/manifests.py; do
+for m in api/service.py api/app.py workers/tasks.py workers/app.py operator/manifests.py; do
   test -f "$tmp/site/hurricane/$m" || { echo "lint: wheel lacks hurricane/$m" >&2; exit 1; }
 done
 for top in api operator workers; do
@@ -21,3 +21,6 @@ done
 touch "$tmp/site/hurricane/api/__init__.py" "$tmp/site/hurricane/workers/__init__.py" \
       "$tmp/site/hurricane/operator/__init__.py"
 (cd "$tmp" && PYTHONPATH="$tmp/site" "$venv/bin/lint-imports" --config "$here/pyproject.toml")
+# the service components type-checked where they are importable (hurricane.api, .workers)
+(cd "$tmp/site" && "$venv/bin/mypy" --config-file "$here/pyproject.toml" --cache-dir "$tmp/mypy" \
+  -p hurricane.api -p hurricane.workers -p hurricane.operator)
