@@ -16,7 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hurricane.api.service import SearchService
 from hurricane.records import SearchNotFound
 from hurricane.settings import Settings, get_settings
-from hurricane.store import ArtifactStore, open_store
+from hurricane.store import ArtifactStore
+from hurricane.stores import open_store
 from hurricane.tokens import TokenTable, User
 from hurricane.workers.dispatch import redis_client
 

@@ -89,7 +89,8 @@ def run(
     from hurricane.evolution import InfeasibleBudget
     from hurricane.executor import JobFailed, create_executor
     from hurricane.pipeline import SearchConflict, run_search
-    from hurricane.store import open_store, search_key
+    from hurricane.store import search_key
+    from hurricane.stores import open_store
 
     _logging()
     try:
@@ -125,7 +126,7 @@ def step(
     import hurricane.steps  # noqa: F401
     from hurricane.executor import create_executor
     from hurricane.pipeline import load_spec, run_step
-    from hurricane.store import open_store
+    from hurricane.stores import open_store
 
     st = open_store(store)
     with progress.use_reporter(_reporter()):
@@ -175,7 +176,7 @@ def status(
             remote_status(search, server, token)
             return
     from hurricane.records import SearchNotFound, summarize
-    from hurricane.store import open_store
+    from hurricane.stores import open_store
 
     try:
         typer.echo(json.dumps(summarize(open_store(store), search), indent=2))

@@ -33,7 +33,7 @@ from hurricane.contract import (
 )
 from hurricane.leases import Lease, LeaseView, acquire, newest
 from hurricane.registry import Registry
-from hurricane.store import open_store
+from hurricane.stores import open_store
 
 PROGRESS_ENV = "HURRICANE_PROGRESS"
 PROGRESS_PREFIX = "@@hurricane-progress "

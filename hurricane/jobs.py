@@ -8,7 +8,8 @@ import traceback
 
 from hurricane.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
 from hurricane.records import SearchNotFound, load_spec
-from hurricane.store import ArtifactStore, StoreUnavailable, open_store
+from hurricane.store import ArtifactStore, StoreUnavailable
+from hurricane.stores import open_store
 
 log = logging.getLogger("hurricane.jobs")
 

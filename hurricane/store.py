@@ -263,23 +263,3 @@ class LocalStore(ArtifactStore):
     @property
     def url(self) -> str:
         return f"file://{self.root}"
-
-
-def open_store(url: str) -> ArtifactStore:
-    """``s3://bucket[/prefix]`` → S3Store (endpoint and credentials from the settings);
-    ``file:///dir`` or a plain path → LocalStore."""
-    if url.startswith("s3://"):
-        from hurricane.s3store import S3Store  # lazy: local-only processes never load the S3 client
-        from hurricane.settings import get_settings
-
-        bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ValueError(f"an s3:// store URL names a bucket: s3://BUCKET[/PREFIX], got {url!r}")
-        return S3Store.from_settings(bucket, prefix, get_settings())
-    if url.startswith("file://"):
-        return LocalStore(url.removeprefix("file://"))
-    if "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise ValueError(f"unsupported artifact store {scheme!r}; allowed: s3://BUCKET[/PREFIX], "
-                         "file:// or a path")
-    return LocalStore(url)

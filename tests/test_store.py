@@ -25,9 +25,9 @@ from hurricane.store import (
     ArtifactStore,
     LocalStore,
     StoreUnavailable,
-    open_store,
     search_key,
 )
+from hurricane.stores import open_store
 from hurricane.torchio import load_torch, save_torch
 from tests.servers import MotoServer
 

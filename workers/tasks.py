@@ -29,7 +29,8 @@ from hurricane.records import (
     write_step_state,
 )
 from hurricane.settings import get_settings
-from hurricane.store import StoreUnavailable, open_store
+from hurricane.store import StoreUnavailable
+from hurricane.stores import open_store
 from hurricane.workers import flight
 from hurricane.workers.app import app
 from hurricane.workers.dispatch import (
