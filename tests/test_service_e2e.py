@@ -48,12 +48,23 @@ def test_submit_watch_fetch_and_score_the_checkpoint(service, tmp_path) -> None:
     spec_file.write_text(yaml.safe_dump(learning_spec()))
     env = {**os.environ, "HURRICANE_SERVER": service.url, "HURRICANE_TOKEN": service.token}
     cli = [sys.executable, "-m", "hurricane"]
-    sub = subprocess.run([*cli, "submit", str(spec_file), "--wait"], capture_output=True,
-                         text=True, env=env, cwd=ROOT, timeout=400)
-    assert sub.returncode == 0, sub.stdout[-2000:] + sub.stderr[-3000:]
-    sid = sub.stdout.splitlines()[0].strip()
-    assert f"{sid} succeeded" in sub.stdout
-    assert "step stage1: succeeded" in sub.stderr  # the live view followed every step
+    sub = subprocess.run([*cli, "submit", str(spec_file)], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=60)
+    assert sub.returncode == 0, sub.stderr[-3000:]
+    sid = sub.stdout.strip()
+    watch = subprocess.Popen([*cli, "watch", sid], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    events = list(service.client().events(sid))  # the same stream, read here too
+    out, err = watch.communicate(timeout=400)
+    assert watch.returncode == 0 and f"{sid} succeeded" in out, out[-2000:] + err[-3000:]
+    assert "step stage1: succeeded" in err  # the live view followed every step
+    kinds = [e for e, _ in events]
+    assert kinds[-1] == "end" and events[-1][1]["state"] == "succeeded"
+    stage1 = [d for e, d in events if e == "progress" and d["step"] == "stage1"]
+    assert stage1 and stage1[0]["description"] == "stage1: supernet" and stage1[0]["total"] == 12
+    assert [d["completed"] for d in stage1] == sorted(d["completed"] for d in stage1)
+    units = [(d["step"], d["unit"], d["state"]) for e, d in events if e == "unit"]
+    assert ("retrain", "cpu", "running") in units and ("retrain", "cpu", "succeeded") in units
 
     view = service.client().get(sid)
     assert view["state"] == "succeeded" and view["owner"] == service.stack.state()["user"]
