@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from hurricane.machine import pid_alive
 from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
 
 
@@ -41,18 +42,8 @@ class LeaseView:
         if self.state != "running" or self.age_s() > stale_s:
             return False
         if self.doc.get("host") == socket.gethostname() and self.doc.get("holder_pid"):
-            return _pid_alive(int(self.doc["holder_pid"]))
+            return pid_alive(int(self.doc["holder_pid"]))
         return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def newest(store: ArtifactStore, search_id: str, job_name: str) -> LeaseView | None:

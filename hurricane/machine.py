@@ -31,3 +31,18 @@ def machine_info(*packages: str) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             info[p] = None
     return info
+
+
+def pid_alive(pid: int) -> bool:
+    """A process with this pid exists here and is not a zombie (an exited child)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -14,11 +14,12 @@ import pytest
 from hurricane.contract import JobCancelled, JobSpec
 from hurricane.executor import InlineExecutor, ProcessExecutor
 from hurricane.leases import lease_prefix, newest
+from hurricane.machine import pid_alive
 from hurricane.pipeline import run_step
 from hurricane.records import submit
 from hurricane.spec import SearchSpec
-from hurricane.stack import pid_alive
 from tests.conftest import tiny_spec_dict
+from tests.servers import wait_for
 
 
 @pytest.fixture
@@ -34,16 +35,6 @@ def ready(store) -> tuple[Any, str, SearchSpec]:  # type: ignore[no-untyped-def]
 
 def executor(**kw: Any) -> ProcessExecutor:
     return ProcessExecutor(echo=False, heartbeat_s=0.5, stale_s=5.0, poll_s=0.2, grace_s=3.0, **kw)
-
-
-def wait_for(cond, timeout: float) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise TimeoutError
 
 
 def test_a_second_caller_adopts_the_running_job(ready) -> None:  # type: ignore[no-untyped-def]

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from hurricane.leases import newest
-from hurricane.stack import pid_alive
+from hurricane.machine import pid_alive
 from tests.conftest import tiny_spec_dict
-from tests.servers import ServiceStack
+from tests.servers import ServiceStack, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,6 @@ def unit_running(step: str, unit: str = "ALL"):  # type: ignore[no-untyped-def]
 def checkpoints(service: ServiceStack, sid: str) -> list[int]:
     keys = service.store().list(f"searches/{sid}/stage1/ckpt")
     return sorted(int(k.rsplit("ckpt-", 1)[1][:-3]) for k in keys)
-
-
-def wait_for(cond, timeout: float, what: str) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
 
 
 def assert_succeeded_once(service: ServiceStack, sid: str, timeout: float = 300) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hurricane.stack import Stack, pid_alive
+from hurricane.machine import pid_alive
+from hurricane.stack import Stack
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
