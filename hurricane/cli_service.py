@@ -83,7 +83,14 @@ def searches(
 
 
 def remote_status(search_id: str, server: str | None, token: str | None) -> None:
-    typer.echo(json.dumps(_call(client(server, token).get, search_id), indent=2))
+    from hurricane.client import ApiError
+
+    c = client(server, token)
+    try:
+        typer.echo(json.dumps(c.get(search_id), indent=2))
+    except ApiError as err:
+        hint = " (a search run with `hurricane run`? give --store DIR)" if err.status == 404 else ""
+        _fail(f"{err}{hint}", 1)
 
 
 def _watch(c: Any, search_id: str) -> int:
