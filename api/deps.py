@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import redis
 from celery import Celery
@@ -63,9 +64,21 @@ async def celery(s: SettingsDep) -> Celery:
     return _celery(s.redis_url)
 
 
-@functools.lru_cache(maxsize=4)
+_per_settings: dict[tuple[str, int], tuple[Settings, Any]] = {}
+
+
+def _once(kind: str, s: Settings, make: Callable[[Settings], Any]) -> Any:
+    """One object per settings object (settings hold dicts: they are not hashable)."""
+    key = (kind, id(s))
+    hit = _per_settings.get(key)
+    if hit is None or hit[0] is not s:
+        hit = _per_settings[key] = (s, make(s))  # the settings object is kept: ids stay unique
+    return hit[1]
+
+
 def _service(s: Settings) -> SearchService:
-    return SearchService(s, _store(s.store), _celery(s.redis_url), redis_client(s.redis_url))
+    return _once("service", s, lambda s: SearchService(
+        s, _store(s.store), _celery(s.redis_url), redis_client(s.redis_url)))  # type: ignore[no-any-return]
 
 
 async def service(s: SettingsDep) -> SearchService:
@@ -75,9 +88,8 @@ async def service(s: SettingsDep) -> SearchService:
 ServiceDep = Annotated[SearchService, Depends(service)]
 
 
-@functools.lru_cache(maxsize=4)
 def _tokens(s: Settings) -> TokenTable:
-    return TokenTable(s)
+    return _once("tokens", s, TokenTable)  # type: ignore[no-any-return]
 
 
 bearer = HTTPBearer(auto_error=False, description="a token from `hurricane token create`")

@@ -6,11 +6,62 @@ from __future__ import annotations
 import functools
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Well-known defaults that must never reach a deployment that listens beyond loopback.
 _DEFAULT_SECRETS = {"minioadmin", "changeme", "secret", "password", "admin"}
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration (the fields the operator passes through)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    tolerationSeconds: int | None = None  # Kubernetes' own field name
+
+
+class Resources(BaseModel):
+    """Requests and limits: quantities by resource name, extended resources included
+    (``nvidia.com/gpu``, a DSP/VPU device plugin's resource)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: dict[str, str] = Field(default_factory=dict)
+    limits: dict[str, str] = Field(default_factory=dict)
+
+
+class DevicePool(BaseModel):
+    """A node pool that measures one kind of device: its jobs (profile, predictor, transfer,
+    export) run on nodes labelled ``hurricane.io/device=<label>``, consumed from the
+    ``profile.<label>`` queue by that pool's worker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+    label: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$",
+                       description="value of the node label hurricane.io/device")
+    tolerations: tuple[Toleration, ...] = ()
+    resources: Resources = Field(default_factory=Resources)
+    node_selector: dict[str, str] = Field(default_factory=dict,
+                                          description="more labels the nodes must carry")
+
+
+class TrainingPool(BaseModel):
+    """Where training jobs (supernet stages, evolution, retraining) run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    resources: Resources = Field(default_factory=Resources, description="per pod")
+    gpus_per_node: int = Field(0, ge=0, le=16, description="0: CPU pods, gloo; else NCCL and "
+                               "torchrun with one process per GPU")
+    shm_size: str = Field("1Gi", description="/dev/shm (a memory emptyDir) per pod")
 
 
 class Settings(BaseSettings):
@@ -46,7 +97,9 @@ class Settings(BaseSettings):
                                         "searches whose tasks were lost")
 
     # jobs
-    executor: Literal["process", "inline"] = Field("process", description="where jobs run")
+    executor: Literal["process", "inline", "kubernetes"] = Field(
+        "process", description="where jobs run: local processes, in the worker, or "
+        "Kubernetes Jobs (hurricane.operator)")
     job_heartbeat_s: float = Field(5.0, gt=0, description="job lease heartbeat period")
     job_stale_s: float = Field(30.0, gt=0, description="a lease without heartbeat for this long "
                                "belongs to a dead job: the next task starts a new one")
@@ -54,6 +107,30 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(1.0, gt=0, description="how often a running job checks for "
                                  "cancellation")
     cancel_grace_s: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL on cancel")
+
+    # Kubernetes (executor = kubernetes; the Helm chart renders every one of these)
+    k8s_namespace: str = Field("default", description="namespace of the jobs")
+    k8s_release: str = Field("hurricane", description="app.kubernetes.io/instance of the jobs")
+    k8s_trainer_image: str = Field("hurricane-trainer:latest", description="image of "
+                                   "training jobs (stage1/2, search, retrain, proxyless)")
+    k8s_profiler_image: str = Field("hurricane-profiler:latest", description="image of "
+                                    "jobs on device pools (profile, predictor, transfer, export)")
+    k8s_image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    k8s_job_service_account: str = Field("hurricane-job", description="service account of "
+                                         "job pods (no API permissions)")
+    k8s_settings_configmap: str = Field("hurricane-settings", description="ConfigMap with "
+                                        "these HURRICANE_* settings, given to every job")
+    k8s_s3_secret: str = Field("hurricane-s3", description="Secret with HURRICANE_S3_ACCESS_KEY "
+                               "and HURRICANE_S3_SECRET_KEY, given to every job")
+    k8s_pools: tuple[DevicePool, ...] = Field(
+        (DevicePool(name="cpu", label="cpu"),), description="device node pools (JSON)")
+    k8s_training: TrainingPool = Field(default_factory=TrainingPool, description="(JSON)")
+    k8s_backoff_limit: int = Field(3, ge=0, le=100, description="pod retries of a job "
+                                   "(node disruption and preemption never count)")
+    k8s_active_deadline_s: int = Field(2 * 24 * 3600, ge=60, description="a job's deadline")
+    k8s_ttl_after_finished_s: int = Field(24 * 3600, ge=0, description="finished jobs are "
+                                          "removed after this")
+    k8s_poll_s: float = Field(2.0, gt=0, description="how often a watched job is read")
 
     # API
     tokens_file: str | None = Field(None, description="YAML/JSON list of {user, role, "
