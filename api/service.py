@@ -36,7 +36,7 @@ from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
 from hurricane.tokens import User
 from hurricane.workers import flight
-from hurricane.workers.dispatch import enqueue_advance, revoke_queued
+from hurricane.workers.dispatch import enqueue_advance, enqueue_cleanup, revoke_queued
 
 log = logging.getLogger("hurricane.api")
 
@@ -266,6 +266,8 @@ class SearchService:
             if sid == search_id:
                 self.store.delete(f"index/owners/{meta['owner']}/{stamp}-{sid}")
         n = self.store.delete_prefix(f"searches/{search_id}")
+        with contextlib.suppress(Exception):  # its Jobs go with their owner object
+            enqueue_cleanup(self.celery, search_id)
         self._cache.pop(search_id, None)
         self._meta.pop(search_id, None)
         return n

@@ -26,8 +26,10 @@ class JobSpec:
     step: str
     store_url: str
     device: str | None = None
-    nprocs: int = 1
-    node_label: str | None = None
+    nprocs: int = 1  # processes per node (torchrun when > 1)
+    nodes: int = 1  # nodes (pods) of a distributed job
+    node_label: str | None = None  # a device pool (hurricane.io/device): a measuring job
+    resources: dict[str, str] = field(default_factory=dict)  # extended resources it needs
     env: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -24,6 +24,8 @@ class DeviceProfile:
     node_label: str  # value of hurricane.io/device: cpu, dsp, vpu, gpu
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # extended resources a measuring pod asks for (a device plugin's resource), per pod
+    resources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -41,16 +43,20 @@ for _p in (
     DeviceProfile("cpu-ort", "onnxruntime", "cpu", "CPU, ONNX Runtime CPU execution provider",
                   {"provider": "CPUExecutionProvider"}),
     DeviceProfile("cpu-ov", "openvino", "cpu", "CPU, OpenVINO runtime", {"device": "CPU"}),
-    DeviceProfile("gpu", "torch", "gpu", "NVIDIA GPU, PyTorch eager (CUDA)", {"device": "cuda"}),
+    DeviceProfile("gpu", "torch", "gpu", "NVIDIA GPU, PyTorch eager (CUDA)", {"device": "cuda"},
+                  {"nvidia.com/gpu": "1"}),
     DeviceProfile("gpu-ort", "onnxruntime", "gpu", "NVIDIA GPU, ONNX Runtime CUDA provider",
-                  {"provider": "CUDAExecutionProvider"}),
-    DeviceProfile("gpu-ov", "openvino", "gpu", "Intel GPU, OpenVINO runtime", {"device": "GPU"}),
-    DeviceProfile("vpu-ov", "openvino", "vpu", "Intel NPU/VPU, OpenVINO runtime", {"device": "NPU"}),
+                  {"provider": "CUDAExecutionProvider"}, {"nvidia.com/gpu": "1"}),
+    DeviceProfile("gpu-ov", "openvino", "gpu", "Intel GPU, OpenVINO runtime", {"device": "GPU"},
+                  {"gpu.intel.com/i915": "1"}),
+    DeviceProfile("vpu-ov", "openvino", "vpu", "Intel NPU/VPU, OpenVINO runtime", {"device": "NPU"},
+                  {"npu.intel.com/accel": "1"}),
     DeviceProfile("cpu-ort-ov", "onnxruntime", "cpu", "CPU, ONNX Runtime OpenVINO provider",
                   {"provider": "OpenVINOExecutionProvider"}),
     DeviceProfile("dsp-qnn", "onnxruntime", "dsp", "Qualcomm Hexagon DSP, ONNX Runtime QNN provider",
                   {"provider": "QNNExecutionProvider",
-                   "provider_options": {"backend_path": "libQnnHtp.so"}}),
+                   "provider_options": {"backend_path": "libQnnHtp.so"}},
+                  {"qualcomm.com/hexagon": "1"}),
 ):
     DEVICES.register(_p.name, _p)
 

@@ -54,7 +54,7 @@ class InlineExecutor:
         run_job(job.step, job.search_id, open_store(job.store_url), device=job.device)
 
 
-class _ProgressRelay:
+class ProgressRelay:
     """Turns a child's progress lines back into bars of this process's reporter."""
 
     def __init__(self, reporter: progress.Reporter) -> None:
@@ -181,7 +181,7 @@ class ProcessExecutor:
             with contextlib.suppress(Exception):
                 lease.update(pid=proc.pid)
         tail: deque[str] = deque(maxlen=40)
-        relay = _ProgressRelay(progress.reporter())
+        relay = ProgressRelay(progress.reporter())
 
         def pump() -> None:
             assert proc.stdout is not None

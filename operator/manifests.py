@@ -1,5 +1,284 @@
-"""hurricane.operator: Kubernetes Job/Service manifests as pure functions (cluster issue).
+"""Kubernetes objects for a search's jobs, as pure functions returning dicts: names, labels,
+the search's owner object, measuring Jobs on device pools, and Indexed training Jobs with a
+headless Service for torchrun's rendezvous.
 
-No ``__init__.py`` here on purpose: a regular package named ``operator`` at the repository root
-would shadow the standard library's ``operator`` for any Python started from the root.
+No ``__init__.py`` in this folder on purpose: a regular package named ``operator`` at the
+repository root would shadow the standard library's ``operator`` for any Python started from
+the root. The installed import name is ``hurricane.operator``.
 """
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from hurricane.contract import EXIT_INVALID, JobSpec
+from hurricane.devices import NODE_LABEL
+from hurricane.settings import DevicePool, Resources, Settings, Toleration, TrainingPool
+
+PART_OF = "hurricane"
+MANAGED_BY = "hurricane-operator"
+CONTAINER = "job"
+RDZV_PORT = 29400
+TORCHRUN_STEPS = ("stage1", "stage2", "retrain")  # training that torchrun launches
+JOB_NAME_MAX = 52  # an Indexed Job's pod hostname is <name>-<index>: room for the index
+UID = 10001
+
+
+class ObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    ownerReferences: list[dict[str, Any]]
+
+
+class Manifest(TypedDict):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: dict[str, Any]
+
+
+def dns_name(*parts: str, limit: int = 63) -> str:
+    """A DNS-1123 label from ``parts``: lowercase alphanumerics and '-', at most ``limit``
+    characters. Parts that are not already such a label, or too long, keep their cleaned start
+    and end in a hash of the original (deterministic, and distinct for distinct parts)."""
+    raw = "-".join(p for p in parts if p)
+    if len(raw) <= limit and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", raw):
+        return raw
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", raw.lower())).strip("-")
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"{name[:limit - 9].rstrip('-')}-{digest}".lstrip("-")
+
+
+def job_name(job: JobSpec) -> str:
+    return dns_name(job.search_id, job.step, (job.device or "").lower(), limit=JOB_NAME_MAX)
+
+
+def owner_name(search_id: str) -> str:
+    return dns_name("hurricane-search", search_id)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the operator needs of the settings (the chart renders every value)."""
+
+    namespace: str
+    release: str
+    trainer_image: str
+    profiler_image: str
+    pull_policy: str
+    service_account: str
+    settings_configmap: str
+    s3_secret: str
+    pools: tuple[DevicePool, ...]
+    training: TrainingPool
+    backoff_limit: int
+    active_deadline_s: int
+    ttl_after_finished_s: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Cluster:
+        return cls(s.k8s_namespace, s.k8s_release, s.k8s_trainer_image, s.k8s_profiler_image,
+                   s.k8s_image_pull_policy, s.k8s_job_service_account, s.k8s_settings_configmap,
+                   s.k8s_s3_secret, s.k8s_pools, s.k8s_training, s.k8s_backoff_limit,
+                   s.k8s_active_deadline_s, s.k8s_ttl_after_finished_s)
+
+    def pool(self, label: str) -> DevicePool:
+        for p in self.pools:
+            if p.label == label:
+                return p
+        raise LookupError(f"no device pool for hurricane.io/device={label}; pools: "
+                          f"{', '.join(p.label for p in self.pools) or '(none)'} "
+                          "(chart values devicePools)")
+
+
+def labels(job: JobSpec, cluster: Cluster, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": PART_OF, "app.kubernetes.io/instance": cluster.release,
+            "app.kubernetes.io/component": component, "app.kubernetes.io/part-of": PART_OF,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "hurricane.io/search-id": job.search_id, "hurricane.io/step": job.step,
+            "hurricane.io/device": (job.device or "all").lower()}
+
+
+def owner_configmap(search_id: str, cluster: Cluster) -> Manifest:
+    """The search's owner object: every Job of the search names it, so deleting it (a purge,
+    or `kubectl delete configmap`) garbage-collects them all."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",  # type: ignore[typeddict-item]
+            "metadata": {"name": owner_name(search_id), "namespace": cluster.namespace,
+                         "labels": {"app.kubernetes.io/name": PART_OF,
+                                    "app.kubernetes.io/instance": cluster.release,
+                                    "app.kubernetes.io/component": "search",
+                                    "app.kubernetes.io/managed-by": MANAGED_BY,
+                                    "hurricane.io/search-id": search_id}},
+            "data": {"search-id": search_id}}
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"]}
+
+
+def _resources(*parts: Resources | dict[str, str]) -> dict[str, dict[str, str]]:
+    """Requests and limits merged; an extended resource (a bare dict) is a limit and a request
+    (Kubernetes requires them equal)."""
+    req: dict[str, str] = {}
+    lim: dict[str, str] = {}
+    for p in parts:
+        if isinstance(p, Resources):
+            req.update(p.requests)
+            lim.update(p.limits)
+        else:
+            req.update(p)
+            lim.update(p)
+    return {k: v for k, v in (("requests", req), ("limits", lim)) if v}
+
+
+def _tolerations(ts: tuple[Toleration, ...]) -> list[dict[str, Any]]:
+    return [t.model_dump(exclude_none=True) for t in ts]
+
+
+def _pod_spec(cluster: Cluster, image: str, command: list[str], *, env: list[dict[str, Any]],
+              resources: dict[str, dict[str, str]], node_selector: dict[str, str],
+              tolerations: list[dict[str, Any]], volumes: list[dict[str, Any]] | None = None,
+              mounts: list[dict[str, Any]] | None = None,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": CONTAINER, "image": image, "imagePullPolicy": cluster.pull_policy,
+        "command": command, "env": env,
+        "envFrom": [{"configMapRef": {"name": cluster.settings_configmap}},
+                    {"secretRef": {"name": cluster.s3_secret}}],
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    if resources:
+        container["resources"] = resources
+    if mounts:
+        container["volumeMounts"] = mounts
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",  # pod failures are the Job's to count (podFailurePolicy)
+        "serviceAccountName": cluster.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
+                            "fsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerations:
+        spec["tolerations"] = tolerations
+    if volumes:
+        spec["volumes"] = volumes
+    spec.update(extra or {})
+    return spec
+
+
+def _job(job: JobSpec, cluster: Cluster, owner: dict[str, Any], component: str,
+         pod: dict[str, Any], spec_extra: dict[str, Any] | None = None) -> Manifest:
+    lab = labels(job, cluster, component)
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name(job), "namespace": cluster.namespace, "labels": lab,
+                     "ownerReferences": [owner_reference(owner)]},
+        "spec": {
+            "backoffLimit": cluster.backoff_limit,
+            "activeDeadlineSeconds": cluster.active_deadline_s,
+            "ttlSecondsAfterFinished": cluster.ttl_after_finished_s,
+            "podFailurePolicy": {"rules": [
+                # a node drained, preempted or lost: not the job's fault, not counted
+                {"action": "Ignore",
+                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                # the input cannot work (spec, budget, device): no retry can help
+                {"action": "FailJob", "onExitCodes": {"containerName": CONTAINER,
+                                                      "operator": "In",
+                                                      "values": [EXIT_INVALID]}},
+            ]},
+            **(spec_extra or {}),
+            "template": {"metadata": {"labels": lab}, "spec": pod},
+        },
+    }
+
+
+def _env(job: JobSpec) -> list[dict[str, Any]]:
+    base = {"HURRICANE_PROGRESS": "jsonl", "PYTHONUNBUFFERED": "1", **job.env}
+    return [{"name": k, "value": v} for k, v in base.items()]
+
+
+def measure_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manifest:
+    """A Job on the device pool of ``job.node_label``: one pod on a node labelled
+    hurricane.io/device=<label>, with the pool's tolerations and resources plus the extended
+    resources the device profile names."""
+    if job.node_label is None:
+        raise ValueError(f"job {job.name} names no device pool")
+    pool = cluster.pool(job.node_label)
+    pod = _pod_spec(cluster, cluster.profiler_image, job.command(), env=_env(job),
+                    resources=_resources(pool.resources, job.resources),
+                    node_selector={NODE_LABEL: pool.label, **pool.node_selector},
+                    tolerations=_tolerations(pool.tolerations))
+    return _job(job, cluster, owner, "measure", pod)
+
+
+def training_service(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manifest:
+    """The headless Service that gives the training pods stable DNS names
+    (``<job>-<index>.<job>``): pod 0 hosts torchrun's rendezvous."""
+    name = job_name(job)
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": cluster.namespace,
+                         "labels": labels(job, cluster, "train"),
+                         "ownerReferences": [owner_reference(owner)]},
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                     "selector": {"batch.kubernetes.io/job-name": name},
+                     "ports": [{"name": "rdzv", "port": RDZV_PORT, "targetPort": RDZV_PORT}]}}
+
+
+def training_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manifest:
+    """An Indexed Job of ``job.nodes`` pods (completions = parallelism), each running torchrun
+    (``job.nprocs`` processes) with its node rank from the completion index and rendezvous on
+    pod 0's DNS name; NCCL when the training pool has GPUs, gloo on CPU; /dev/shm in memory."""
+    t = cluster.training
+    name = job_name(job)
+    cmd = job.command()
+    command = ["python", "-m", "torch.distributed.run", f"--nnodes={job.nodes}",
+               f"--nproc-per-node={job.nprocs}", "--node-rank=$(NODE_RANK)",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint={name}-0.{name}:{RDZV_PORT}",
+               f"--rdzv-id={name}", "--max-restarts=3", "-m", *cmd[2:]]
+    env = [*_env(job),
+           {"name": "NODE_RANK", "valueFrom": {"fieldRef": {
+               "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+           {"name": "HURRICANE_DIST_BACKEND", "value": "nccl" if t.gpus_per_node else "gloo"}]
+    res = Resources(requests=dict(t.resources.requests), limits=dict(t.resources.limits))
+    if t.gpus_per_node:
+        res.limits.setdefault("nvidia.com/gpu", str(t.gpus_per_node))
+    pod = _pod_spec(
+        cluster, cluster.trainer_image, command, env=env, resources=_resources(res),
+        node_selector=dict(t.node_selector), tolerations=_tolerations(t.tolerations),
+        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": t.shm_size}}],
+        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}],
+        extra={"subdomain": name})
+    pod["containers"][0]["ports"] = [{"name": "rdzv", "containerPort": RDZV_PORT}]
+    return _job(job, cluster, owner, "train", pod, {
+        "completionMode": "Indexed", "completions": job.nodes, "parallelism": job.nodes})
+
+
+def pool_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manifest:
+    """A one-pod Job on the training pool for work that is not distributed (evolution,
+    ProxylessNAS, one-proxy transfer without a device pool)."""
+    t = cluster.training
+    pod = _pod_spec(cluster, cluster.trainer_image, job.command(), env=_env(job),
+                    resources=_resources(t.resources), node_selector=dict(t.node_selector),
+                    tolerations=_tolerations(t.tolerations))
+    return _job(job, cluster, owner, "search", pod)
+
+
+def manifests(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> list[Manifest]:
+    """Everything ``job`` needs, in creation order: a measuring Job on its device pool, a
+    training Job with its headless Service (supernet stages and retraining: torchrun), or a
+    one-pod Job on the training pool."""
+    if job.node_label is not None:
+        return [measure_job(job, cluster, owner)]
+    if job.step in TORCHRUN_STEPS or job.nodes > 1 or job.nprocs > 1:
+        return [training_service(job, cluster, owner), training_job(job, cluster, owner)]
+    return [pool_job(job, cluster, owner)]

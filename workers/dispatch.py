@@ -18,6 +18,7 @@ log = logging.getLogger("hurricane.workers")
 ADVANCE_TASK = "hurricane.advance"
 UNIT_TASK = "hurricane.run_unit"
 RECONCILE_TASK = "hurricane.reconcile"
+CLEANUP_TASK = "hurricane.cleanup"
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,3 +62,8 @@ def revoke_queued(app: Celery, search_id: str, *, settings: Settings | None = No
     if ids:
         app.control.revoke(ids)
     return len(ids)
+
+
+def enqueue_cleanup(app: Celery, search_id: str) -> str:
+    """After a purge: the worker side removes what lives outside the store (Kubernetes Jobs)."""
+    return str(app.send_task(CLEANUP_TASK, args=[search_id], queue=CONTROL).id)

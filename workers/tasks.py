@@ -35,6 +35,7 @@ from hurricane.workers import flight
 from hurricane.workers.app import app
 from hurricane.workers.dispatch import (
     ADVANCE_TASK,
+    CLEANUP_TASK,
     RECONCILE_TASK,
     UNIT_TASK,
     enqueue_advance,
@@ -127,7 +128,6 @@ def _advance(search_id: str) -> str:
 def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     """Runs one unit's job (adopting it when it already runs elsewhere), then advances."""
     from hurricane import progress
-    from hurricane.executor import create_executor
     from hurricane.pipeline import load_spec, unit_job
     from hurricane.pipeline import run_unit as pipeline_run_unit
     from hurricane.workers.progress import RedisReporter
@@ -149,11 +149,7 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
         job = unit_job(spec, search_id, store, step, unit)
         flight.mark(r, search_id, name, "started", task_id=self.request.id, job=job.name,
                     worker=self.request.hostname)
-        options: dict[str, Any] = {}
-        if s.executor == "process":
-            options = {"echo": True,
-                       "cancelled": lambda: read_control(store, search_id).cancelled}
-        executor = create_executor(s.executor, **options)
+        executor = make_executor(s, lambda: read_control(store, search_id).cancelled)
         t0 = time.perf_counter()
         with progress.use_reporter(RedisReporter(r, search_id, step, unit)):
             try:
@@ -183,6 +179,34 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     if outcome != "cancelled":
         enqueue_advance(app, search_id, settings=s)
     return outcome
+
+
+def make_executor(s: Any, cancelled: Any) -> Any:
+    """The executor of the settings: local processes (stopped when ``cancelled``), in the
+    worker, or Kubernetes Jobs (hurricane.operator: deleted when ``cancelled``)."""
+    if s.executor == "kubernetes":
+        from hurricane.operator.executor import KubernetesExecutor
+
+        return KubernetesExecutor(settings=s, cancelled=cancelled, echo=True)
+    from hurricane.executor import create_executor
+
+    if s.executor == "process":
+        return create_executor("process", echo=True, cancelled=cancelled)
+    return create_executor(s.executor)
+
+
+@app.task(name=CLEANUP_TASK, bind=True, max_retries=5, soft_time_limit=300, time_limit=330)
+def cleanup(self: Task, search_id: str) -> str:
+    """After a purge: removes what the search left outside the store (its Kubernetes Jobs,
+    through their owner object)."""
+    s = get_settings()
+    if s.executor != "kubernetes":
+        return "nothing outside the store"
+    try:
+        make_executor(s, None).delete_search(search_id)
+    except Exception as err:
+        raise self.retry(exc=err, countdown=_backoff(self.request.retries)) from err
+    return "owner object deleted"
 
 
 def _record_gave_up(search_id: str, step: str, unit: str, err: BaseException) -> None:

@@ -64,9 +64,10 @@ def job_spec(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
          device: str | None = None, *, pin: bool = True) -> JobSpec:
     """The job of ``step`` (for one ``device`` if given); ``pin`` runs it on that device's node
     pool (measurements), otherwise anywhere (training, evolution)."""
-    label = target_profile(spec, device).node_label if device and pin else None
+    prof = target_profile(spec, device) if device and pin else None
     return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
-                   node_label=label)
+                   node_label=prof.node_label if prof else None,
+                   resources=dict(prof.resources) if prof else {})
 
 
 def devices_of(spec: SearchSpec, device: str | None, *, searched: bool = False) -> list[str]:
