@@ -1,0 +1,123 @@
+"""One source for the cluster's names: the Jobs the operator builds from the settings the chart
+renders use the chart's images, job service account, settings ConfigMap and S3 Secret, and
+validate against Kubernetes 1.32; and the chart's Role grants exactly what the executor calls
+(measured on the executor's own requests, not on a list)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from hurricane.contract import JobSpec
+from hurricane.devices import DEVICES
+from hurricane.operator.executor import KubernetesExecutor
+from hurricane.operator.manifests import Cluster, job_name, manifests
+from hurricane.settings import Settings, get_settings
+from tests.kube_fake import FakeKubeServer, condition, pod
+from tests.test_chart import of_kind, render, settings_data
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU_VALUES = ROOT / "examples" / "values-gpu-cluster.yaml"
+
+
+def chart_settings(objs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a worker pod of this release reads (its ConfigMap and S3 Secret)."""
+    for k, v in settings_data(objs).items():
+        monkeypatch.setenv(k, v)
+    for secret in of_kind(objs, "Secret"):
+        plain = dict(secret.get("stringData") or {})
+        plain.update({k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()})
+        for k, v in plain.items():
+            if k.startswith("HURRICANE_"):
+                monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def gpu_objs() -> list[dict[str, Any]]:
+    return render(values_file=GPU_VALUES)
+
+
+def test_operator_jobs_use_the_names_the_chart_renders(gpu_objs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    s = chart_settings(gpu_objs, monkeypatch)
+    cluster = Cluster.from_settings(s)
+    owner = {"metadata": {"name": "hurricane-search-x", "uid": "u-1"}}
+    jobs = [
+        manifests(JobSpec("digits-0a1b2c3d", "profile", s.store, device="dsp-qnn",
+                          node_label="dsp", resources=dict(DEVICES.get("dsp-qnn").resources)),
+                  cluster, owner)[0],
+        manifests(JobSpec("digits-0a1b2c3d", "stage1", s.store, nodes=2, nprocs=4), cluster,
+                  owner)[1],
+    ]
+    service_accounts = {o["metadata"]["name"]: o for o in of_kind(gpu_objs, "ServiceAccount")}
+    configmaps = {o["metadata"]["name"] for o in of_kind(gpu_objs, "ConfigMap")}
+    secrets = {o["metadata"]["name"]: o for o in of_kind(gpu_objs, "Secret")}
+    images = {c["image"] for d in of_kind(gpu_objs, "Deployment")
+              for c in d["spec"]["template"]["spec"]["containers"]}
+    registry = next(iter(images)).rsplit("/", 1)[0]  # the chart's registry for its images
+    for obj in jobs:
+        kubernetes_validate.validate(obj, "1.32", strict=True)
+        pod_spec = obj["spec"]["template"]["spec"]
+        sa = pod_spec["serviceAccountName"]
+        assert sa in service_accounts and service_accounts[sa].get(
+            "automountServiceAccountToken") is False
+        c = pod_spec["containers"][0]
+        ref = {next(iter(e.values()))["name"] for e in c["envFrom"]}
+        cm = c["envFrom"][0]["configMapRef"]["name"]
+        secret = c["envFrom"][1]["secretRef"]["name"]
+        assert ref == {cm, secret} and cm in configmaps and secret in secrets
+        assert {"HURRICANE_S3_ACCESS_KEY", "HURRICANE_S3_SECRET_KEY"} <= {
+            *(secrets[secret].get("stringData") or {}), *(secrets[secret].get("data") or {})}
+        assert c["image"].rsplit("/", 1)[0] == registry
+        assert c["image"].endswith(("hurricane-trainer:" + c["image"].rsplit(":", 1)[1],
+                                    "hurricane-profiler:" + c["image"].rsplit(":", 1)[1]))
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == s.k8s_release
+        assert obj["metadata"]["namespace"] == s.k8s_namespace
+    measure, train = jobs
+    assert measure["spec"]["template"]["spec"]["containers"][0]["image"] == s.k8s_profiler_image
+    assert train["spec"]["template"]["spec"]["containers"][0]["image"] == s.k8s_trainer_image
+    assert "qualcomm.com/hexagon" in str(measure["spec"]["template"]["spec"]["containers"][0]["resources"])
+    assert train["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+
+def test_the_role_grants_exactly_what_the_executor_calls(gpu_objs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    s = chart_settings(gpu_objs, monkeypatch).model_copy(update={"k8s_poll_s": 0.05})
+    measure = JobSpec("s-1", "profile", s.store, device="cpu", node_label="cpu")
+    train = JobSpec("s-1", "stage1", s.store, nodes=2)
+    with FakeKubeServer() as srv:
+        k = srv.kube
+        m, t = job_name(measure), job_name(train)
+        k.job_status[m] = [{"active": 1}, {"active": 1}, condition("Complete")]
+        k.pods[m] = [pod(f"{m}-a", "Running")]
+        k.logs[f"{m}-a"] = ["hello"]
+        k.job_status[t] = [{"active": 2}]
+        k.pods[t] = [pod(f"{t}-0-a", "Pending")]
+        k.events[f"{t}-0-a"] = [{"type": "Warning", "reason": "FailedScheduling", "message": "x"}]
+        ex = KubernetesExecutor(settings=s, api_client=srv.client())
+        ex.run(measure)  # configmaps create, jobs create/get, pods list, pods/log get
+        ex.run(measure)  # adopted: configmaps get (409), jobs get (409)
+        stop = threading.Event()
+        threading.Timer(0.5, stop.set).start()
+        cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=stop.is_set)
+        from hurricane.contract import JobCancelled
+
+        with pytest.raises(JobCancelled):
+            cancel.run(train)  # services create, events list, jobs/services delete
+        k.job_status[t] = [condition("Complete")]
+        ex.run(train)  # created again after the cancel deleted it
+        ex.run(train)  # services get, jobs get (409 → adopt)
+        ex.delete_search("s-1")  # configmaps delete
+        called = k.verbs()
+    role = next(iter(of_kind(gpu_objs, "Role")))
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+               for r in rule["resources"] for v in rule["verbs"]}
+    assert called == granted, (called ^ granted)
