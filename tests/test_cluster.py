@@ -121,3 +121,17 @@ def test_the_role_grants_exactly_what_the_executor_calls(gpu_objs, monkeypatch) 
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
     assert called == granted, (called ^ granted)
+
+
+def test_workers_that_supervise_jobs_use_threads(gpu_objs) -> None:  # type: ignore[no-untyped-def]
+    """A task of the Kubernetes executor waits on its Job: train and profile workers follow
+    many at once in threads; control (finishing steps computes) keeps processes."""
+    pools = {}
+    for dep in of_kind(gpu_objs, "Deployment"):
+        cmd = dep["spec"]["template"]["spec"]["containers"][0]["command"]
+        if cmd[:2] == ["celery", "-A"] and "worker" in cmd:
+            pools[cmd[cmd.index("-Q") + 1]] = cmd[cmd.index("-P") + 1]
+    assert pools["control"] == "prefork" and pools["train"] == "threads"
+    assert {q for q in pools if q.startswith("profile.")} == {"profile.cpu", "profile.dsp",
+                                                              "profile.vpu"}
+    assert all(pools[q] == "threads" for q in pools if q.startswith("profile."))
