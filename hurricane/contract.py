@@ -28,6 +28,7 @@ class JobSpec:
     device: str | None = None
     nprocs: int = 1  # processes per node (torchrun when > 1)
     nodes: int = 1  # nodes (pods) of a distributed job
+    max_restarts: int = 0  # torchrun restarts of all ranks after one failed
     node_label: str | None = None  # a device pool (hurricane.io/device): a measuring job
     resources: dict[str, str] = field(default_factory=dict)  # extended resources it needs
     env: dict[str, str] = field(default_factory=dict)

@@ -32,19 +32,23 @@ def _gen(*key: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool) -> torch.Tensor:
-    """Random translation (pad + crop, 1/8 of the side) and optional horizontal flip."""
+def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool,
+            part: tuple[slice, int] | None = None) -> torch.Tensor:
+    """Random translation (pad + crop, 1/8 of the side) and optional horizontal flip.
+    ``part = (rows, n)``: ``x`` holds those rows of a batch of ``n``; the random draws are the
+    whole batch's, so a shard is augmented exactly as in the whole batch."""
     n, _, h, w = x.shape
+    rows_of, total = part if part is not None else (slice(0, n), n)
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    dx = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[rows_of]
+    dy = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[rows_of]
     rows = (dy[:, None] + torch.arange(h)[None, :])  # n×h
     cols = (dx[:, None] + torch.arange(w)[None, :])  # n×w
     idx_n = torch.arange(n)[:, None, None]
     out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     if flip:
-        mask = torch.rand(n, generator=gen) < 0.5
+        mask = torch.rand(total, generator=gen)[rows_of] < 0.5
         out = torch.where(mask[:, None, None, None], out.flip(3), out)
     return out.contiguous()
 
@@ -68,34 +72,42 @@ class Split:
         self.images = images
         self.labels = labels.long()
         self.input_size = input_size
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
-        self.std = torch.tensor(std).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.get_default_dtype()).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.get_default_dtype()).view(1, -1, 1, 1)
         self.augment = augment
         self.flip = flip
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def _prepare(self, idx: torch.Tensor, gen: torch.Generator | None) -> Batch:
+    def _prepare(self, idx: torch.Tensor, gen: torch.Generator | None,
+                 shard: tuple[int, int] = (0, 1)) -> Batch:
+        rank, world = shard
+        per = len(idx) // world
+        rows = slice(rank * per, (rank + 1) * per) if world > 1 else slice(0, len(idx))
+        total, idx = len(idx), idx[rows]
         x = self.images[idx]
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        dtype = torch.get_default_dtype()  # float32 unless a test asks for float64
+        x = x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
                               align_corners=False, antialias=x.shape[-1] > self.input_size)
         if gen is not None and self.augment:
-            x = augment(x, gen, flip=self.flip)
+            x = augment(x, gen, flip=self.flip, part=(rows, total))
         return (x - self.mean) / self.std, self.labels[idx]
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, len(self) // batch_size)
 
-    def train_batch(self, step: int, batch_size: int, *, seed: int) -> Batch:
-        """Batch number ``step`` of the shuffled, augmented training stream."""
+    def train_batch(self, step: int, batch_size: int, *, seed: int,
+                    shard: tuple[int, int] = (0, 1)) -> Batch:
+        """Batch number ``step`` of the shuffled, augmented training stream; with ``shard =
+        (rank, world)`` only that rank's equal share of it (the rest is never decoded)."""
         bs = min(batch_size, len(self))
         spe = self.steps_per_epoch(bs)
         epoch, i = divmod(step, spe)
         perm = torch.randperm(len(self), generator=_gen(seed, epoch))
-        return self._prepare(perm[i * bs:(i + 1) * bs], _gen(seed, epoch, i + 1))
+        return self._prepare(perm[i * bs:(i + 1) * bs], _gen(seed, epoch, i + 1), shard)
 
     def train_batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
         step = start

@@ -120,9 +120,13 @@ class ProcessExecutor:
 
     def argv(self, job: JobSpec) -> list[str]:
         cmd = job.command()
+        if job.nodes > 1:
+            raise JobInvalid(f"job {job.name}: training.nodes = {job.nodes}, but local processes "
+                             "run on one node (use the kubernetes executor, or nodes: 1)")
         if job.nprocs > 1:
             return [self.python, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc_per_node={job.nprocs}", "-m", *cmd[2:]]
+                    f"--nproc-per-node={job.nprocs}", f"--max-restarts={job.max_restarts}",
+                    "-m", *cmd[2:]]
         return [self.python, *cmd[1:]]
 
     def _is_cancelled(self) -> bool:
@@ -134,6 +138,7 @@ class ProcessExecutor:
             return False
 
     def run(self, job: JobSpec) -> None:
+        self.argv(job)  # refuses what cannot run here before taking the job's lease
         if not self.leases:
             self._spawn(job, None)
             return

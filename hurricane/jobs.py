@@ -33,8 +33,11 @@ def invalid_input_errors() -> tuple[type[BaseException], ...]:
 def job_main(step: str, search_id: str, store_url: str, device: str | None) -> int:
     """Runs the job and maps its failure onto an exit code: 0 done, 65 invalid input (never
     retried), 75 object store unreachable (retried), 1 anything else."""
+    from hurricane.distributed import finish
+
     try:
         run_job(step, search_id, open_store(store_url), device=device)
+        finish()
     except StoreUnavailable as err:
         log.error("job %s/%s: %s", step, device or "all", err)
         return EXIT_TRANSIENT

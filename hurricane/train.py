@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import deque
@@ -15,6 +16,14 @@ from torch import nn
 
 from hurricane import progress
 from hurricane.data import Split
+from hurricane.distributed import (
+    GradSync,
+    Place,
+    agree,
+    broadcast_model,
+    plain_batchnorm,
+    sync_batchnorm,
+)
 from hurricane.store import ArtifactStore
 from hurricane.torchio import load_torch, save_torch
 
@@ -36,6 +45,9 @@ class TrainConfig:
     stop_loss: float | None = None  # stop once the mean loss of the last stop_window steps is <=
     stop_window: int = 50
     log_every: int = 10
+    bf16: bool = False  # autocast on CUDA
+    channels_last: bool = False  # CUDA memory format
+    sync_bn: bool = False  # distributed: BatchNorm statistics over the global batch
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class TrainResult:
     converged: bool = False  # stopped early at cfg.stop_loss
     history: tuple[tuple[int, float], ...] = ()  # (step, mean loss since the previous entry)
     total: int = 0  # cfg.iterations
+    world_size: int = 1  # training processes
 
     @property
     def complete(self) -> bool:
@@ -100,11 +113,28 @@ class Checkpointer:
         steps = self.steps()
         if not steps:
             return None
-        return steps[-1], load_torch(self.store, self._key(steps[-1]))
+        return steps[-1], self.load(steps[-1])
+
+    def load(self, step: int) -> dict[str, Any]:
+        return load_torch(self.store, self._key(step))  # type: ignore[no-any-return]
 
 
 def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+
+
+class _Silent:
+    def advance(self, n: int = 1, **metrics: Any) -> None:
+        pass
+
+
+def _resume(checkpointer: Checkpointer | None, where: Place) -> tuple[int, dict[str, Any] | None]:
+    """The newest checkpoint, as rank 0 sees it: every rank resumes from the same step."""
+    if checkpointer is None:
+        return 0, None
+    steps = checkpointer.steps() if where.main else []
+    step = agree(steps[-1] if steps else 0, where.world)
+    return (step, checkpointer.load(step)) if step else (0, None)
 
 
 def train(
@@ -116,6 +146,7 @@ def train(
     checkpointer: Checkpointer | None = None,
     description: str = "train",
     stop_after: int | None = None,
+    where: Place | None = None,
 ) -> TrainResult:
     """Trains ``model`` for ``cfg.iterations`` steps, resuming from the newest checkpoint.
 
@@ -124,19 +155,33 @@ def train(
     exactly. ``cfg.stop_loss`` ends training once the mean loss of the last ``cfg.stop_window``
     steps reaches it (the lr schedule still spans ``cfg.iterations``). ``stop_after`` ends the
     run after that step as if interrupted (used to test resumption).
+
+    Distributed (``where`` from torchrun's environment): every rank takes the same path and its
+    own equal share of each global batch of ``cfg.batch_size``; the active path's gradients and
+    the loss are averaged across ranks, so every rank makes the same update and the same stop
+    decision; only rank 0 reports progress and writes checkpoints. The model is returned on
+    the CPU.
     """
+    where = where or Place()
     set_threads(cfg.threads)
+    cuda = where.device.type == "cuda"
+    model.to(where.device)
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    broadcast_model(model, where.world)
+    if where.distributed and cfg.sync_bn:
+        sync_batchnorm(model)
     fwd = forward or (lambda m, x, _s: m(x))
+    sync = GradSync(model, where.world)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                           momentum=cfg.momentum, nesterov=False)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    start = 0
     recent: deque[float] = deque(maxlen=cfg.stop_window)
     history: list[tuple[int, float]] = []
     pending: list[float] = []
     converged = False
-    if checkpointer is not None and (found := checkpointer.latest()) is not None:
-        start, state = found
+    start, state = _resume(checkpointer, where)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         recent.extend(state.get("recent_losses", []))
@@ -149,18 +194,27 @@ def train(
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
     if converged:
         end = start
-    with progress.task(description, total=cfg.iterations, completed=start) as bar:
+    bar_cm = (progress.task(description, total=cfg.iterations, completed=start) if where.main
+              else contextlib.nullcontext(_Silent()))
+    with bar_cm as bar:
         for step in range(start, end):
             lr = linear_lr(cfg.lr, step, cfg.iterations)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = data.train_batch(step, cfg.batch_size, seed=cfg.seed)
+            x, y = data.train_batch(step, cfg.batch_size, seed=cfg.seed, shard=where.shard())
+            if cuda:
+                x = x.pin_memory().to(where.device, non_blocking=True)
+                y = y.pin_memory().to(where.device, non_blocking=True)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
             torch.manual_seed(step_seed(cfg.seed, step, 1))  # dropout masks
-            loss = loss_fn(fwd(model, x, step), y)
+            with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16
+                  else contextlib.nullcontext()):
+                loss = loss_fn(fwd(model, x, step), y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # gradients travel to the other ranks while this runs
+            loss_val = sync.wait(loss)
             opt.step()
-            loss_val = float(loss.detach())
             done = step + 1
             recent.append(loss_val)
             pending.append(loss_val)
@@ -169,8 +223,8 @@ def train(
                 pending.clear()
             converged = (cfg.stop_loss is not None and len(recent) == cfg.stop_window
                          and sum(recent) / len(recent) <= cfg.stop_loss)
-            if checkpointer is not None and (done % cfg.checkpoint_every == 0 or done == end
-                                             or converged):
+            if where.main and checkpointer is not None and (
+                    done % cfg.checkpoint_every == 0 or done == end or converged):
                 checkpointer.save(done, {"step": done, "model": model.state_dict(),
                                          "optimizer": opt.state_dict(),
                                          "recent_losses": list(recent), "history": history,
@@ -182,9 +236,14 @@ def train(
     seconds = time.perf_counter() - t0
     steps = max(0, end - start)
     bs = min(cfg.batch_size, len(data))
+    sync.close()
+    plain_batchnorm(model)
+    model.to("cpu")
+    model.to(memory_format=torch.contiguous_format)
     return TrainResult(steps=end, resumed_from=start, final_loss=loss_val, seconds=seconds,
                        images_per_s=steps * bs / seconds if seconds > 0 else 0.0,
-                       converged=converged, history=tuple(history), total=cfg.iterations)
+                       converged=converged, history=tuple(history), total=cfg.iterations,
+                       world_size=where.world)
 
 
 @torch.no_grad()

@@ -244,7 +244,7 @@ def training_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manif
     command = ["python", "-m", "torch.distributed.run", f"--nnodes={job.nodes}",
                f"--nproc-per-node={job.nprocs}", "--node-rank=$(NODE_RANK)",
                "--rdzv-backend=c10d", f"--rdzv-endpoint={name}-0.{name}:{RDZV_PORT}",
-               f"--rdzv-id={name}", "--max-restarts=3", "-m", *cmd[2:]]
+               f"--rdzv-id={name}", f"--max-restarts={job.max_restarts}", "-m", *cmd[2:]]
     env = [*_env(job),
            {"name": "NODE_RANK", "valueFrom": {"fieldRef": {
                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},

@@ -113,7 +113,7 @@ def test_every_job_has_labels_owner_limits_policy_and_a_non_root_pod() -> None:
 
 def test_a_training_stage_is_an_indexed_job_with_a_headless_service() -> None:
     job = JobSpec(search_id="digits-cpu-0a1b2c3d", step="stage1", store_url="s3://b/runs",
-                  nodes=3, nprocs=4)
+                  nodes=3, nprocs=4, max_restarts=3)
     svc, obj = manifests(job, CLUSTER, OWNER)
     validate(svc)
     validate(obj)
@@ -129,6 +129,7 @@ def test_a_training_stage_is_an_indexed_job_with_a_headless_service() -> None:
     assert c["image"] == "reg.io/hurricane-trainer:0.1.0"
     assert c["command"][:3] == ["python", "-m", "torch.distributed.run"]
     assert "--nnodes=3" in c["command"] and "--nproc-per-node=4" in c["command"]
+    assert "--max-restarts=3" in c["command"]
     assert "--node-rank=$(NODE_RANK)" in c["command"]
     assert f"--rdzv-endpoint={name}-0.{name}:29400" in c["command"]
     assert c["command"][c["command"].index("-m", 3):] == ["-m", *job.command()[2:]]
@@ -188,7 +189,7 @@ def test_unknown_device_pool_is_a_clear_error() -> None:
 def test_golden_training_job() -> None:
     """The whole training Job as JSON (regenerate with HURRICANE_UPDATE_GOLDEN=1)."""
     job = JobSpec(search_id="digits-cpu-0a1b2c3d", step="stage2", store_url="s3://bucket/runs",
-                  device="cpu", nodes=2, nprocs=4)
+                  device="cpu", nodes=2, nprocs=4, max_restarts=3)
     got = manifests(job, CLUSTER, OWNER)
     path = GOLDEN / "training-job.json"
     if os.environ.get("HURRICANE_UPDATE_GOLDEN"):

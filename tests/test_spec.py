@@ -117,3 +117,34 @@ def test_a_known_dataset_sets_the_class_count_unless_given() -> None:
         parse_spec({"backbone": {"num_classes": 7}})
     folder = parse_spec({"dataset": {"name": "imagefolder", "path": "/data/x"}})
     assert folder.backbone.num_classes == 1000  # unknown count: the ImageNet default stays
+
+
+@pytest.mark.parametrize(("training", "over", "words"), [
+    ({"processes_per_node": 3}, {}, "supernet.batch_size (32) must be a multiple of the training "
+                                    "world size 3 (training.nodes 1 × training.processes_per_node 3)"),
+    ({"processes_per_node": 2}, {"retrain": {"batch_size": 33}}, "retrain.batch_size (33)"),
+    ({"nodes": 2}, {"strategy": "proxyless"}, "strategy proxyless trains in one process"),
+    ({"device": "cpu", "bf16": True}, {}, "training.bf16 and training.channels_last are CUDA"),
+    ({"processes_per_node": 0}, {}, "training.processes_per_node"),
+])
+def test_training_topology_is_checked(training, over, words) -> None:  # type: ignore[no-untyped-def]
+    from hurricane.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError) as info:
+        parse_spec(tiny_spec_dict(training=training, **over))
+    assert words in str(info.value)
+    ok = parse_spec(tiny_spec_dict(training={"processes_per_node": 2, "nodes": 2},
+                                   supernet={"batch_size": 64}, retrain={"batch_size": 64}))
+    assert ok.training.world_size == 4
+
+
+def test_local_processes_run_one_node_only() -> None:
+    from hurricane.contract import JobInvalid, JobSpec
+    from hurricane.executor import ProcessExecutor
+
+    ex = ProcessExecutor()
+    assert ex.argv(JobSpec("s", "stage1", "/x", nprocs=2, max_restarts=3))[1:6] == [
+        "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=3"]
+    assert ex.argv(JobSpec("s", "stage1", "/x"))[1:4] == ["-m", "hurricane", "job"]
+    with pytest.raises(JobInvalid, match="local processes run on one node"):
+        ex.argv(JobSpec("s", "stage1", "/x", nodes=2))

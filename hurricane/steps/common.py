@@ -14,10 +14,12 @@ from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import EvolutionConfig, InfeasibleBudget
 from hurricane.profiling import LatencyTable, Protocol, measure_arch
 from hurricane.records import result_key
-from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainSettings
+from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainingSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Supernet, recalibrate_bn
 from hurricane.train import TrainConfig, evaluate
+
+DISTRIBUTED_STEPS = ("stage1", "stage2", "retrain")  # trained by torchrun (spec.training)
 
 
 def layout_of(spec: SearchSpec) -> Layout:
@@ -65,9 +67,14 @@ def job_spec(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
     """The job of ``step`` (for one ``device`` if given); ``pin`` runs it on that device's node
     pool (measurements), otherwise anywhere (training, evolution)."""
     prof = target_profile(spec, device) if device and pin else None
+    t = spec.training
+    distributed = step in DISTRIBUTED_STEPS
     return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
                    node_label=prof.node_label if prof else None,
-                   resources=dict(prof.resources) if prof else {})
+                   resources=dict(prof.resources) if prof else {},
+                   nprocs=t.processes_per_node if distributed else 1,
+                   nodes=t.nodes if distributed else 1,
+                   max_restarts=t.max_restarts if distributed else 0)
 
 
 def devices_of(spec: SearchSpec, device: str | None, *, searched: bool = False) -> list[str]:
@@ -123,10 +130,14 @@ def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: Lat
     return t.latency_budget_ms
 
 
-def train_config(s: TrainSettings, seed: int, *, iterations: int | None = None) -> TrainConfig:
+def train_config(s: TrainSettings, seed: int, *, iterations: int | None = None,
+                 training: TrainingSpec | None = None) -> TrainConfig:
     extra: dict[str, Any] = {}
     if isinstance(s, SupernetTrainSpec):
         extra = {"stop_loss": s.stop_loss, "stop_window": s.stop_window}
+    if training is not None:
+        extra.update(bf16=training.bf16, channels_last=training.channels_last,
+                     sync_bn=training.sync_bn)
     return TrainConfig(iterations=iterations or s.iterations, batch_size=s.batch_size, lr=s.lr,
                        momentum=s.momentum, weight_decay=s.weight_decay,
                        label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,

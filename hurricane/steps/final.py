@@ -11,6 +11,7 @@ from hurricane.arch import Arch
 from hurricane.backbone import Layout
 from hurricane.contract import JOBS, STEPS, Step
 from hurricane.data import Data
+from hurricane.distributed import Place, barrier, place
 from hurricane.evolution import Candidate
 from hurricane.profiling import measure_arch
 from hurricane.spec import SearchSpec
@@ -48,21 +49,28 @@ def final_key(search_id: str, device: str, name: str) -> str:
 
 
 def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
-                 prefix: str) -> tuple[Network, dict[str, Any]]:
+                 prefix: str, where: Place | None = None) -> tuple[Network, dict[str, Any]]:
+    """Trains ``arch`` from scratch on train+val (distributed like the supernet stages) and
+    scores it on the test split (rank 0 only: other ranks return no metrics)."""
+    where = where or Place()
     torch.manual_seed(spec.seed)
     net = Network(layout_of(spec), arch)
-    cfg = train_config(spec.retrain, spec.seed)
+    cfg = train_config(spec.retrain, spec.seed, training=spec.training)
     res = train(net, data.trainval(), cfg,
                 checkpointer=Checkpointer(store, prefix + "/ckpt", keep=cfg.keep_checkpoints),
-                description=f"retrain {arch.digest}")
+                description=f"retrain {arch.digest}", where=where)
+    if not where.main:
+        return net, {}
     acc = evaluate(net, data.test)
     return net, {"test_top1": acc, "iterations": res.steps, "train_seconds": res.seconds,
-                 "final_loss": res.final_loss, "test_images": len(data.test)}
+                 "final_loss": res.final_loss, "test_images": len(data.test),
+                 "world_size": res.world_size}
 
 
 @JOBS.decorator("retrain")
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     set_threads(spec.retrain.threads)
+    where = place(spec.training.device)
     data = data_of(spec)
     found = winners(spec, store, search_id)
     for name, cand in found.items():  # a device's job retrains every device sharing its winner
@@ -74,20 +82,27 @@ def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
         same = [d for d, c in found.items() if d != name and c.arch == cand.arch
                 and store.exists(final_key(search_id, d, "metrics.json"))]
         if same:
-            store.put_bytes(final_key(search_id, name, "final.pt"),
-                            store.get_bytes(final_key(search_id, same[0], "final.pt")))
+            if where.main:
+                store.put_bytes(final_key(search_id, name, "final.pt"),
+                                store.get_bytes(final_key(search_id, same[0], "final.pt")))
             metrics = {**store.get_json(final_key(search_id, same[0], "metrics.json")),
                        "shared_with": same[0]}
         else:
             net, metrics = retrain_arch(spec, cand.arch, data, store,
-                                        search_key(search_id, "retrain", name))
+                                        search_key(search_id, "retrain", name), where)
+            if not where.main:
+                barrier(where.world)  # rank 0 writes this device's outputs
+                continue
             save_torch(store, final_key(search_id, name, "final.pt"), {
                 "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
                 "classes": list(data.classes), "state_dict": net.state_dict()})
-        store.put_json(final_key(search_id, name, "arch.json"), {
-            "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
-            "backbone": spec.backbone.model_dump(mode="json")})
-        store.put_json(final_key(search_id, name, "metrics.json"), metrics)
+        if where.main:
+            store.put_json(final_key(search_id, name, "arch.json"), {
+                "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
+                "backbone": spec.backbone.model_dump(mode="json")})
+            store.put_json(final_key(search_id, name, "metrics.json"), metrics)
+        if not same:
+            barrier(where.world)  # every rank sees this device's outputs before the next
 
 
 def _same_winner(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, list[str]]:

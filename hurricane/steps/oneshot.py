@@ -9,6 +9,7 @@ import torch
 
 from hurricane.arch import Arch, SearchSpace
 from hurricane.contract import JOBS, STEPS, WHOLE, Step
+from hurricane.distributed import barrier, place
 from hurricane.evolution import EvolutionSearch
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
@@ -57,15 +58,20 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
                    stop_after: int | None = None) -> dict[str, Any]:
     """Trains one single-path supernet over ``space`` under ``searches/<id>/<stage>/``: periodic
     checkpoints (a restarted job continues from the newest), then supernet.pt + train.json."""
+    where = place(spec.training.device)
     torch.manual_seed(spec.seed)
     net = Supernet(layout_of(spec), space)
     inherited = inherit_weights(net, init) if init is not None else 0
     data = data_of(spec)
-    cfg = train_config(spec.supernet, spec.seed, iterations=iterations)
+    cfg = train_config(spec.supernet, spec.seed, iterations=iterations, training=spec.training)
     ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
     res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
-                description=f"{stage}: supernet", stop_after=stop_after)
+                description=f"{stage}: supernet", stop_after=stop_after, where=where)
+    if not where.main:  # rank 0 writes the stage's outputs; the others wait for them
+        barrier(where.world)
+        return {}
     if not res.complete:
+        barrier(where.world)
         return {"stopped_at": res.steps}
     save_torch(store, search_key(search_id, stage, "supernet.pt"),
                     {"model": net.state_dict(), "space": space.to_json()})
@@ -76,8 +82,10 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
                "train_seconds": res.seconds, "images_per_s": res.images_per_s,
                "space_size": space.size, "active_layers": list(space.active_layers),
                "fixed_layers": fixed, "inherited_tensors": inherited,
-               "loss_history": [list(h) for h in res.history], **(extra or {})}
+               "loss_history": [list(h) for h in res.history], "world_size": res.world_size,
+               **(extra or {})}
     store.put_json(search_key(search_id, stage, "train.json"), summary)
+    barrier(where.world)
     return summary
 
 
