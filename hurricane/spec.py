@@ -240,9 +240,9 @@ class TrainingSpec(_Strict):
     channels_last: bool = Field(False, description="channels-last memory format (CUDA)")
     sync_bn: bool = Field(False, description="BatchNorm statistics over the global batch of all "
                           "processes, so more processes train exactly like one (two all-reduces "
-                          "per BatchNorm layer and step: 0.8x the speed of one process on 2 CPU "
+                          "per BatchNorm layer and step: 0.7-0.8x the speed of one process on 2 CPU "
                           "cores, bench/ddp_scaling.py); false: each process normalises its share "
-                          "(standard data parallelism; 1.8x)")
+                          "(standard data parallelism; 1.7-1.8x)")
     max_restarts: int = Field(3, ge=0, le=100, description="torchrun restarts all ranks this "
                               "often after one fails; training continues from the newest checkpoint")
 
