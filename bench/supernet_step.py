@@ -11,6 +11,7 @@ one optimizer over all supernet weights, a different path every step. Prints JSO
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -42,6 +43,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--input", type=int, default=64)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU check: --device cuda "
+                    "--bf16 --input 224 --batch 128)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last (CUDA)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,24 +59,39 @@ def main() -> None:
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(args.archs)]
     fixed = [Network(layout, a, affine=False) for a in archs]  # same modules as the path
-    sup_opt = make_opt(supernet)
-    fixed_opts = [make_opt(m) for m in fixed]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    x = torch.randn(args.batch, 3, args.input, args.input)
-    y = torch.randint(0, 100, (args.batch,))
+    dev = torch.device(args.device)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    for m in (supernet, *fixed):
+        m.to(dev, memory_format=fmt)  # type: ignore[call-overload]
+    sup_opt = make_opt(supernet)  # optimizers over the parameters where they now live
+    fixed_opts = [make_opt(m) for m in fixed]
+    x = torch.randn(args.batch, 3, args.input, args.input, device=dev).contiguous(
+        memory_format=fmt)
+    y = torch.randint(0, 100, (args.batch,), device=dev)
+
+    def amp() -> contextlib.AbstractContextManager[object]:
+        return (torch.autocast(dev.type, dtype=torch.bfloat16) if args.bf16
+                else contextlib.nullcontext())
 
     def sup_step(i: int) -> None:
-        loss = loss_fn(supernet(x, archs[i % len(archs)]), y)
+        with amp():
+            loss = loss_fn(supernet(x, archs[i % len(archs)]), y)
         sup_opt.zero_grad(set_to_none=True)
         loss.backward()
         sup_opt.step()
 
     def fixed_step(i: int) -> None:
         k = i % len(archs)
-        loss = loss_fn(fixed[k](x), y)
+        with amp():
+            loss = loss_fn(fixed[k](x), y)
         fixed_opts[k].zero_grad(set_to_none=True)
         loss.backward()
         fixed_opts[k].step()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
 
     supernet.train()
     for m in fixed:
@@ -86,9 +106,11 @@ def main() -> None:
         if r % 2:
             order.reverse()
         for fn, acc in order:
+            sync()
             t = time.perf_counter()
             for i in range(args.steps):
                 fn(step + i)
+            sync()
             acc.append((time.perf_counter() - t) / args.steps)
         step += args.steps
     sup_s, fix_s = statistics.median(sup_t), statistics.median(fix_t)
@@ -103,7 +125,8 @@ def main() -> None:
         "rounds_ms": {"supernet": [t * 1e3 for t in sup_t], "fixed": [t * 1e3 for t in fix_t]},
         "config": {"archs": args.archs, "rounds": args.rounds, "steps_per_round": args.steps,
                    "batch": args.batch, "input": args.input, "layers": layout.num_layers,
-                   "ops_per_layer": len(OPS), "threads": args.threads,
+                   "ops_per_layer": len(OPS), "threads": args.threads, "device": args.device,
+                   "bf16": args.bf16, "channels_last": args.channels_last,
                    "supernet_params": sum(p.numel() for p in supernet.parameters())},
         "machine": machine_info("torch"),
     }

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from hurricane.contract import JobSpec
@@ -130,3 +131,16 @@ def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint(s
     assert summary["iterations"] == 600 and summary["world_size"] == 2
     assert summary["resumed_from"] >= max(seen)  # the restarted ranks continued, not step 0
     assert load_torch(store, f"searches/{sid}/stage1/supernet.pt")["model"]
+
+
+def test_the_device_comes_from_the_spec_and_the_machine(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from hurricane.distributed import place
+
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    here = place("cpu")
+    assert (here.rank, here.world, here.device.type, here.main) == (0, 1, "cpu", True)
+    assert place("auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="but this process sees no CUDA device"):
+            place("cuda")
