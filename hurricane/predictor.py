@@ -10,38 +10,110 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
-from sklearn.linear_model import BayesianRidge
 
-FORMAT = "hurricane.latency-predictor/1"
+FORMAT = "hurricane.latency-predictor/2"
+FORMATS = ("hurricane.latency-predictor/1", FORMAT)  # /1: a fixed configuration, no selection
 
 # Scale given to the standardised table-sum feature: a large feature value means a small weight, so
 # the single ridge prior (sized for the one-hot corrections) barely shrinks the table term.
 _TABLE_SCALE = 10.0
+# Interaction strengths tried when the configuration leaves it open (0: additive).
+PAIR_SCALES = (0.0, 0.03, 0.1, 0.3)
 
 
 @dataclass(frozen=True)
 class PredictorConfig:
-    """Model choices; the defaults were picked on real NAS-Bench-201 measurements (bench/)."""
+    """Model choices. ``None`` leaves a choice to the device's own samples: every candidate
+    configuration is fitted and the one with the lowest leave-one-out MAPE is kept (exact
+    leave-one-out for a ridge fit: one eigendecomposition per candidate kernel)."""
 
     # Fit log latency: layer costs then act multiplicatively, which matches devices whose per-layer
     # cost depends on the rest of the network, and relative (MAPE) errors are what we report.
-    log_target: bool = True
-    # Pairwise (layer i, op a) x (layer j, op b) one-hots, multiplied by this factor. BayesianRidge
-    # has one prior for all weights, so the factor is the prior scale of interactions relative to
-    # main effects (small: interactions are corrections). 0 gives the purely additive model.
-    pair_scale: float = 0.1
+    log_target: bool | None = None
+    # Pairwise (layer i, op a) x (layer j, op b) one-hots, multiplied by this factor: the prior
+    # scale of interactions relative to main effects. 0 gives the purely additive model. The
+    # pairs are never materialised: the fit works on the n x n kernel they induce.
+    pair_scale: float | None = None
     max_iter: int = 300
     # With a layer table: use its sum as an offset (the prior mean), so the one-hots learn only
-    # corrections to it and a model fitted on few measurements falls back to the table, scaled
-    # by the fitted intercept (the per-network overhead), instead of to a flat mean. False
-    # makes the table sum an ordinary standardised feature.
-    table_offset: bool = True
+    # corrections to it, or (False) as an ordinary standardised feature.
+    table_offset: bool | None = None
+    # Refit once without samples whose leave-one-out residual is an outlier (beyond
+    # ``outlier_z`` robust standard deviations; samples the timing protocol flagged need only
+    # ``flagged_z``), at most ``max_dropped`` of them.
+    robust: bool = True
+    outlier_z: float = 6.0
+    flagged_z: float = 3.0
+    max_dropped: float = 0.1
+    # A configuration other than the plain one (additive, raw target, no table) must beat the
+    # plain one's leave-one-out MAPE by this factor: small-sample selection noise must not
+    # make the predictor worse than the plain baseline.
+    margin: float = 0.97
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.pair_scale) or self.pair_scale < 0:
+        if self.pair_scale is not None and (not math.isfinite(self.pair_scale)
+                                            or self.pair_scale < 0):
             raise ValueError(f"pair_scale must be finite and >= 0, got {self.pair_scale}")
         if self.max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        if not 0 <= self.max_dropped < 0.5:
+            raise ValueError(f"max_dropped must be in [0, 0.5), got {self.max_dropped}")
+
+    def candidates(self, with_table: bool) -> list[tuple[bool, float, bool]]:
+        """(log_target, pair_scale, table_offset) combinations to try."""
+        logs = [self.log_target] if self.log_target is not None else [False, True]
+        pairs = [self.pair_scale] if self.pair_scale is not None else list(PAIR_SCALES)
+        offsets = ([self.table_offset] if self.table_offset is not None else [True, False]) \
+            if with_table else [False]
+        return [(lg, ps, off) for ps in pairs for off in offsets for lg in logs]
+
+
+@dataclass
+class _DualFit:
+    """A Bayesian ridge fit in the dual: coefficients over the training samples."""
+
+    a: np.ndarray  # dual coefficients (n,)
+    y_mean: float
+    alpha: float
+    lam: float
+    loo: np.ndarray  # leave-one-out residuals in target units (n,)
+
+
+def _bayes_ridge_dual(eig: tuple[np.ndarray, np.ndarray], y: np.ndarray, max_iter: int) -> _DualFit:
+    """scikit-learn's BayesianRidge (MacKay's evidence updates, same priors) solved with the
+    n x n kernel X Xᵀ instead of X: cost n³ whatever the number of features. ``eig`` is the
+    eigendecomposition of the centred kernel (``_centred_eig``), shared by every target
+    fitted on it."""
+    n = y.shape[0]
+    e, u = eig
+    y_mean = float(y.mean())
+    uy = u.T @ (y - y_mean)
+    eps = np.finfo(float).eps
+    alpha, lam = 1.0 / (float(np.var(y)) + eps), 1.0
+    prior = 1e-6  # alpha_1 = alpha_2 = lambda_1 = lambda_2 (scikit-learn's defaults)
+    for _ in range(max_iter):
+        au = uy / (e + lam / alpha)
+        gamma = float(np.sum(alpha * e / (lam + alpha * e)))
+        w2 = float(np.sum(e * au * au))
+        rss = float(np.sum((uy - e * au) ** 2))
+        lam_new = (gamma + 2 * prior) / (w2 + 2 * prior)
+        alpha_new = (n - gamma + 2 * prior) / (rss + 2 * prior)
+        done = abs(math.log(lam_new / lam)) + abs(math.log(alpha_new / alpha)) < 1e-10
+        alpha, lam = alpha_new, lam_new
+        if done:
+            break
+    shrink = e / (e + lam / alpha)
+    au = uy / (e + lam / alpha)
+    resid = u @ (uy - e * au)
+    hat = (u * u) @ shrink + 1.0 / n  # the intercept's share of the hat matrix
+    loo = resid / np.clip(1.0 - hat, 1e-9, None)
+    return _DualFit(u @ au, y_mean, alpha, lam, loo)
+
+
+def _centred_eig(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    k = kernel - kernel.mean(axis=0) - kernel.mean(axis=1)[:, None] + kernel.mean()
+    e, u = np.linalg.eigh((k + k.T) / 2)
+    return np.clip(e, 0.0, None), u
 
 
 @dataclass(frozen=True)
@@ -85,11 +157,15 @@ def _choices_of(space: Any) -> tuple[tuple[str, ...], ...]:
 
 
 class LatencyPredictor:
-    """Predicts architecture latency (ms) from per-(layer, op) one-hots, optional table sum and pairs.
+    """Predicts architecture latency (ms) from per-(layer, op) one-hots, their pairwise
+    interactions, and optionally a layer table's sum (as an offset or a feature).
 
-    ``layer_table`` maps layer -> {op: ms} (e.g. ``LatencyTable.ops``, or a ``LatencyTable`` itself);
-    with it the table sum plus ``fixed_ms`` is a feature and the one-hots learn its corrections.
-    All predictions go through one vectorised gather-and-sum (``predict_indices``).
+    The fit is a Bayesian ridge solved in the dual (the n x n kernel the one-hots and pairs
+    induce: two architectures share as many pair features as C(m, 2) for m matching layers),
+    so memory and time grow with the samples, not with the (layers x ops)² pair features.
+    Open choices (target, interaction strength, table use) are decided per device by exact
+    leave-one-out error; samples whose residual is an outlier are dropped once. Predictions
+    are one vectorised gather-and-sum (``predict_indices``).
     """
 
     def __init__(self, choices: Any, *, layer_table: Any = None, fixed_ms: float = 0.0,
@@ -109,7 +185,7 @@ class LatencyPredictor:
         pair_sizes = self._sizes[self._pairs[:, 0]] * self._sizes[self._pairs[:, 1]]
         self._pair_off = np.concatenate([[0], np.cumsum(pair_sizes)[:-1]]).astype(np.int64)
         self._n_main = int(self._sizes.sum())
-        self._n_pair = int(pair_sizes.sum()) if self.config.pair_scale > 0 else 0
+        self._n_pair_all = int(pair_sizes.sum())
         self.layer_table: dict[int, dict[str, float]] | None = None
         self._table_flat: np.ndarray | None = None
         if layer_table is not None:
@@ -117,8 +193,11 @@ class LatencyPredictor:
             self._table_flat = np.array([self.layer_table[i][op] for i, c in enumerate(self.choices)
                                          for op in c], dtype=float)
         # fitted state
+        self.chosen: dict[str, Any] | None = None  # the configuration kept (and why)
         self._main_w: np.ndarray | None = None
         self._pair_w: np.ndarray | None = None
+        self._log = bool(self.config.log_target) if self.config.log_target is not None else True
+        self._offset = False
         self._table_w = 0.0
         self._table_mu = 0.0
         self._table_sd = 1.0
@@ -173,9 +252,10 @@ class LatencyPredictor:
                              f"allowed 0..{self._sizes[i] - 1} ({', '.join(self.choices[i])})")
         return idx.astype(np.int64, copy=False)
 
-    def _table_raw(self, table: np.ndarray, idx: np.ndarray) -> np.ndarray:
-        s = table[idx + self._main_off].sum(axis=1) + self.fixed_ms
-        if self.config.log_target:
+    def _table_raw(self, idx: np.ndarray, log: bool) -> np.ndarray:
+        assert self._table_flat is not None
+        s = self._table_flat[idx + self._main_off].sum(axis=1) + self.fixed_ms
+        if log:
             if np.any(s <= 0):
                 raise ValueError("the table sum plus fixed_ms must be > 0 for a log-latency model")
             return np.log(s)
@@ -185,26 +265,46 @@ class LatencyPredictor:
         i, j = self._pairs[:, 0], self._pairs[:, 1]
         return idx[:, i] * self._sizes[j] + idx[:, j] + self._pair_off
 
-    def features(self, idx: np.ndarray) -> np.ndarray:
-        """Design matrix for op indices: one-hots, scaled pair one-hots, scaled table sum."""
+    def _table_feature(self, idx: np.ndarray, log: bool) -> np.ndarray:
+        return (self._table_raw(idx, log) - self._table_mu) / self._table_sd * _TABLE_SCALE
+
+    def features(self, idx: np.ndarray, *, log_target: bool, pair_scale: float,
+                 table_offset: bool) -> np.ndarray:
+        """The explicit design matrix of a configuration (what the kernel stands for; small
+        spaces only: tests compare the dual fit against scikit-learn on it)."""
         idx = self._check_indices(idx)
         n = idx.shape[0]
         cols = [np.zeros((n, self._n_main))]
         cols[0][np.arange(n)[:, None], idx + self._main_off] = 1.0
-        if self._n_pair:
-            p = np.zeros((n, self._n_pair))
-            p[np.arange(n)[:, None], self._pair_cols(idx)] = self.config.pair_scale
+        if pair_scale > 0:
+            p = np.zeros((n, self._n_pair_all))
+            p[np.arange(n)[:, None], self._pair_cols(idx)] = pair_scale
             cols.append(p)
-        if self._table_flat is not None and not self.config.table_offset:
-            z = (self._table_raw(self._table_flat, idx) - self._table_mu) / self._table_sd
-            cols.append((z * _TABLE_SCALE)[:, None])
+        if self._table_flat is not None and not table_offset:
+            cols.append(self._table_feature(idx, log_target)[:, None])
         return np.hstack(cols)
 
-    # ----- fit / predict -----
-    def fit(self, archs: Sequence[Any], latencies_ms: Sequence[float] | np.ndarray) -> LatencyPredictor:
-        return self.fit_indices(self.encode(archs), latencies_ms)
+    def _kernel(self, idx: np.ndarray, pair_scale: float, table_feature: np.ndarray | None) -> np.ndarray:
+        """X Xᵀ without X: m matching layers give m main and C(m, 2) pair matches."""
+        m = np.zeros((idx.shape[0], idx.shape[0]))
+        for i in range(self.num_layers):
+            m += idx[:, i][:, None] == idx[:, i][None, :]
+        k = m + (pair_scale ** 2) * m * (m - 1) / 2 if pair_scale > 0 else m.copy()
+        if table_feature is not None:
+            k += np.outer(table_feature, table_feature)
+        return k
 
-    def fit_indices(self, idx: np.ndarray, latencies_ms: Sequence[float] | np.ndarray) -> LatencyPredictor:
+    # ----- fit / predict -----
+    def fit(self, archs: Sequence[Any], latencies_ms: Sequence[float] | np.ndarray, *,
+            flagged: Sequence[bool] | np.ndarray | None = None) -> LatencyPredictor:
+        return self.fit_indices(self.encode(archs), latencies_ms, flagged=flagged)
+
+    def fit_indices(self, idx: np.ndarray, latencies_ms: Sequence[float] | np.ndarray, *,
+                    flagged: Sequence[bool] | np.ndarray | None = None) -> LatencyPredictor:
+        """Fits every open configuration, keeps the one with the lowest leave-one-out MAPE
+        (the plain additive raw-target model unless another beats it by ``margin``), drops
+        outlying samples once (``flagged``: samples the timing protocol marked as noisy), and
+        refits."""
         idx = self._check_indices(idx)
         y = np.asarray(latencies_ms, dtype=float).ravel()
         if y.shape[0] != idx.shape[0]:
@@ -213,46 +313,138 @@ class LatencyPredictor:
             raise ValueError("fit needs at least 2 measured architectures")
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("latencies must be finite and > 0 ms")
+        flags = (np.zeros(y.shape[0], dtype=bool) if flagged is None
+                 else np.asarray(flagged, dtype=bool).ravel())
+        if flags.shape != y.shape:
+            raise ValueError(f"flagged has {flags.size} entries for {y.size} latencies")
+        cands = self.config.candidates(self._table_flat is not None)
+        scores: dict[tuple[bool, float, bool], float] = {}
+        eig_cache: dict[tuple[float, bool, bool], tuple[np.ndarray, np.ndarray]] = {}
+        for log, ps, off in cands:
+            scores[(log, ps, off)] = self._loo_mape(idx, y, log, ps, off, eig_cache)
+            eig_cache = {k: v for k, v in eig_cache.items() if k[0] == ps}  # one pair scale at a time
+        plain = (False, 0.0, False)
+        best = min(scores, key=lambda c: scores[c])
+        if plain in scores and best != plain and scores[best] > self.config.margin * scores[plain]:
+            best = plain
+        log, ps, off = best
+        keep = np.arange(y.shape[0])
+        fit = self._fit_config(idx, y, log, ps, off, None)
+        dropped: list[int] = []
+        if self.config.robust and y.shape[0] >= 10:
+            r = fit.loo
+            mad = float(np.median(np.abs(r - np.median(r)))) * 1.4826
+            if mad > 0:
+                z = np.abs(r - np.median(r)) / mad
+                out = np.flatnonzero((z > self.config.outlier_z) | (flags & (z > self.config.flagged_z)))
+                out = out[np.argsort(-z[out])][:int(self.config.max_dropped * y.shape[0])]
+                if out.size:
+                    dropped = sorted(int(i) for i in out)
+                    keep = np.setdiff1d(keep, out)
+                    fit = self._fit_config(idx[keep], y[keep], log, ps, off, None)
+        self._set_weights(idx[keep], y[keep], log, ps, off, fit)
+        self.chosen = {"log_target": log, "pair_scale": ps, "table_offset": off,
+                       "loo_mape": round(scores[best], 4),
+                       "plain_loo_mape": round(scores[plain], 4) if plain in scores else None,
+                       "candidates": {f"log={lg} pairs={p} offset={o}": round(v, 4)
+                                      for (lg, p, o), v in scores.items()},
+                       "dropped": dropped, "flagged": int(flags.sum())}
+        return self
+
+    def _target(self, idx: np.ndarray, y: np.ndarray, log: bool, off: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(target, offset) in the model's units for a configuration."""
+        base = np.log(y) if log else y
+        offset = (self._table_raw(idx, log) if (self._table_flat is not None and off)
+                  else np.zeros_like(base))
+        return base - offset, offset
+
+    def _standardise_table(self, idx: np.ndarray, log: bool) -> None:
         if self._table_flat is not None:
-            raw = self._table_raw(self._table_flat, idx)
+            raw = self._table_raw(idx, log)
             self._table_mu = float(raw.mean())
             sd = float(raw.std())
             self._table_sd = sd if sd > 0 else 1.0
-        target = np.log(y) if self.config.log_target else y
-        offset = self._table_flat is not None and self.config.table_offset
-        if offset:
-            target = target - self._table_raw(self._table_flat, idx)  # type: ignore[arg-type]
-        model = BayesianRidge(max_iter=self.config.max_iter)
-        model.fit(self.features(idx), target)
-        w = np.asarray(model.coef_, dtype=float)
-        self._main_w = w[:self._n_main].copy()
-        self._pair_w = w[self._n_main:self._n_main + self._n_pair] * self.config.pair_scale
-        if offset:
-            self._table_w = 1.0
-            self._intercept = float(model.intercept_)
-        else:
-            self._table_w = (float(w[-1]) * _TABLE_SCALE / self._table_sd
-                             if self._table_flat is not None else 0.0)
-            self._intercept = float(model.intercept_) - self._table_w * self._table_mu
-        self.alpha_, self.lambda_ = float(model.alpha_), float(model.lambda_)
-        self.n_train = int(y.shape[0])
-        return self
+
+    def _fit_config(self, idx: np.ndarray, y: np.ndarray, log: bool, ps: float, off: bool,
+                    eig_cache: dict[tuple[float, bool, bool], tuple[np.ndarray, np.ndarray]] | None
+                    ) -> _DualFit:
+        feature = self._table_flat is not None and not off
+        self._standardise_table(idx, log)
+        tf = self._table_feature(idx, log) if feature else None
+        key = (ps, feature, log if feature else False)  # the table feature depends on the target
+        eig = eig_cache.get(key) if eig_cache is not None else None
+        if eig is None:
+            eig = _centred_eig(self._kernel(idx, ps, tf))
+            if eig_cache is not None:
+                eig_cache[key] = eig
+        target, _ = self._target(idx, y, log, off)
+        return _bayes_ridge_dual(eig, target, self.config.max_iter)
+
+    def _loo_mape(self, idx: np.ndarray, y: np.ndarray, log: bool, ps: float, off: bool,
+                  eig_cache: dict[tuple[float, bool, bool], tuple[np.ndarray, np.ndarray]]) -> float:
+        fit = self._fit_config(idx, y, log, ps, off, eig_cache)
+        target, offset = self._target(idx, y, log, off)
+        pred = target - fit.loo + offset
+        lat = np.exp(pred) if log else pred
+        return float(np.mean(np.abs(lat - y) / y) * 100)
+
+    def _set_weights(self, idx: np.ndarray, y: np.ndarray, log: bool, ps: float, off: bool,
+                     fit: _DualFit) -> None:
+        """Primal weights from the dual coefficients: w = Xcᵀ a, gathered per (layer, op)."""
+        n = idx.shape[0]
+        a, total = fit.a, float(fit.a.sum())
+        cols = (idx + self._main_off).ravel()
+        rep = np.repeat(a, self.num_layers)
+        main = (np.bincount(cols, weights=rep, minlength=self._n_main)
+                - np.bincount(cols, minlength=self._n_main) / n * total)
+        pair = np.zeros(0)
+        if ps > 0:
+            pcols = self._pair_cols(idx).ravel()
+            prep = np.repeat(a, self._pairs.shape[0])
+            pair = (ps ** 2) * (np.bincount(pcols, weights=prep, minlength=self._n_pair_all)
+                                - np.bincount(pcols, minlength=self._n_pair_all) / n * total)
+        self._log, self._offset = log, self._table_flat is not None and off
+        self._main_w, self._pair_w = main, pair
+        self._standardise_table(idx, log)
+        self._table_w = 0.0
+        if self._table_flat is not None and not off:
+            f = self._table_feature(idx, log)
+            wt = float(f @ a - f.mean() * total)
+            self._table_w = wt * _TABLE_SCALE / self._table_sd
+        # f(x) = ȳ + (x − μ)·w: every constant (the feature's centring included) cancels here
+        self._intercept = fit.y_mean - float(self._raw_sum(idx).mean())
+        self.alpha_, self.lambda_ = fit.alpha, fit.lam
+        self.n_train = n
+
+    def _raw_sum(self, idx: np.ndarray) -> np.ndarray:
+        """The model's sum for op indices, in target units, before offset and intercept."""
+        assert self._main_w is not None and self._pair_w is not None
+        out = self._main_w[idx + self._main_off].sum(axis=1)
+        if self._pair_w.size:
+            out += self._pair_w[self._pair_cols(idx)].sum(axis=1)
+        if self._table_w:
+            out += self._table_w * self._table_raw(idx, self._log)
+        return out
 
     @property
     def fitted(self) -> bool:
         return self._main_w is not None
 
     def predict_indices(self, idx: np.ndarray) -> np.ndarray:
-        """Latency (ms) for an (n, layers) int matrix of op indices: one gather-and-sum per term."""
+        """Latency (ms) for an (n, layers) int matrix of op indices: one gather-and-sum per
+        term, in chunks (the pair gather of a big batch would not fit in memory at once)."""
         if self._main_w is None or self._pair_w is None:
             raise ValueError("the predictor is not fitted; call fit() (or from_json()) first")
         idx = self._check_indices(idx)
-        out = self._main_w[idx + self._main_off].sum(axis=1) + self._intercept
-        if self._pair_w.size:
-            out += self._pair_w[self._pair_cols(idx)].sum(axis=1)
-        if self._table_flat is not None:
-            out += self._table_w * self._table_raw(self._table_flat, idx)
-        return np.exp(out) if self.config.log_target else out
+        out = np.empty(idx.shape[0])
+        step = 1 << 16
+        for s in range(0, idx.shape[0], step):
+            chunk = idx[s:s + step]
+            v = self._raw_sum(chunk) + self._intercept
+            if self._offset:
+                v += self._table_raw(chunk, self._log)
+            out[s:s + step] = np.exp(v) if self._log else v
+        return out
 
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
         return self.predict_indices(self.encode(archs))
@@ -268,25 +460,33 @@ class LatencyPredictor:
                 "config": asdict(self.config), "fixed_ms": self.fixed_ms,
                 "layer_table": None if self.layer_table is None
                 else {str(k): v for k, v in self.layer_table.items()},
+                "chosen": self.chosen,
+                "model": {"log_target": self._log, "table_offset": self._offset},
                 "weights": {"main": self._main_w.tolist(), "pair": self._pair_w.tolist(),
                             "table": self._table_w, "intercept": self._intercept},
                 "alpha": self.alpha_, "lambda": self.lambda_, "n_train": self.n_train}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> LatencyPredictor:
-        if d.get("format") != FORMAT:
+        if d.get("format") not in FORMATS:
             raise ValueError(f"not a saved latency predictor (format {d.get('format')!r}, "
                              f"expected {FORMAT!r})")
         table = d.get("layer_table")
+        cfg = {k: v for k, v in d["config"].items() if k in PredictorConfig.__dataclass_fields__}
         pred = cls(tuple(tuple(c) for c in d["choices"]), fixed_ms=float(d["fixed_ms"]),
                    layer_table=None if table is None else {int(k): v for k, v in table.items()},
-                   config=PredictorConfig(**d["config"]))
+                   config=PredictorConfig(**cfg))
+        model = d.get("model") or {"log_target": d["config"].get("log_target", True),
+                                   "table_offset": table is not None
+                                   and d["config"].get("table_offset", True)}
+        pred._log, pred._offset = bool(model["log_target"]), bool(model["table_offset"])
         w = d["weights"]
         main, pair = np.asarray(w["main"], dtype=float), np.asarray(w["pair"], dtype=float)
-        if main.shape != (pred._n_main,) or pair.shape != (pred._n_pair,):
+        if main.shape != (pred._n_main,) or pair.shape not in ((0,), (pred._n_pair_all,)):
             raise ValueError("saved weights do not match the saved search space")
         pred._main_w, pred._pair_w = main, pair
         pred._table_w, pred._intercept = float(w["table"]), float(w["intercept"])
         pred.alpha_, pred.lambda_ = d.get("alpha"), d.get("lambda")
         pred.n_train = int(d.get("n_train", 0))
+        pred.chosen = d.get("chosen")
         return pred

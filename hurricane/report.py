@@ -24,6 +24,16 @@ def supernet_iterations(results: dict[str, dict[str, Any]]) -> dict[str, int]:
     return out
 
 
+def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The device's latency model: the configuration its samples chose (leave-one-out MAPE)
+    and its held-out error."""
+    chosen = m.get("chosen") or {}
+    return {"log_target": chosen.get("log_target"), "pair_scale": chosen.get("pair_scale"),
+            "table_offset": chosen.get("table_offset"), "loo_mape": chosen.get("loo_mape"),
+            "dropped_samples": len(chosen.get("dropped") or []),
+            "holdout_mape": m["predictor"]["mape"], "table_sum_mape": m["table_sum"]["mape"]}
+
+
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     strategy = STRATEGIES.get(spec.strategy)
     steps = strategy.plan(spec)
@@ -53,6 +63,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
                        and n in results[s].get("devices", {})},
             **({"proxy": d.proxy, "transfer": win["method"], "proxy_srcc": win["srcc"]}
                if d.proxy else {}),
+            **({"predictor": _predictor_summary(results["predictor"]["devices"][n])}
+               if n in results.get("predictor", {}).get("devices", {}) else {}),
             "artifacts": {
                 "final.pt": store.uri(search_key(search_id, "retrain", n, "final.pt")),
                 "arch.json": store.uri(search_key(search_id, "retrain", n, "arch.json")),
@@ -101,6 +113,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{d['predicted_latency_ms']:.3f} | "
                      f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | {ok} | "
                      f"`{d['arch']}` |")
+    for n, d in report["devices"].items():
+        p = d.get("predictor")
+        if p:
+            lines.append(f"\n{n} latency predictor: {'log' if p['log_target'] else 'raw'} target, "
+                         f"interactions {p['pair_scale']}, table "
+                         f"{'offset' if p['table_offset'] else 'feature'}; leave-one-out MAPE "
+                         f"{p['loo_mape']:.2f}%, held out {p['holdout_mape']:.2f}% (table sum "
+                         f"{p['table_sum_mape']:.2f}%), {p['dropped_samples']} outlier(s) dropped.")
     for n, d in report["devices"].items():
         if d.get("proxy"):
             rho = "n/a" if d["proxy_srcc"] is None else f"{d['proxy_srcc']:.3f}"

@@ -184,7 +184,15 @@ class PredictorSpec(_Strict):
     samples: int = Field(100, ge=10, le=100_000, description="architectures measured end to end")
     holdout: float = Field(0.3, gt=0, lt=0.9, description="share held out to report accuracy")
     repeats: int = Field(10, ge=3, le=10_000, description="timed runs per architecture")
-    log_target: bool = Field(True, description="fit log latency (multiplicative errors)")
+    log_target: bool | None = Field(
+        None, description="fit log latency (multiplicative errors) or raw ms; null: chosen per "
+        "device by leave-one-out error")
+    pair_scale: float | None = Field(
+        None, ge=0, le=10, description="strength of pairwise (layer, op) interactions (0: "
+        "additive); null: chosen per device from 0, 0.03, 0.1, 0.3 by leave-one-out error")
+    table_offset: bool | None = Field(
+        None, description="the layer table's sum as the prior mean (true) or as a feature; "
+        "null: chosen per device by leave-one-out error")
 
 
 class SupernetTrainSpec(TrainSettings):

@@ -53,28 +53,27 @@ def test_layer_table_is_at_least_as_accurate(data: Data, config: PredictorConfig
     assert b.mape < 1.0
 
 
-def test_fast_path_matches_predict_and_sklearn(data: Data) -> None:
-    archs, lat, table = data
-    pred = LatencyPredictor(CHOICES, layer_table=table, fixed_ms=FIXED_MS).fit(archs[:100], lat[:100])
-    idx = pred.encode(archs)
-    assert idx.shape == (len(archs), LAYERS)
-    np.testing.assert_allclose(pred.predict_indices(idx), pred.predict(archs), rtol=0, atol=0)
-    # the gather-and-sum equals the Bayesian ridge's own prediction on the full design matrix
+@pytest.mark.parametrize(("log", "ps", "off"), [(True, 0.1, True), (False, 0.0, False),
+                                                (True, 0.3, False), (False, 0.1, True)])
+def test_dual_fit_equals_scikit_learn_on_the_explicit_features(data: Data, log: bool, ps: float,
+                                                                off: bool) -> None:
+    """The kernel (dual) solution is scikit-learn's BayesianRidge on the design matrix the
+    kernel stands for: one-hots, scaled pair one-hots, the table as offset or feature."""
     from sklearn.linear_model import BayesianRidge
 
-    # default: the log table sum is an offset (the prior mean); the one-hots fit the residual
-    offset = np.log(np.array([table_sum(table, a) for a in archs]))
-    fitted = BayesianRidge(max_iter=pred.config.max_iter).fit(pred.features(idx[:100]),
-                                                              np.log(lat[:100]) - offset[:100])
-    np.testing.assert_allclose(pred.predict_indices(idx),
-                               np.exp(fitted.predict(pred.features(idx)) + offset), rtol=1e-9)
-    # table_offset=False: the table sum is an ordinary (standardised) feature
-    feat = LatencyPredictor(CHOICES, layer_table=table, fixed_ms=FIXED_MS,
-                            config=PredictorConfig(table_offset=False)).fit(archs[:100], lat[:100])
-    fitted = BayesianRidge(max_iter=feat.config.max_iter).fit(feat.features(idx[:100]),
-                                                              np.log(lat[:100]))
-    np.testing.assert_allclose(feat.predict_indices(idx), np.exp(fitted.predict(feat.features(idx))),
-                               rtol=1e-9)
+    archs, lat, table = data
+    cfg = PredictorConfig(log_target=log, pair_scale=ps, table_offset=off, robust=False)
+    pred = LatencyPredictor(CHOICES, layer_table=table, fixed_ms=FIXED_MS, config=cfg)
+    pred.fit(archs[:100], lat[:100])
+    idx = pred.encode(archs)
+    np.testing.assert_allclose(pred.predict_indices(idx), pred.predict(archs), rtol=0, atol=0)
+    x = pred.features(idx, log_target=log, pair_scale=ps, table_offset=off)
+    offset = np.log([table_sum(table, a) for a in archs]) if log else np.array(
+        [table_sum(table, a) for a in archs])
+    target = (np.log(lat) if log else lat) - (offset if off else 0)
+    ref = BayesianRidge(max_iter=300, tol=1e-12).fit(x[:100], target[:100]).predict(x)
+    ref = ref + (offset if off else 0)
+    np.testing.assert_allclose(pred.predict_indices(idx), np.exp(ref) if log else ref, rtol=1e-8)
 
 
 def table_sum(table: dict[int, dict[str, float]], arch: tuple[str, ...]) -> float:
@@ -127,3 +126,92 @@ def test_metrics() -> None:
     assert m.mape == pytest.approx((5 + 0 + 20) / 3)
     assert m.within_10pct == pytest.approx(2 / 3)
     assert m.srcc == pytest.approx(1.0)
+
+
+def _space(layers: int, ops: int) -> tuple[tuple[str, ...], ...]:
+    return tuple(tuple(f"op{k}" for k in range(ops)) for _ in range(layers))
+
+
+def test_leave_one_out_chooses_what_the_device_needs() -> None:
+    rng = np.random.default_rng(7)
+    choices = _space(8, 4)
+    idx = rng.integers(0, 4, size=(400, 8))
+    cost = rng.uniform(0.5, 2.0, size=(8, 4))
+    additive = cost[np.arange(8), idx].sum(axis=1) + 2.0
+    # interactions: consecutive layers with the same op fuse (a real engine effect)
+    fused = additive - 0.9 * (idx[:, :-1] == idx[:, 1:]).sum(axis=1)
+    # multiplicative: a per-network slowdown that scales every layer
+    scaled = additive * np.exp(0.25 * (idx[:, 0] - 1.5))
+    for y, expect in ((fused, lambda c: c["pair_scale"] > 0),
+                      (scaled, lambda c: c["log_target"] is True)):
+        y = y * (1 + rng.normal(0, 0.01, y.shape))
+        auto = LatencyPredictor(choices).fit_indices(idx[:200], y[:200])
+        plain = LatencyPredictor(choices, config=PredictorConfig(
+            log_target=False, pair_scale=0.0, robust=False)).fit_indices(idx[:200], y[:200])
+        assert expect(auto.chosen), auto.chosen
+        a = metrics(auto.predict_indices(idx[200:]), y[200:]).mape
+        b = metrics(plain.predict_indices(idx[200:]), y[200:]).mape
+        assert a < b  # the chosen model wins on held-out data
+        assert auto.chosen["loo_mape"] < auto.chosen["plain_loo_mape"]
+    # purely additive latencies: the plain model is kept
+    y = additive * (1 + rng.normal(0, 0.01, additive.shape))
+    auto = LatencyPredictor(choices).fit_indices(idx[:200], y[:200])
+    assert (auto.chosen["log_target"], auto.chosen["pair_scale"]) == (False, 0.0)
+    saved = json.loads(json.dumps(auto.to_json()))
+    assert saved["chosen"]["candidates"] and saved["chosen"]["loo_mape"] > 0
+
+
+def test_timing_outliers_are_dropped() -> None:
+    rng = np.random.default_rng(3)
+    choices = _space(8, 4)
+    idx = rng.integers(0, 4, size=(300, 8))
+    cost = rng.uniform(0.5, 2.0, size=(8, 4))
+    y = (cost[np.arange(8), idx].sum(axis=1) + 2.0) * (1 + rng.normal(0, 0.01, 300))
+    bad = y.copy()
+    hit = np.arange(0, 150, 15)  # 10 of 150 training samples: a preempted core tripled them
+    bad[hit] *= 3.0
+    flagged = np.zeros(150, dtype=bool)
+    flagged[hit] = True
+    robust = LatencyPredictor(choices).fit_indices(idx[:150], bad[:150], flagged=flagged)
+    naive = LatencyPredictor(choices, config=PredictorConfig(robust=False)).fit_indices(
+        idx[:150], bad[:150])
+    clean = LatencyPredictor(choices).fit_indices(idx[:150], y[:150])
+    assert set(robust.chosen["dropped"]) == set(hit.tolist())
+    m = {k: metrics(p.predict_indices(idx[150:]), y[150:]).mape
+         for k, p in (("robust", robust), ("naive", naive), ("clean", clean))}
+    assert m["robust"] < m["clean"] + 0.3 < m["naive"], m
+
+
+def test_paper_scale_space_fits_fast_in_bounded_memory() -> None:
+    """20 layers × 32 ops (the default spec's pool space), 1,000 samples: the pair features
+    (195k of them) never exist as a matrix."""
+    import time
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    choices = _space(20, 32)
+    idx = rng.integers(0, 32, size=(1100, 20))
+    cost = rng.uniform(0.1, 3.0, size=(20, 32))
+    y = (cost[np.arange(20), idx].sum(axis=1) + 5.0
+         - 0.3 * (idx[:, :-1] == idx[:, 1:]).sum(axis=1)) * (1 + rng.normal(0, 0.01, 1100))
+    table = {i: {f"op{k}": float(cost[i, k]) for k in range(32)} for i in range(20)}
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    pred = LatencyPredictor(choices, layer_table=table, fixed_ms=5.0).fit_indices(idx[:1000], y[:1000])
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seconds < 30 and peak < 2 << 30, (seconds, peak)
+    assert metrics(pred.predict_indices(idx[1000:]), y[1000:]).mape < 3.0
+    assert len(pred.chosen["candidates"]) == 16  # 2 targets × 4 strengths × offset/feature
+
+
+def test_reads_a_predictor_saved_by_the_previous_format(data: Data) -> None:
+    archs, lat, _ = data
+    pred = LatencyPredictor(CHOICES, config=PredictorConfig(log_target=True, pair_scale=0.1,
+                                                            robust=False)).fit(archs[:100], lat[:100])
+    old = pred.to_json()
+    old["format"] = "hurricane.latency-predictor/1"
+    old["config"] = {"log_target": True, "pair_scale": 0.1, "max_iter": 300, "table_offset": True}
+    del old["model"], old["chosen"]
+    np.testing.assert_array_equal(LatencyPredictor.from_json(old).predict(archs), pred.predict(archs))

@@ -12,7 +12,7 @@ from hurricane.contract import JobSpec
 from hurricane.data import Data, load_data
 from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import EvolutionConfig, InfeasibleBudget
-from hurricane.profiling import LatencyTable, Protocol, measure_arch
+from hurricane.profiling import LatencyTable, Protocol, Timing, measure_arch
 from hurricane.records import result_key
 from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainingSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
@@ -175,12 +175,24 @@ def transfer_key(search_id: str, device: str, name: str = "transfer.json") -> st
     return search_key(search_id, "transfer", device, name)
 
 
-def measure_archs(layout: Layout, archs: list[Arch], protocol: Protocol, device: DeviceProfile,
-                  description: str) -> list[float]:
-    """Median end-to-end latency (ms) of each architecture on the device, with a progress bar."""
+def measure_timings(layout: Layout, archs: list[Arch], protocol: Protocol, device: DeviceProfile,
+                    description: str) -> list[Timing]:
+    """End-to-end timing (median, IQR, outlier count) of each architecture, with a progress bar."""
     out = []
     with progress.task(description, total=len(archs)) as bar:
         for a in archs:
-            out.append(measure_arch(layout, a, protocol, device).median_ms)
+            out.append(measure_arch(layout, a, protocol, device))
             bar.advance(1)
     return out
+
+
+def measure_archs(layout: Layout, archs: list[Arch], protocol: Protocol, device: DeviceProfile,
+                  description: str) -> list[float]:
+    """Median end-to-end latency (ms) of each architecture on the device, with a progress bar."""
+    return [t.median_ms for t in measure_timings(layout, archs, protocol, device, description)]
+
+
+def noisy(t: Timing) -> bool:
+    """A timing the protocol flags: repeats beyond Q3 + 3·IQR, or an IQR above a quarter of
+    the median (a preempted core, frequency changes). The predictor trusts these less."""
+    return t.outliers > 0 or t.iqr_ms > 0.25 * t.median_ms

@@ -21,7 +21,8 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
-    measure_archs,
+    measure_timings,
+    noisy,
     predictor_key,
     protocol_of,
     resolve_budget,
@@ -148,7 +149,9 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
         rng = random.Random(step_seed(spec.seed, 0, 3))
         archs = list(dict.fromkeys(space.sample(rng) for _ in range(ps.samples * 3)))[:ps.samples]
         prof, proto = target_profile(spec, name), protocol_of(spec, repeats=ps.repeats)
-        lat = measure_archs(layout, archs, proto, prof, f"predictor {name}: measure")
+        timings = measure_timings(layout, archs, proto, prof, f"predictor {name}: measure")
+        lat = [t.median_ms for t in timings]
+        flags = [noisy(t) for t in timings]
         table = load_table(store, search_id, name)
         # every k-th measured arch is held out: drift during the run hits both sides alike
         step = max(2, round(1 / ps.holdout))
@@ -157,15 +160,19 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
         test_a = [a for i, a in enumerate(archs) if i in test_i]
         train_y = [y for i, y in enumerate(lat) if i not in test_i]
         test_y = [y for i, y in enumerate(lat) if i in test_i]
-        model = LatencyPredictor(space, layer_table=table,
-                                 config=PredictorConfig(log_target=ps.log_target))
-        model.fit(train_a, train_y)
+        train_f = [f for i, f in enumerate(flags) if i not in test_i]
+        config = PredictorConfig(log_target=ps.log_target, pair_scale=ps.pair_scale,
+                                 table_offset=ps.table_offset)
+        model = LatencyPredictor(space, layer_table=table, config=config)
+        model.fit(train_a, train_y, flagged=train_f)
         m = model.evaluate(test_a, test_y)
         table_m = metrics([table.arch_latency(a) for a in test_a], test_y)
-        store.put_json(predictor_key(search_id, name, "measurements.json"),
-                       [{"arch": str(a), "latency_ms": y} for a, y in zip(archs, lat, strict=True)])
+        store.put_json(predictor_key(search_id, name, "measurements.json"), [
+            {"arch": str(a), "latency_ms": t.median_ms, "iqr_ms": t.iqr_ms,
+             "outliers": t.outliers, "flagged": f}
+            for a, t, f in zip(archs, timings, flags, strict=True)])
         store.put_json(predictor_key(search_id, name, "metrics.json"), {
-            "n_train": len(train_a), "n_test": len(test_a),
+            "n_train": len(train_a), "n_test": len(test_a), "chosen": model.chosen,
             "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc,
                           "max_ape": m.max_ape},
             "table_sum": {"mape": table_m.mape, "within_10pct": table_m.within_10pct,
