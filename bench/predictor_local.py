@@ -29,6 +29,7 @@ from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
 from hurricane.profiling import Protocol, measure_arch, profile_table
 from hurricane.spec import load_spec
 from hurricane.steps import layout_of, pool_space
+from hurricane.steps.common import noisy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,9 @@ def main() -> None:
         t0 = time.perf_counter()
         table = profile_table(layout, space, dev, protocol)
         t1 = time.perf_counter()
-        lat = np.array([measure_arch(layout, a, protocol, dev).median_ms for a in archs])
+        timings = [measure_arch(layout, a, protocol, dev) for a in archs]
+        lat = np.array([t.median_ms for t in timings])
+        flags = np.array([noisy(t) for t in timings])
         train_y, test_y = lat[~is_test], lat[is_test]
         t2 = time.perf_counter()
         # the noise floor: the held-out archs timed a second time, against their first timing
@@ -79,11 +82,11 @@ def main() -> None:
                          test_y)
         model = LatencyPredictor(space, layer_table=table)
         f0 = time.perf_counter()
-        model.fit(train_a, train_y)
+        model.fit(train_a, train_y, flagged=flags[~is_test])
         fit_s = time.perf_counter() - f0
         m = model.evaluate(test_a, test_y)
-        additive = LatencyPredictor(space, layer_table=table,
-                                    config=PredictorConfig(pair_scale=0)).fit(train_a, train_y)
+        additive = LatencyPredictor(space, layer_table=table, config=PredictorConfig(
+            log_target=False, pair_scale=0.0, table_offset=False, robust=False)).fit(train_a, train_y)
         am = additive.evaluate(test_a, test_y)
         tm = metrics([table.arch_latency(a) for a in test_a], test_y)
         idx = np.random.default_rng(0).integers(0, len(space.choices[0]),
@@ -93,8 +96,9 @@ def main() -> None:
         pps = len(idx) / (time.perf_counter() - p0)
         out["devices"][name] = {  # type: ignore[index]
             "backend": dev.backend,
-            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc},
-            "predictor_additive": {"mape": am.mape, "within_10pct": am.within_10pct,
+            "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc,
+                          "chosen": model.chosen, "flagged_timings": int(flags.sum())},
+            "predictor_plain": {"mape": am.mape, "within_10pct": am.within_10pct,
                                    "srcc": am.srcc},
             "table_sum": {"mape": tm.mape, "within_10pct": tm.within_10pct, "srcc": tm.srcc},
             "retest": {"mape": retest.mape, "within_10pct": retest.within_10pct,
