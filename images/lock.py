@@ -66,13 +66,14 @@ def pyproject_pins() -> dict[str, str]:
 # The API (`uvicorn hurricane.api.app:app`): what importing hurricane.api.app loads once torch,
 # torchvision, onnx*, openvino are absent (tests/test_images.py measures it), plus what it loads
 # later: uvloop/httptools (uvicorn's loop and parser), minio (the s3:// store), matplotlib (the
-# SRCC matrix as PNG). scikit-learn and scipy: hurricane.api.devices -> hurricane.proxy ->
-# hurricane.predictor imports them at module level. celery[redis]: the API sends tasks by name.
+# SRCC matrix as PNG). numpy and scipy: hurricane.api.devices -> hurricane.proxy ->
+# hurricane.predictor imports them at module level (the predictor's own Bayesian ridge needs no
+# scikit-learn). celery[redis]: the API sends tasks by name.
 API_ROOTS = (
     "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client",
     "pydantic", "pydantic-settings", "pyyaml", "rich", "minio",
     "celery[redis]", "redis",
-    "numpy", "scipy", "scikit-learn", "matplotlib",
+    "numpy", "scipy", "matplotlib",
 )
 
 IMAGES = {
