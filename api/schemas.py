@@ -36,6 +36,8 @@ class StepPublic(_Open):
     finished: str | None = None
     seconds: float | None = None
     error: str | None = None
+    warnings: list[str] = Field(default_factory=list, description="e.g. a supernet that did "
+                                "not learn: its ranking is unreliable")
     units: dict[str, UnitPublic] = Field(default_factory=dict, description="per device (or ALL)")
 
 
@@ -64,6 +66,9 @@ class SearchPublic(BaseModel):
     devices: dict[str, DevicePublic]
     failed_step: str | None = None
     error: str | None = None
+    warnings: list[str] = Field(default_factory=list, description="what makes the result "
+                                "doubtful though the search ran, e.g. a supernet that did not "
+                                "learn (its winner is close to a random pick)")
     cancelled_at: str | None = None
 
 

@@ -227,6 +227,8 @@ def _changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str,
         if (old or {}).get("progress", {}).get(key) != p:
             step, _, unit = key.partition("/")
             out.append(("progress", {"step": step, "unit": unit, **p}))
+    seen = set((old or {}).get("warnings") or ())
+    out += [("warning", {"message": w}) for w in new.get("warnings") or () if w not in seen]
     if old is None or old["state"] != new["state"]:
         out.append(("state", {"state": new["state"], "error": new.get("error"),
                               "failed_step": new.get("failed_step")}))
@@ -236,7 +238,7 @@ def _changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str,
 @router.get("/{search_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events: state, step, unit, progress, "
-                             "end"}})
+                             "warning, end"}})
 async def search_events(search_id: OwnedSearch, svc: ServiceDep, s: SettingsDep,
                         request: Request) -> StreamingResponse:
     """Step changes and progress as Server-Sent Events until the search ends."""
@@ -255,8 +257,8 @@ async def search_events(search_id: OwnedSearch, svc: ServiceDep, s: SettingsDep,
                 last = time.monotonic()
             old = view
             if view["state"] in TERMINAL:
-                yield _sse("end", {"state": view["state"], "devices": view.get("devices", {})},
-                           n + 1)
+                yield _sse("end", {"state": view["state"], "devices": view.get("devices", {}),
+                                   "warnings": view.get("warnings", [])}, n + 1)
                 return
             if time.monotonic() - last > 15:
                 yield ": keep-alive\n\n"

@@ -113,6 +113,14 @@ def run(
         for k, v in d["artifacts"].items():
             typer.echo(f"    {k:11s} {v}")
     typer.echo(f"  report      {st.uri(search_key(sid, 'report.json'))}")
+    for label, t in (report.get("supernets") or {}).items():
+        q = t.get("quality")
+        if q:
+            typer.echo(f"  supernet {label}: random architectures {q['accuracy_mean']:.1%} "
+                       f"± {q['accuracy_std']:.1%} through it (chance {q['chance']:.1%}), final "
+                       f"training loss {t['final_loss']:.3f}")
+    for w in report.get("warnings") or ():
+        typer.echo(f"WARNING: {w}", err=True)
 
 
 @app.command()

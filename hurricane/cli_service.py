@@ -122,6 +122,8 @@ def _watch(c: Any, search_id: str) -> int:
                 elif event == "unit" and d.get("state") in ("failed", "retrying", "cancelled"):
                     bar.console.print(f"  {d['step']}/{d['unit']}: {d['state']} "
                                       f"{(d.get('error') or '')[:300]}")
+                elif event == "warning":
+                    bar.console.print(f"[bold yellow]WARNING[/] {d['message']}")
                 elif event == "state":
                     bar.console.print(f"search {search_id}: {d['state']}"
                                       + (f" ({d['error']})" if d.get("error") else ""))

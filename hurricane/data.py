@@ -201,6 +201,73 @@ def load_digits_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
                    flip=False, classes=tuple(str(i) for i in range(10)))
 
 
+CLUTTER_SEED = 20261125  # the generated set is the same on every machine and for every search
+
+
+def _resized(img: np.ndarray, side: int) -> np.ndarray:
+    t = torch.as_tensor(img, dtype=torch.float32)[None, None]
+    return F.interpolate(t, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def clutter_images(digits: np.ndarray, labels: np.ndarray, *, copies: int, canvas: int,
+                   seed: int = CLUTTER_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cluttered digits: each of ``copies`` renderings of every source digit (8×8 in [0, 1])
+    draws it at a random scale (0.3-0.5 of the canvas) and place on a ``canvas``² field, adds
+    4-6 fragments (random 3-5 pixel crops of other digits, scaled alike), then Gaussian noise
+    (σ 0.15) and clips to [0, 1]. Returns (images N×canvas×canvas uint8, labels, source index
+    of each image): a pure function of the inputs and ``seed``."""
+    rng = np.random.default_rng(seed)
+    n = len(digits)
+    out = np.zeros((n * copies, canvas, canvas), np.float32)
+    src = np.repeat(np.arange(n), copies)
+    lo, hi = max(6, round(0.3 * canvas)), max(8, round(0.5 * canvas))
+    for k, i in enumerate(src):
+        field = out[k]
+        for _ in range(int(rng.integers(4, 7))):  # fragments of other digits first, under it
+            j = int(rng.integers(n))
+            fs = int(rng.integers(3, 6))
+            r0, c0 = (int(v) for v in rng.integers(0, 8 - fs + 1, size=2))
+            side = max(2, round(fs * rng.integers(lo, hi + 1) / 8))
+            frag = _resized(digits[j, r0:r0 + fs, c0:c0 + fs], side)
+            y, x = (int(v) for v in rng.integers(0, canvas - side + 1, size=2))
+            np.maximum(field[y:y + side, x:x + side], frag, out=field[y:y + side, x:x + side])
+        side = int(rng.integers(lo, hi + 1))
+        glyph = _resized(digits[i], side)
+        y, x = (int(v) for v in rng.integers(0, canvas - side + 1, size=2))
+        np.maximum(field[y:y + side, x:x + side], glyph, out=field[y:y + side, x:x + side])
+        field += rng.normal(0.0, 0.15, size=field.shape).astype(np.float32)
+    images = (np.clip(out, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return images, labels[src].astype(np.int64), src
+
+
+def load_cluttered_digits_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
+    """The bundled digits made hard enough to rank architectures on a CPU: ``spec.copies``
+    cluttered renderings of each of the 1,797 digits at ``input_size``² (see
+    :func:`clutter_images`). Train, validation and test come from disjoint source digits, so
+    no digit is seen in training and scored again in another rendering."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images, labels, src = clutter_images(d.images / 16.0, d.target, copies=spec.copies,
+                                         canvas=input_size)
+    keep, test_src = _stratified(d.target, spec.test_fraction, seed)
+    tr_pos, va_pos = _stratified(d.target[keep], spec.val_fraction, seed + 1)
+    x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
+
+    def rows(sources: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(np.isin(src, sources)))
+
+    tr, va, te = rows(keep[tr_pos]), rows(keep[va_pos]), rows(test_src)
+    mean, std = _channel_stats(x[tr])
+
+    def mk(idx: torch.Tensor, aug: bool) -> Split:
+        return Split(x[idx], torch.as_tensor(labels)[idx], input_size=input_size, mean=mean,
+                     std=std, augment=aug and spec.augment, flip=False)
+
+    classes = tuple(str(c) for c in range(10))
+    return Data(mk(tr, True), mk(va, False), mk(te, False), 10, classes)
+
+
 def _unpickle(path: Path) -> dict[bytes, object]:
     with path.open("rb") as f:
         return pickle.load(f, encoding="bytes")
@@ -295,6 +362,7 @@ def load_imagefolder_data(spec: DatasetSpec, *, input_size: int, seed: int) -> D
 
 LOADERS = {
     "digits": load_digits_data,
+    "cluttered-digits": load_cluttered_digits_data,
     "cifar10": load_cifar10_data,
     "imagefolder": load_imagefolder_data,
 }

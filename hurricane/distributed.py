@@ -124,7 +124,7 @@ class GradSync:
     def wait(self, loss: torch.Tensor) -> float:
         """After backward: the mean loss over ranks (every rank gets the same)."""
         if self.world <= 1:
-            return float(loss)
+            return float(loss.detach())
         self._send(loss.detach())
         mean_loss = 0.0
         for work, flat, params in self.pending:

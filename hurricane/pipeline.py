@@ -125,7 +125,8 @@ def finish_step(name: str, spec: SearchSpec, search_id: str, store: ArtifactStor
     if not store.put_json(key, out, if_absent=True):
         return store.get_json(key)  # type: ignore[no-any-return]
     write_step_state(store, search_id, name, "succeeded", generation=gen, started=timer.started,
-                     finished=out["_meta"]["finished"], seconds=seconds)
+                     finished=out["_meta"]["finished"], seconds=seconds,
+                     **({"warnings": out["warnings"]} if out.get("warnings") else {}))
     return out
 
 

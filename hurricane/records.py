@@ -298,6 +298,9 @@ def summarize(store: ArtifactStore, search_id: str) -> dict[str, Any]:
         "created": meta["created"], "state": search_state, "generation": gen,
         "plan": meta["plan"], "steps": steps,
     }
+    warnings = [w for s in steps.values() for w in s.get("warnings") or ()]
+    if warnings:
+        out["warnings"] = warnings
     if failed and search_state == "failed":
         out["failed_step"], out["error"] = failed
     if control.cancelled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hurricane.arch import Arch
 from hurricane.records import result_key
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, search_key
@@ -32,6 +33,39 @@ def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
             "table_offset": chosen.get("table_offset"), "loo_mape": chosen.get("loo_mape"),
             "dropped_samples": len(chosen.get("dropped") or []),
             "holdout_mape": m["predictor"]["mape"], "table_sum_mape": m["table_sum"]["mape"]}
+
+
+def _trainings(search_id: str, store: ArtifactStore,
+               results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each supernet training of the search by label (stage1; stage2 per a_win1) with its
+    train.json (loss history included)."""
+    out: dict[str, dict[str, Any]] = {}
+    if "stage1" in results:
+        out["stage1"] = store.get_json(search_key(search_id, "stage1", "train.json"))
+    if "stage2" in results:
+        for d in results["stage2"]["devices"].values():
+            label = f"stage2 ({d['a_win1']})"
+            if label not in out:
+                out[label] = store.get_json(search_key(
+                    search_id, f"stage2/{Arch.parse(d['a_win1']).digest}", "train.json"))
+    return out
+
+
+def _curve(history: list[list[float]], points: int = 12) -> list[list[float]]:
+    """At most ``points`` (step, mean loss) entries of a loss history, first and last kept."""
+    if len(history) <= points:
+        return [[int(h[0]), round(h[1], 4)] for h in history]
+    idx = sorted({round(i * (len(history) - 1) / (points - 1)) for i in range(points)})
+    return [[int(history[i][0]), round(history[i][1], 4)] for i in idx]
+
+
+def supernet_summary(search_id: str, store: ArtifactStore,
+                     results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per supernet training: its loss curve and how random architectures score through it."""
+    return {label: {"loss_curve": _curve(t.get("loss_history") or []),
+                    "final_loss": t.get("final_loss"), "iterations": t.get("iterations"),
+                    "quality": t.get("quality")}
+            for label, t in _trainings(search_id, store, results).items()}
 
 
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
@@ -73,6 +107,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             },
         }
     iters = supernet_iterations(results)
+    supernets = supernet_summary(search_id, store, results)
+    warnings = [w for r in results.values() for w in r.get("warnings") or ()]
     return {
         "search_id": search_id,
         "name": spec.name,
@@ -86,6 +122,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
         "architectures_evaluated": {n: results[search_step]["devices"].get(n, {}).get("evaluated")
                                     for n in devices},
         "devices": devices,
+        "supernets": supernets,
+        "warnings": warnings,
         "timings_s": timings,
         "total_s": round(sum(timings.values()), 3),
     }
@@ -100,6 +138,20 @@ def render_markdown(report: dict[str, Any]) -> str:
              + (f" ({per_stage})" if per_stage else "")]
     if report.get("a_win0"):
         lines.append(f"- a_win0 (Stage 1's fixed early layers from it): `{report['a_win0']}`")
+    for w in report.get("warnings") or ():
+        lines += ["", f"> **WARNING** {w}"]
+    if report.get("supernets"):
+        lines += ["", "| supernet | iterations | training loss (step: loss) | random architectures "
+                  "through it | verdict |", "|---|---|---|---|---|"]
+        for label, t in report["supernets"].items():
+            curve = " → ".join(f"{int(st)}: {loss:.2f}" for st, loss in t["loss_curve"])
+            q = t.get("quality")
+            scored = ("not measured" if not q else
+                      f"{q['accuracy_mean']:.1%} ± {q['accuracy_std']:.1%} over {q['archs']} "
+                      f"({q['accuracy_min']:.1%}-{q['accuracy_max']:.1%}; chance "
+                      f"{q['chance']:.1%})")
+            verdict = "" if not q else ("learned" if q["reliable"] else "**did not learn**")
+            lines.append(f"| {label} | {t['iterations']} | {curve} | {scored} | {verdict} |")
     lines += ["",
               "| device | top-1 | budget ms | predicted ms | measured ms | within budget | "
               "architecture |",

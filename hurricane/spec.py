@@ -12,8 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hurricane.oppool import OPS
 
-DatasetName = Literal["digits", "imagefolder", "cifar10"]
-KNOWN_CLASSES = {"digits": 10, "cifar10": 10}
+DatasetName = Literal["digits", "cluttered-digits", "imagefolder", "cifar10"]
+KNOWN_CLASSES = {"digits": 10, "cluttered-digits": 10, "cifar10": 10}
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -25,7 +25,10 @@ class _Strict(BaseModel):
 class DatasetSpec(_Strict):
     """Where images come from and how they are split."""
 
-    name: DatasetName = Field("digits", description="digits (bundled), imagefolder, cifar10")
+    name: DatasetName = Field(
+        "digits", description="digits (bundled, easy), cluttered-digits (bundled, generated: each "
+        "digit on a larger field among fragments of others, plus noise; hard enough that "
+        "architectures differ), imagefolder, cifar10")
     path: Path | None = Field(
         None,
         description="imagefolder: a directory with train/ (and optional val/ or test/) "
@@ -39,11 +42,13 @@ class DatasetSpec(_Strict):
         description="share held out for the final test when the dataset has no test split",
     )
     augment: bool = Field(True, description="random crop + flip (cifar10, imagefolder)")
+    copies: int = Field(3, ge=1, le=20, description="cluttered-digits: renderings of each of "
+                        "the 1,797 bundled digits")
     num_workers: int = Field(0, ge=0, description="data loader workers (imagefolder)")
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:
-        if self.name != "digits" and self.path is None:
+        if self.name not in ("digits", "cluttered-digits") and self.path is None:
             raise ValueError(f"dataset {self.name!r} needs 'path' (a directory)")
         return self
 
@@ -203,6 +208,13 @@ class SupernetTrainSpec(TrainSettings):
         "`stop_window` steps is at or below this (the paper stops each stage at SPOS's loss "
         "level); `iterations` stays the cap and the lr schedule's length")
     stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
+    quality_archs: int = Field(
+        10, ge=0, le=1000, description="random architectures of the stage's space scored "
+        "through the trained supernet (BN recalibrated, validation split) to measure whether it "
+        "learned; 0: not measured")
+    quality_margin: float = Field(
+        0.2, ge=0, lt=1, description="the supernet's ranking is reported unreliable when those "
+        "architectures' mean accuracy is below chance + this share of the way to 100%")
 
 
 class OneProxySpec(_Strict):

@@ -90,3 +90,33 @@ def test_imagefolder(tmp_path: Path) -> None:
                   num_classes=5)
     with pytest.raises(DatasetError, match="no train/"):
         load_data(DatasetSpec(name="imagefolder", path=tmp_path / "test"), input_size=32, seed=0)
+
+
+def test_cluttered_digits_are_generated_deterministically_from_disjoint_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from hurricane.data import clutter_images
+
+    spec = DatasetSpec(name="cluttered-digits", copies=2)
+    a = load_data(spec, input_size=32, seed=0, num_classes=10)
+    b = load_data(spec, input_size=32, seed=0, num_classes=10)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.test.labels, b.test.labels)
+    assert len(a.train) + len(a.val) + len(a.test) == 2 * 1797
+    assert all(len(s) % 2 == 0 for s in (a.train, a.val, a.test))  # both renderings of a digit
+    assert a.train.images.shape[1:] == (3, 32, 32) and a.train.images.dtype == torch.uint8
+    assert a.train.flip is False and a.num_classes == 10
+    d = load_digits()
+    imgs, labels, src = clutter_images(d.images[:50] / 16.0, d.target[:50], copies=3, canvas=32)
+    assert imgs.shape == (150, 32, 32) and (labels == d.target[:50][src]).all()
+    again, _, _ = clutter_images(d.images[:50] / 16.0, d.target[:50], copies=3, canvas=32)
+    assert np.array_equal(imgs, again)
+    # the renderings differ: each copy puts the digit elsewhere among other clutter
+    assert not np.array_equal(imgs[0], imgs[1])
+
+
+def test_cluttered_digits_need_no_path() -> None:
+    from hurricane.spec import SearchSpec
+
+    spec = SearchSpec.model_validate({"dataset": {"name": "cluttered-digits"},
+                                      "backbone": {"input_size": 32}})
+    assert spec.backbone.num_classes == 10 and spec.dataset.copies == 3

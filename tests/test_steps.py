@@ -35,3 +35,18 @@ def test_absolute_budget_checked_against_the_model_not_the_table() -> None:
     assert resolve_budget(_spec(latency_budget_ms=4.0), "cpu", SPACE, TABLE, half) == 4.0
     with pytest.raises(InfeasibleBudget, match=r"below the fastest .* allowed: >= 6.000 ms"):
         resolve_budget(_spec(latency_budget_ms=4.0), "cpu", SPACE, TABLE, TABLE.arch_latency)
+
+
+def test_quality_verdict_against_chance() -> None:
+    from hurricane.steps.common import quality_verdict
+
+    bad = quality_verdict([0.12, 0.25, 0.18], num_classes=10, margin=0.2)
+    assert bad["floor"] == pytest.approx(0.28) and not bad["reliable"]
+    assert bad["accuracy_mean"] == pytest.approx(0.1833, abs=1e-4)
+    assert bad["accuracy_min"] == 0.12 and bad["accuracy_max"] == 0.25
+    assert "18.3% mean" in bad["warning"] and "chance is 10.0%" in bad["warning"]
+    good = quality_verdict([0.8, 0.9], num_classes=10, margin=0.2)
+    assert good["reliable"] and "warning" not in good
+    assert good["accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
+    # the floor moves with the class count: 40% is fine among 100 classes
+    assert quality_verdict([0.4], num_classes=100, margin=0.2)["reliable"]

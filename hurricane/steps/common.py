@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -157,6 +158,55 @@ class SupernetScorer:
         recalibrate_bn(self.net, self.bn_batches, arch=arch)
         return evaluate(self.net, self.val, limit=self.limit,
                         forward=lambda x: self.net(x, arch))
+
+
+def quality_verdict(accuracies: list[float], *, num_classes: int,
+                    margin: float) -> dict[str, Any]:
+    """Mean and spread of random architectures' accuracy through a supernet, against chance:
+    below ``chance + margin * (1 - chance)`` the supernet did not learn and a search on it is a
+    random pick, which the verdict says in words."""
+    chance = 1.0 / num_classes
+    floor = chance + margin * (1.0 - chance)
+    n = len(accuracies)
+    mean = sum(accuracies) / n
+    std = (sum((a - mean) ** 2 for a in accuracies) / max(1, n - 1)) ** 0.5
+    reliable = mean >= floor
+    out: dict[str, Any] = {
+        "archs": n, "accuracy_mean": round(mean, 4), "accuracy_std": round(std, 4),
+        "accuracy_min": round(min(accuracies), 4), "accuracy_max": round(max(accuracies), 4),
+        "chance": round(chance, 4), "floor": round(floor, 4), "reliable": reliable}
+    if not reliable:
+        out["warning"] = (
+            f"the supernet did not learn: {n} random architectures score {mean:.1%} mean "
+            f"validation accuracy through it ({min(accuracies):.1%}-{max(accuracies):.1%}; "
+            f"chance is {chance:.1%}, reliable from {floor:.1%}), so its ranking is unreliable "
+            "and the search's winner is close to a random pick among feasible architectures")
+    return out
+
+
+def supernet_quality(net: Supernet, space: SearchSpace, data: Data,
+                     spec: SearchSpec) -> dict[str, Any] | None:
+    """``spec.supernet.quality_archs`` random architectures of ``space`` (seeded by the spec)
+    scored through ``net`` as evolution scores them; None when not asked for or the space has
+    one architecture."""
+    n = spec.supernet.quality_archs
+    if n == 0 or space.size <= 1:
+        return None
+    rng = random.Random(spec.seed + 104_729)
+    archs = [space.sample(rng) for _ in range(n)]
+    scorer = SupernetScorer(net, data, spec)
+    accs = [scorer(a) for a in archs]
+    out = quality_verdict(accs, num_classes=data.num_classes, margin=spec.supernet.quality_margin)
+    out["accuracies"] = {str(a): round(x, 4) for a, x in zip(archs, accs, strict=True)}
+    return out
+
+
+def quality_warnings(trainings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{"warnings": [...]}`` naming each training (by its label) whose supernet did not
+    learn; empty when all did or none was measured."""
+    warnings = [f"{label}: {t['quality']['warning']}" for label, t in trainings.items()
+                if (t.get("quality") or {}).get("warning")]
+    return {"warnings": sorted(set(warnings))} if warnings else {}
 
 
 def evolution_config(spec: SearchSpec) -> EvolutionConfig:

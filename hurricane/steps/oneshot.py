@@ -23,8 +23,10 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    quality_warnings,
     resolve_budget,
     searched_devices,
+    supernet_quality,
     train_config,
 )
 from hurricane.store import ArtifactStore, search_key
@@ -75,6 +77,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
         return {"stopped_at": res.steps}
     save_torch(store, search_key(search_id, stage, "supernet.pt"),
                     {"model": net.state_dict(), "space": space.to_json()})
+    quality = supernet_quality(net, space, data, spec)
     fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
     summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
                "converged": res.converged, "stop_loss": cfg.stop_loss,
@@ -83,7 +86,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
                "space_size": space.size, "active_layers": list(space.active_layers),
                "fixed_layers": fixed, "inherited_tensors": inherited,
                "loss_history": [list(h) for h in res.history], "world_size": res.world_size,
-               **(extra or {})}
+               **({"quality": quality} if quality is not None else {}), **(extra or {})}
     store.put_json(search_key(search_id, stage, "train.json"), summary)
     barrier(where.world)
     return summary
@@ -121,8 +124,13 @@ def _train_key(search_id: str, stage: str) -> str:
     return search_key(search_id, stage, "train.json")
 
 
+def stage1_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    out = _without_history(store.get_json(_train_key(search_id, "stage1")))
+    return {**out, **quality_warnings({"stage1": out})}
+
+
 STEPS.register("stage1", Step(
-    "stage1", lambda spec, sid, store: _without_history(store.get_json(_train_key(sid, "stage1"))),
+    "stage1", stage1_result,
     units=lambda spec, sid, store: [WHOLE],
     done=lambda spec, sid, store, u: store.exists(_train_key(sid, "stage1")),
     job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage1")))
@@ -174,10 +182,11 @@ def stage2_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list
 
 
 def stage2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    return {"devices": {
-        name: _without_history(store.get_json(_train_key(
-            search_id, stage2_dir(stage1_winner(store, search_id, name)))))
-        for name in searched_devices(spec)}}
+    devices = {name: _without_history(store.get_json(_train_key(
+        search_id, stage2_dir(stage1_winner(store, search_id, name)))))
+        for name in searched_devices(spec)}
+    per_run = {f"stage2 ({d['a_win1']})": d for d in devices.values()}
+    return {"devices": devices, **quality_warnings(per_run)}
 
 
 STEPS.register("stage2", Step(
