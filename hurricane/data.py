@@ -212,30 +212,31 @@ def _resized(img: np.ndarray, side: int) -> np.ndarray:
 def clutter_images(digits: np.ndarray, labels: np.ndarray, *, copies: int, canvas: int,
                    seed: int = CLUTTER_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cluttered digits: each of ``copies`` renderings of every source digit (8×8 in [0, 1])
-    draws it at a random scale (0.3-0.5 of the canvas) and place on a ``canvas``² field, adds
-    4-6 fragments (random 3-5 pixel crops of other digits, scaled alike), then Gaussian noise
-    (σ 0.15) and clips to [0, 1]. Returns (images N×canvas×canvas uint8, labels, source index
-    of each image): a pure function of the inputs and ``seed``."""
+    draws it at a random scale (0.4-0.6 of the canvas) and place on a ``canvas``² field over
+    2-4 fragments (random 2-4 pixel crops of other digits at 0.6-0.8 of the digit's scale,
+    dimmed to 0.5-0.9), then adds Gaussian noise (σ 0.1) and clips to [0, 1]. Returns (images
+    N×canvas×canvas uint8, labels, source index of each image): a pure function of the
+    inputs and ``seed``."""
     rng = np.random.default_rng(seed)
     n = len(digits)
     out = np.zeros((n * copies, canvas, canvas), np.float32)
     src = np.repeat(np.arange(n), copies)
-    lo, hi = max(6, round(0.3 * canvas)), max(8, round(0.5 * canvas))
+    lo, hi = max(6, round(0.4 * canvas)), max(8, round(0.6 * canvas))
     for k, i in enumerate(src):
         field = out[k]
-        for _ in range(int(rng.integers(4, 7))):  # fragments of other digits first, under it
-            j = int(rng.integers(n))
-            fs = int(rng.integers(3, 6))
-            r0, c0 = (int(v) for v in rng.integers(0, 8 - fs + 1, size=2))
-            side = max(2, round(fs * rng.integers(lo, hi + 1) / 8))
-            frag = _resized(digits[j, r0:r0 + fs, c0:c0 + fs], side)
-            y, x = (int(v) for v in rng.integers(0, canvas - side + 1, size=2))
-            np.maximum(field[y:y + side, x:x + side], frag, out=field[y:y + side, x:x + side])
         side = int(rng.integers(lo, hi + 1))
+        for _ in range(int(rng.integers(2, 5))):  # fragments of other digits first, under it
+            j = int(rng.integers(n))
+            fs = int(rng.integers(2, 5))
+            r0, c0 = (int(v) for v in rng.integers(0, 8 - fs + 1, size=2))
+            fside = max(2, round(fs * side * rng.uniform(0.6, 0.8) / 8))
+            frag = _resized(digits[j, r0:r0 + fs, c0:c0 + fs], fside) * rng.uniform(0.5, 0.9)
+            y, x = (int(v) for v in rng.integers(0, canvas - fside + 1, size=2))
+            np.maximum(field[y:y + fside, x:x + fside], frag, out=field[y:y + fside, x:x + fside])
         glyph = _resized(digits[i], side)
         y, x = (int(v) for v in rng.integers(0, canvas - side + 1, size=2))
         np.maximum(field[y:y + side, x:x + side], glyph, out=field[y:y + side, x:x + side])
-        field += rng.normal(0.0, 0.15, size=field.shape).astype(np.float32)
+        field += rng.normal(0.0, 0.1, size=field.shape).astype(np.float32)
     images = (np.clip(out, 0.0, 1.0) * 255).round().astype(np.uint8)
     return images, labels[src].astype(np.int64), src
 
