@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hurricane.arch import Arch
 from hurricane.records import result_key
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, search_key
@@ -35,37 +34,17 @@ def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
             "holdout_mape": m["predictor"]["mape"], "table_sum_mape": m["table_sum"]["mape"]}
 
 
-def _trainings(search_id: str, store: ArtifactStore,
-               results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each supernet training of the search by label (stage1; stage2 per a_win1) with its
-    train.json (loss history included)."""
-    out: dict[str, dict[str, Any]] = {}
+def supernet_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per supernet training (stage1; stage2 per a_win1): its loss curve and how random
+    architectures score through it, as the training steps' results hold them."""
+    runs: dict[str, dict[str, Any]] = {}
     if "stage1" in results:
-        out["stage1"] = store.get_json(search_key(search_id, "stage1", "train.json"))
-    if "stage2" in results:
-        for d in results["stage2"]["devices"].values():
-            label = f"stage2 ({d['a_win1']})"
-            if label not in out:
-                out[label] = store.get_json(search_key(
-                    search_id, f"stage2/{Arch.parse(d['a_win1']).digest}", "train.json"))
-    return out
-
-
-def _curve(history: list[list[float]], points: int = 12) -> list[list[float]]:
-    """At most ``points`` (step, mean loss) entries of a loss history, first and last kept."""
-    if len(history) <= points:
-        return [[int(h[0]), round(h[1], 4)] for h in history]
-    idx = sorted({round(i * (len(history) - 1) / (points - 1)) for i in range(points)})
-    return [[int(history[i][0]), round(history[i][1], 4)] for i in idx]
-
-
-def supernet_summary(search_id: str, store: ArtifactStore,
-                     results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per supernet training: its loss curve and how random architectures score through it."""
-    return {label: {"loss_curve": _curve(t.get("loss_history") or []),
-                    "final_loss": t.get("final_loss"), "iterations": t.get("iterations"),
-                    "quality": t.get("quality")}
-            for label, t in _trainings(search_id, store, results).items()}
+        runs["stage1"] = results["stage1"]
+    for d in results.get("stage2", {}).get("devices", {}).values():
+        runs.setdefault(f"stage2 ({d['a_win1']})", d)
+    return {label: {"loss_curve": t.get("loss_curve", []), "final_loss": t.get("final_loss"),
+                    "iterations": t.get("iterations"), "quality": t.get("quality")}
+            for label, t in runs.items()}
 
 
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
@@ -107,7 +86,7 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             },
         }
     iters = supernet_iterations(results)
-    supernets = supernet_summary(search_id, store, results)
+    supernets = supernet_summary(results)
     warnings = [w for r in results.values() for w in r.get("warnings") or ()]
     return {
         "search_id": search_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -125,7 +126,7 @@ def _train_key(search_id: str, stage: str) -> str:
 
 
 def stage1_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    out = _without_history(store.get_json(_train_key(search_id, "stage1")))
+    out = _public(store.get_json(_train_key(search_id, "stage1")))
     return {**out, **quality_warnings({"stage1": out})}
 
 
@@ -136,8 +137,16 @@ STEPS.register("stage1", Step(
     job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage1")))
 
 
-def _without_history(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k != "loss_history"}
+def _public(summary: dict[str, Any], points: int = 12) -> dict[str, Any]:
+    """A training's train.json for its step result: the loss history thinned to at most
+    ``points`` (step, mean loss) entries, first and last kept, as ``loss_curve``."""
+    out = {k: v for k, v in summary.items() if k != "loss_history"}
+    history = summary.get("loss_history") or []
+    idx: Sequence[int] = range(len(history))
+    if len(history) > points:
+        idx = sorted({round(i * (len(history) - 1) / (points - 1)) for i in range(points)})
+    out["loss_curve"] = [[int(history[i][0]), round(history[i][1], 4)] for i in idx]
+    return out
 
 
 def stage2_dir(a_win1: Arch) -> str:
@@ -182,7 +191,7 @@ def stage2_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list
 
 
 def stage2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    devices = {name: _without_history(store.get_json(_train_key(
+    devices = {name: _public(store.get_json(_train_key(
         search_id, stage2_dir(stage1_winner(store, search_id, name)))))
         for name in searched_devices(spec)}
     per_run = {f"stage2 ({d['a_win1']})": d for d in devices.values()}
