@@ -21,15 +21,16 @@ class LayerShape:
     cout: int
     stride: int
     in_hw: int
+    shortcut: bool = False  # a projection shortcut around the candidate (stride-2 layers)
 
     @property
     def out_hw(self) -> int:
         return self.in_hw // self.stride
 
     @property
-    def key(self) -> tuple[int, int, int, int]:
+    def key(self) -> tuple[int, int, int, int, bool]:
         """Layers with equal keys run identical ops on identical shapes."""
-        return (self.cin, self.cout, self.stride, self.in_hw)
+        return (self.cin, self.cout, self.stride, self.in_hw, self.shortcut)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Layout:
             cout = make_divisible(c * w)
             for j in range(n):
                 stride = 2 if j == 0 else 1
-                layers.append(LayerShape(len(layers), stage, cin, cout, stride, hw))
+                layers.append(LayerShape(len(layers), stage, cin, cout, stride, hw,
+                                         shortcut=spec.downsample_shortcut and stride == 2))
                 hw //= stride
                 cin = cout
         return cls(

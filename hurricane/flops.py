@@ -28,6 +28,6 @@ def count(module: nn.Module, shape: tuple[int, ...]) -> Cost:
 
 
 @lru_cache(maxsize=4096)
-def op_cost(op: str, cin: int, cout: int, stride: int, hw: int) -> Cost:
-    """Cost of ``op`` on a 1×cin×hw×hw input."""
-    return count(build_op(op, cin, cout, stride), (1, cin, hw, hw))
+def op_cost(op: str, cin: int, cout: int, stride: int, hw: int, shortcut: bool = False) -> Cost:
+    """Cost of ``op`` on a 1×cin×hw×hw input (with the stride-2 projection shortcut)."""
+    return count(build_op(op, cin, cout, stride, shortcut=shortcut), (1, cin, hw, hw))

@@ -47,7 +47,7 @@ def layer_capacity(layout: Layout, ops: Sequence[str]) -> dict[int, dict[str, fl
     for s in layout.layers:
         out[s.index] = {}
         for op in ops:
-            c = op_cost(op, s.cin, s.cout, s.stride, s.in_hw)
+            c = op_cost(op, s.cin, s.cout, s.stride, s.in_hw, s.shortcut)
             out[s.index][op] = float(c.macs) * float(c.params)
     return out
 

@@ -7,7 +7,7 @@ from torch import nn
 
 from hurricane.oppool import MANUAL_SPACE_OPS, OPS, OpDef
 
-__all__ = ["MANUAL_SPACE_OPS", "OPS", "OpDef", "build_op", "op_names"]
+__all__ = ["MANUAL_SPACE_OPS", "OPS", "Downsample", "OpDef", "build_op", "op_names"]
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -147,8 +147,29 @@ class ShuffleBlock(nn.Module):
         return torch.cat((self.proj(x), self.main(x)), 1)
 
 
-def build_op(name: str, cin: int, cout: int, stride: int, *, affine: bool = True) -> nn.Module:
-    """Builds the registered op ``name`` mapping cin→cout channels at ``stride``."""
+class Downsample(nn.Module):
+    """A stride-2 candidate plus a projection shortcut (ResNet-D style): ``op(x) +
+    BN(conv1x1(avgpool2x2(x)))``. Stride-2 layers otherwise have no residual path, so whatever
+    candidate is sampled there decides what every later channel means; in a supernet the
+    shortcut (shared by all candidates of the layer) keeps one meaning (bench/supernet_learning.py)."""
+
+    def __init__(self, op: nn.Module, cin: int, cout: int, affine: bool) -> None:
+        super().__init__()
+        self.op = op
+        self.short = nn.Sequential(
+            nn.AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False), _pw(cin, cout),
+            _bn(cout, affine))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x) + self.short(x)  # type: ignore[no-any-return]
+
+
+def build_op(name: str, cin: int, cout: int, stride: int, *, affine: bool = True,
+             shortcut: bool = False) -> nn.Module:
+    """Builds the registered op ``name`` mapping cin→cout channels at ``stride`` (with a
+    projection shortcut when ``shortcut`` and the stride is 2)."""
+    if shortcut and stride == 2:
+        return Downsample(build_op(name, cin, cout, stride, affine=affine), cin, cout, affine)
     d = OPS.get(name)
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2, got {stride}")

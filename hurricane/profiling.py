@@ -109,9 +109,10 @@ def profile_table(
     for c, s in zip(space.choices, layout.layers, strict=True):
         shape = (b, s.cin, s.in_hw, s.in_hw)
         for op in c:
-            k = cache_key(device, protocol, f"{op}/{s.cout}/s{s.stride}", shape)
+            sc = "+sc" if s.shortcut else ""
+            k = cache_key(device, protocol, f"{op}/{s.cout}/s{s.stride}{sc}", shape)
             keys[(s.index, op)] = k
-            todo[k] = (partial(build_op, op, s.cin, s.cout, s.stride), shape)
+            todo[k] = (partial(build_op, op, s.cin, s.cout, s.stride, shortcut=s.shortcut), shape)
     hw = layout.layers[-1].out_hw
     stem_k = cache_key(device, protocol, f"stem/{layout.stem_channels}",
                        (b, 3, layout.input_size, layout.input_size))

@@ -64,6 +64,11 @@ class BackboneSpec(_Strict):
     head_channels: int = Field(1024, gt=0)
     width_mult: float = Field(1.0, gt=0, le=4)
     dropout: float = Field(0.1, ge=0, lt=1)
+    downsample_shortcut: bool = Field(
+        True, description="every candidate of a stride-2 layer gets a projection shortcut "
+        "(2x2 average pool, 1x1 conv, BN) added to its output, shared by the candidates in the "
+        "supernet: without it the supernet does not learn once stride-2 layers are searched "
+        "(bench/supernet_learning.py); false gives the paper's plain ops")
 
     @model_validator(mode="after")
     def _consistent(self) -> BackboneSpec:
@@ -208,6 +213,12 @@ class SupernetTrainSpec(TrainSettings):
         "`stop_window` steps is at or below this (the paper stops each stage at SPOS's loss "
         "level); `iterations` stays the cap and the lr schedule's length")
     stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
+    sharing: Literal["none", "family", "layer"] = Field(
+        "layer", description="which candidates of a layer compute from the same weights: none "
+        "(plain SPOS, every candidate its own), family (OFA-style: one weight per family and "
+        "role, a candidate takes its channels and the centre of the kernel), layer (family, "
+        "plus one output projection and the downsampling shortcut for the whole layer); "
+        "bench/supernet_ranking.py measures them")
     quality_archs: int = Field(
         10, ge=0, le=1000, description="random architectures of the stage's space scored "
         "through the trained supernet (BN recalibrated, validation split) to measure whether it "

@@ -1,15 +1,126 @@
-"""SPOS supernet over per-layer candidate lists, single-path forward, and standalone subnets."""
+"""Single-path supernet over per-layer candidate lists, its weight sharing, and standalone subnets.
+
+Sharing (``Supernet(..., sharing=...)``), measured in bench/supernet_learning.py and
+bench/supernet_ranking.py:
+
+- ``none``: every candidate owns its weights (plain SPOS).
+- ``family``: within a layer, the candidates of one family (SEP, MB, Choice, ChoiceX) compute
+  their convolutions from one weight tensor per role, OFA-style: a candidate takes the leading
+  input/output channels it needs (its expansion) and the centre k x k of the largest kernel.
+  BatchNorm statistics and squeeze-excite stay per candidate.
+- ``layer``: ``family``, and every candidate of a layer writes its output channels through one
+  layer-wide projection (its last pointwise convolutions are row/column slices of it), so the
+  features a stride-2 layer hands on mean the same whichever family was sampled.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Head, Layout, build_stem
-from hurricane.ops import build_op
+from hurricane.ops import OPS, Downsample, ShuffleBlock, build_op
+
+Sharing = Literal["none", "family", "layer"]
+SHARING: tuple[str, ...] = ("none", "family", "layer")
+
+
+class SlicedConv(nn.Module):
+    """A bias-free convolution whose weight is a slice of a shared bank tensor: output rows
+    ``row:row+out``, the leading ``in`` input channels and the centre ``k x k`` of the kernel.
+    The bank is owned (registered) by the supernet; this module only refers to it."""
+
+    def __init__(self, conv: nn.Conv2d, bank: nn.Parameter, row: int = 0) -> None:
+        super().__init__()
+        self.bank = [bank]  # not a registered parameter: one owner, no duplicate in state_dict
+        self.out, self.cin = conv.weight.shape[0], conv.weight.shape[1]
+        self.k = conv.weight.shape[2]
+        self.row = row
+        self.stride, self.padding, self.groups = conv.stride, conv.padding, conv.groups
+
+    def weight(self) -> torch.Tensor:
+        b = self.bank[0]
+        off = (b.shape[2] - self.k) // 2
+        return b[self.row:self.row + self.out, :self.cin, off:off + self.k, off:off + self.k]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight(), None, self.stride, self.padding, 1, self.groups)
+
+
+def _convs(module: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The bias-free convolutions of a candidate, in order (squeeze-excite's have a bias)."""
+    return [(n, m) for n, m in module.named_modules()
+            if isinstance(m, nn.Conv2d) and m.bias is None]
+
+
+def _output_convs(module: nn.Module) -> dict[str, int]:
+    """name -> first output channel, for the convolutions that write a candidate's output."""
+    convs = _convs(module)
+    if not isinstance(module, ShuffleBlock):
+        return {convs[-1][0]: 0}
+    main = [n for n, _ in convs if n.startswith("main.")][-1]
+    if module.proj is None:  # stride 1: [identity half, main]
+        c = dict(convs)[main].weight.shape[0]
+        return {main: c}
+    proj = [n for n, _ in convs if n.startswith("proj.")][-1]
+    return {proj: 0, main: dict(convs)[proj].weight.shape[0]}
+
+
+def _set(module: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, leaf = name.rpartition(".")
+    setattr(module.get_submodule(parent) if parent else module, leaf, new)
+
+
+def share_layer(candidates: dict[str, nn.Module], sharing: str) -> dict[str, torch.Tensor]:
+    """Replaces the candidates' convolutions by slices of shared banks (returned by role name,
+    each as large as its largest user); ``none`` shares nothing."""
+    if sharing not in SHARING:
+        raise ValueError(f"sharing must be one of {', '.join(SHARING)}, got {sharing!r}")
+    if sharing == "none":
+        return {}
+    plan: dict[str, list[tuple[nn.Module, str, nn.Conv2d, int]]] = {}
+    for op, m in candidates.items():
+        fam = OPS.get(op).family
+        body, pre = (m.op, "op.") if isinstance(m, Downsample) else (m, "")
+        convs = _convs(body)
+        outs = _output_convs(body) if sharing == "layer" else {}
+        for pos, (name, conv) in enumerate(convs):
+            role = "out" if name in outs else f"{fam}_{len(convs) - pos}"
+            plan.setdefault(role, []).append((m, pre + name, conv, outs.get(name, 0)))
+        if isinstance(m, Downsample):  # the shortcut: one for the whole layer
+            plan.setdefault("short", []).append((m, "short.1", m.short[1], 0))
+    banks: dict[str, torch.Tensor] = {}
+    for role, users in plan.items():
+        shape = [max(row + c.weight.shape[0] for _, _, c, row in users),
+                 *(max(c.weight.shape[d] for _, _, c, _ in users) for d in (1, 2, 3))]
+        bank = torch.empty(shape)
+        # the largest user's own initialisation, so a candidate's slice starts as it would alone
+        _, _, big, _ = max(users, key=lambda u: u[2].weight.numel())
+        nn.init.kaiming_uniform_(bank, a=5 ** 0.5)
+        bank.mul_(big.weight.detach().abs().max() / bank.abs().max().clamp_min(1e-12))
+        banks[role] = nn.Parameter(bank)
+        for m, name, conv, row in users:
+            _set(m, name, SlicedConv(conv, banks[role], row))  # type: ignore[arg-type]
+    return banks
+
+
+def _overlap_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """Copies the overlap of two bank tensors: leading channels, centred kernels."""
+    idx_d, idx_s = [], []
+    for d, (a, b) in enumerate(zip(dst.shape, src.shape, strict=True)):
+        n = min(a, b)
+        if d >= 2:  # kernel dimensions: centred
+            idx_d.append(slice((a - n) // 2, (a - n) // 2 + n))
+            idx_s.append(slice((b - n) // 2, (b - n) // 2 + n))
+        else:
+            idx_d.append(slice(0, n))
+            idx_s.append(slice(0, n))
+    dst[tuple(idx_d)] = src[tuple(idx_s)]
 
 
 class Network(nn.Module):
@@ -25,7 +136,7 @@ class Network(nn.Module):
         self.arch = arch
         self.stem = build_stem(layout, affine=affine)
         self.layers = nn.Sequential(
-            *(build_op(op, s.cin, s.cout, s.stride, affine=affine)
+            *(build_op(op, s.cin, s.cout, s.stride, affine=affine, shortcut=s.shortcut)
               for op, s in zip(arch.ops, layout.layers, strict=True))
         )
         self.head = Head(layout, affine=affine)
@@ -39,9 +150,10 @@ class Supernet(nn.Module):
 
     BatchNorm has no affine parameters (SPOS); unsampled paths take no part in the graph, so
     they get no gradient, and optimizers that skip ``grad is None`` leave them untouched.
+    ``sharing`` (module docstring) decides which candidates compute from the same weights.
     """
 
-    def __init__(self, layout: Layout, space: SearchSpace) -> None:
+    def __init__(self, layout: Layout, space: SearchSpace, *, sharing: str = "none") -> None:
         super().__init__()
         if space.num_layers != layout.num_layers:
             raise ValueError(
@@ -51,10 +163,15 @@ class Supernet(nn.Module):
         self.space = space
         self.stem = build_stem(layout, affine=False)
         self.layers: list[nn.ModuleDict] = nn.ModuleList(  # type: ignore[assignment]
-            nn.ModuleDict({op: build_op(op, s.cin, s.cout, s.stride, affine=False) for op in c})
+            nn.ModuleDict({op: build_op(op, s.cin, s.cout, s.stride, affine=False,
+                                      shortcut=s.shortcut) for op in c})
             for c, s in zip(space.choices, layout.layers, strict=True)
         )
         self.head = Head(layout, affine=False)
+        self.sharing = sharing
+        self.banks = nn.ModuleList(
+            nn.ParameterDict(share_layer(dict(layer.items()), sharing))  # type: ignore[arg-type]
+            for layer in self.layers)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         x = self.stem(x)
@@ -67,8 +184,32 @@ class Supernet(nn.Module):
                 self.head]
 
     def path_parameters(self, arch: Arch) -> Iterable[nn.Parameter]:
+        """The parameters ``arch``'s forward uses (shared banks once each)."""
+        seen: set[int] = set()
         for m in self.path_modules(arch):
-            yield from m.parameters()
+            own = list(m.parameters())
+            own += [s.bank[0] for s in m.modules() if isinstance(s, SlicedConv)]
+            for p in own:
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield p
+
+    def load_overlapping(self, state: dict[str, torch.Tensor]) -> int:
+        """Loads every tensor of ``state`` this supernet has under the same name: equal shapes
+        whole, shared banks of another size by their overlap (leading channels, centred
+        kernels), so a stage's supernet inherits another's weights whatever their spaces.
+        Returns how many tensors were taken."""
+        own = self.state_dict()
+        whole = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.load_state_dict(whole, strict=False)
+        n = len(whole)
+        with torch.no_grad():
+            for k, v in state.items():
+                if (k.startswith("banks.") and k in own and k not in whole
+                        and own[k].dim() == v.dim()):
+                    _overlap_copy(self.get_parameter(k), v)
+                    n += 1
+        return n
 
     def extract(self, arch: Arch) -> Network:
         """A standalone copy of ``arch`` with the supernet's weights and BN statistics."""
@@ -76,7 +217,12 @@ class Supernet(nn.Module):
         net = Network(self.layout, arch, affine=False)
         net.stem.load_state_dict(self.stem.state_dict())
         for i, op in enumerate(arch.ops):
-            net.layers[i].load_state_dict(self.layers[i][op].state_dict())
+            cand = self.layers[i][op]
+            state = cand.state_dict()
+            for name, m in cand.named_modules():
+                if isinstance(m, SlicedConv):
+                    state[f"{name}.weight"] = m.weight().detach().clone()
+            net.layers[i].load_state_dict(state)
         net.head.load_state_dict(self.head.state_dict())
         net.train(self.training)
         return net

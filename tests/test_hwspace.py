@@ -34,7 +34,7 @@ def test_alpha_zero_keeps_the_fastest_ops_and_explores_the_biggest() -> None:
     for i in range(n - 2, n):
         s = layout.layers[i]
         rest = [o for o in OPS if o not in fastest]
-        cap = {o: op_cost(o, s.cin, s.cout, s.stride, s.in_hw) for o in rest}
+        cap = {o: op_cost(o, s.cin, s.cout, s.stride, s.in_hw, s.shortcut) for o in rest}
         biggest = max(rest, key=lambda o: cap[o].macs * cap[o].params)
         assert hw.space.choices[i] == (*fastest, biggest) and hw.exploring[i] == biggest
     assert hw.space.size == 3 ** (n - 2) * 4 ** 2
@@ -67,7 +67,7 @@ def test_alpha_trades_capacity_against_latency() -> None:
     hw = hardware_space(layout, _table(layout.num_layers), OPS, alpha=1.0, top_p=2,
                         explore_layers=0)
     def score(o: str) -> float:
-        c = op_cost(o, s.cin, s.cout, s.stride, s.in_hw)
+        c = op_cost(o, s.cin, s.cout, s.stride, s.in_hw, s.shortcut)
         return float(c.macs * c.params) / MS[o]
     expect = tuple(sorted(OPS, key=lambda o: -score(o))[:2])
     assert hw.space.choices[i] == expect

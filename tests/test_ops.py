@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hurricane.flops import count, op_cost
-from hurricane.ops import OPS, build_op
+from hurricane.ops import OPS, Downsample, build_op
 
 # (stride, cin, cout, hw): stride 1 keeps channels; stride 2 widens, as in the backbone
 SHAPES = {1: (16, 16, 8), 2: (16, 32, 8)}
@@ -43,6 +43,28 @@ def test_op_without_affine_bn_has_no_bn_params(name: str) -> None:
     for m in op.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             assert m.weight is None and m.bias is None
+
+
+@pytest.mark.parametrize("name", ["SEP_5_SE", "MB_3_1", "Choice_7", "ChoiceX_SE"])
+@pytest.mark.parametrize("hw", [8, 7])
+def test_stride2_shortcut_adds_a_pooled_projection(name: str, hw: int) -> None:
+    torch.manual_seed(0)
+    op = build_op(name, 16, 32, 2, shortcut=True)
+    assert isinstance(op, Downsample)
+    x = torch.randn(2, 16, hw, hw)
+    op.eval()
+    y = op(x)
+    assert y.shape == (2, 32, (hw + 1) // 2, (hw + 1) // 2)
+    # the output is the plain op plus the projected 2x2 means of the input
+    pooled = torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True)
+    short = op.short[2](torch.nn.functional.conv2d(pooled, op.short[1].weight))
+    torch.testing.assert_close(y, op.op(x) + short)
+    # the shortcut costs its 1x1 convolution's multiply-adds, at every stride-2 layer only
+    out_hw = (hw + 1) // 2
+    extra = op_cost(name, 16, 32, 2, hw, True).macs - op_cost(name, 16, 32, 2, hw).macs
+    assert extra == 16 * 32 * out_hw * out_hw
+    assert not isinstance(build_op(name if name != "Choice_7" else "MB_3_1", 16, 16, 1,
+                                   shortcut=True), Downsample)
 
 
 def test_unknown_op_lists_allowed_names():

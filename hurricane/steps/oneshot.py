@@ -47,12 +47,10 @@ def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
 
 
 def inherit_weights(net: Supernet, state: dict[str, torch.Tensor]) -> int:
-    """Copies every tensor of ``state`` that ``net`` has under the same name and shape (the
-    stem, the head and each (layer, op) both supernets contain); returns how many."""
-    own = net.state_dict()
-    shared = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    net.load_state_dict(shared, strict=False)
-    return len(shared)
+    """Copies every tensor of ``state`` that ``net`` has under the same name (the stem, the head
+    and each (layer, op) both supernets contain; shared banks by their overlap); returns how
+    many."""
+    return net.load_overlapping(state)
 
 
 def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage: str,
@@ -63,7 +61,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
     checkpoints (a restarted job continues from the newest), then supernet.pt + train.json."""
     where = place(spec.training.device)
     torch.manual_seed(spec.seed)
-    net = Supernet(layout_of(spec), space)
+    net = Supernet(layout_of(spec), space, sharing=spec.supernet.sharing)
     inherited = inherit_weights(net, init) if init is not None else 0
     data = data_of(spec)
     cfg = train_config(spec.supernet, spec.seed, iterations=iterations, training=spec.training)
@@ -77,7 +75,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
         barrier(where.world)
         return {"stopped_at": res.steps}
     save_torch(store, search_key(search_id, stage, "supernet.pt"),
-                    {"model": net.state_dict(), "space": space.to_json()})
+                    {"model": net.state_dict(), "space": space.to_json(), "sharing": net.sharing})
     quality = supernet_quality(net, space, data, spec)
     fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
     summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
@@ -218,7 +216,7 @@ def load_supernet(spec: SearchSpec, store: ArtifactStore, search_id: str,
     """A trained stage's supernet and the space it was trained over."""
     blob = load_torch(store, search_key(search_id, stage, "supernet.pt"))
     space = SearchSpace.from_json(blob["space"])
-    net = Supernet(layout_of(spec), space)
+    net = Supernet(layout_of(spec), space, sharing=blob.get("sharing", "none"))
     net.load_state_dict(blob["model"])
     return space, net
 

@@ -1,0 +1,214 @@
+"""Does the supernet rank architectures? Supernet accuracy against stand-alone accuracy.
+
+On the bundled cluttered-digits task (random architectures of the demo space trained alone
+spread over >10 points there), per seed and per training recipe:
+
+1. profile the demo backbone's op table on this CPU and place the demo's latency budget
+   (`budget_fraction` of the way from the fastest to the slowest architecture);
+2. draw ``--archs`` random architectures under that budget and train each alone (the demo's
+   retrain settings: train+val, scored on the test split);
+3. train the recipe's supernet (the demo's iterations and batch), score the same architectures
+   through it (BN recalibrated, validation split), and report Kendall tau and Spearman rho
+   between the two accuracies;
+4. run the demo's evolution on that supernet under the budget, train its winner alone, and
+   place it among the random feasible architectures (goal: above their 75th percentile).
+
+Recipes: ``spos`` is plain SPOS as the paper runs it (independent candidate weights, the
+paper's stride-2 ops without a shortcut); ``shared`` is the library's default (projection
+shortcut at stride-2 layers, ``sharing: layer``). Each recipe has its own backbone, so the
+stand-alone networks are trained once per backbone.
+
+    python bench/supernet_ranking.py --out bench/results/supernet_ranking.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from scipy import stats
+
+from hurricane.arch import Arch, SearchSpace
+from hurricane.evolution import EvolutionSearch
+from hurricane.machine import machine_info
+from hurricane.profiling import profile_table
+from hurricane.spec import SearchSpec, load_spec
+from hurricane.steps.common import (
+    SupernetScorer,
+    data_of,
+    evolution_config,
+    layout_of,
+    protocol_of,
+    target_profile,
+    train_config,
+)
+from hurricane.steps.oneshot import path_sampler
+from hurricane.supernet import Network, Supernet
+from hurricane.train import evaluate, set_threads, train
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES: dict[str, dict[str, Any]] = {
+    "spos": {"sharing": "none", "downsample_shortcut": False},
+    "shared": {"sharing": "layer", "downsample_shortcut": True},
+}
+
+
+def recipe_spec(base: SearchSpec, recipe: str, seed: int, lr: float | None,
+                iterations: int | None) -> SearchSpec:
+    r = RECIPES[recipe]
+    sup: dict[str, Any] = {"sharing": r["sharing"], "quality_archs": 0}
+    if lr is not None:
+        sup["lr"] = lr
+    if iterations is not None:
+        sup["iterations"] = iterations
+    return base.model_copy(update={
+        "seed": seed,
+        "dataset": base.dataset.model_copy(update={"name": "cluttered-digits"}),
+        "backbone": base.backbone.model_copy(
+            update={"downsample_shortcut": r["downsample_shortcut"]}),
+        "supernet": base.supernet.model_copy(update=sup)})
+
+
+def standalone(spec: SearchSpec, arch: Arch, data: Any) -> float:
+    """``arch`` trained alone with the spec's retrain settings; test-split accuracy."""
+    torch.manual_seed(spec.seed)
+    net = Network(layout_of(spec), arch)
+    train(net, data.trainval(), train_config(spec.retrain, spec.seed),
+          description=f"alone {arch.digest}")
+    return evaluate(net, data.test)
+
+
+def feasible_sample(space: SearchSpace, latency: Any, budget: float, n: int,
+                    seed: int) -> list[Arch]:
+    rng, out = random.Random(seed), []
+    while len(out) < n:
+        a = space.sample(rng)
+        if latency(a) <= budget and a not in out:
+            out.append(a)
+    return out
+
+
+def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[float],
+               space: SearchSpace, table: Any, budget: float, data: Any,
+               cache: dict[str, float]) -> dict[str, Any]:
+    t0 = time.time()
+    torch.manual_seed(spec.seed)
+    net = Supernet(layout_of(spec), space, sharing=spec.supernet.sharing)
+    res = train(net, data.train, train_config(spec.supernet, spec.seed),
+                forward=path_sampler(space, spec.seed), description=f"supernet {recipe}")
+    scorer = SupernetScorer(net, data, spec)
+    through = [scorer(a) for a in archs]
+    tau = stats.kendalltau(through, alone).statistic
+    rho = stats.spearmanr(through, alone).statistic
+    finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer,
+                             latency=table.arch_latency, budget_ms=budget,
+                             seeds=[table.fastest(space)])
+    winner = finder.run().top[0].arch
+    if str(winner) not in cache:
+        cache[str(winner)] = standalone(spec, winner, data)
+    won = cache[str(winner)]
+    p75 = float(statistics.quantiles(alone, n=4)[2])
+    return {"final_loss": res.final_loss, "train_seconds": round(res.seconds, 1),
+            "supernet_accuracy": [round(a, 4) for a in through],
+            "supernet_accuracy_mean": round(statistics.fmean(through), 4),
+            "kendall_tau": round(float(tau), 3), "spearman_rho": round(float(rho), 3),
+            "winner": str(winner), "winner_latency_ms": round(table.arch_latency(winner), 4),
+            "winner_standalone": round(won, 4), "random_p75": round(p75, 4),
+            "winner_percentile": round(sum(a < won for a in alone) / len(alone), 3),
+            "winner_above_p75": won > p75, "seconds": round(time.time() - t0, 1)}
+
+
+def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
+             lr: dict[str, float | None], iterations: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"seed": seed, "recipes": {}}
+    for recipe in recipes:
+        spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations)
+        layout = layout_of(spec)
+        space = SearchSpace.uniform(spec.space.ops, layout.num_layers)
+        table = profile_table(layout, space, target_profile(spec, spec.devices[0].name),
+                              protocol_of(spec))
+        lo, hi = table.bounds(space)
+        budget = lo + spec.devices[0].budget_fraction * (hi - lo)
+        data = data_of(spec)
+        archs = feasible_sample(space, table.arch_latency, budget, n, seed=1000 + seed)
+        t0 = time.time()
+        cache: dict[str, float] = {}
+        alone = [standalone(spec, a, data) for a in archs]
+        cache.update({str(a): v for a, v in zip(archs, alone, strict=True)})
+        res = run_recipe(spec, recipe, archs, alone, space, table, budget, data, cache)
+        res.update(backbone_shortcut=spec.backbone.downsample_shortcut,
+                   sharing=spec.supernet.sharing, lr=spec.supernet.lr,
+                   supernet_iterations=spec.supernet.iterations,
+                   budget_ms=round(budget, 4), archs=[str(a) for a in archs],
+                   standalone=[round(a, 4) for a in alone],
+                   standalone_spread=round(max(alone) - min(alone), 4),
+                   standalone_seconds=round(time.time() - t0 - res["seconds"], 1))
+        out["recipes"][recipe] = res
+        print(json.dumps({"seed": seed, "recipe": recipe,
+                          **{k: res[k] for k in ("kendall_tau", "spearman_rho",
+                                                 "supernet_accuracy_mean", "winner_standalone",
+                                                 "random_p75", "standalone_spread")}}),
+              file=sys.stderr, flush=True)
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], recipes: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in recipes:
+        rs = [run["recipes"][r] for run in runs]
+
+        def agg(key: str, rs: list[dict[str, Any]] = rs) -> dict[str, float]:
+            v = [float(x[key]) for x in rs]
+            return {"mean": round(statistics.fmean(v), 3), "min": round(min(v), 3),
+                    "max": round(max(v), 3)}
+
+        out[r] = {"kendall_tau": agg("kendall_tau"), "spearman_rho": agg("spearman_rho"),
+                  "supernet_accuracy_mean": agg("supernet_accuracy_mean"),
+                  "standalone_spread": agg("standalone_spread"),
+                  "winner_above_p75": sum(bool(x["winner_above_p75"]) for x in rs),
+                  "seeds": len(rs),
+                  "goal_tau_0_5_met": statistics.fmean(x["kendall_tau"] for x in rs) >= 0.5}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits-cpu.yaml")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--archs", type=int, default=12)
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--spos-lr", type=float, help="supernet lr of the spos recipe (default: spec)")
+    ap.add_argument("--shared-lr", type=float, help="supernet lr of the shared recipe")
+    ap.add_argument("--supernet-iterations", type=int,
+                    help="supernet iterations (default: the spec's)")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    base = load_spec(a.spec)
+    set_threads(None)
+    t0 = time.time()
+    lr = {"spos": a.spos_lr, "shared": a.shared_lr}
+    runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations) for s in a.seeds]
+    doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.relative_to(ROOT)),
+           "dataset": "cluttered-digits", "archs_per_seed": a.archs, "seeds": a.seeds,
+           "recipes": {r: RECIPES[r] for r in a.recipes},
+           "goals": {"kendall_tau": ">= 0.5 (mean over seeds)",
+                     "winner": "stand-alone accuracy above the 75th percentile of random "
+                               "feasible architectures"},
+           "summary": summarize(runs, a.recipes), "runs": runs,
+           "wall_seconds": round(time.time() - t0, 1), "machine": machine_info("torch"),
+           "command": "python " + " ".join(sys.argv)}
+    text = json.dumps(doc, indent=1)
+    if a.out:
+        a.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
