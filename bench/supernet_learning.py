@@ -63,6 +63,11 @@ def spaces(layout: Layout, ops: tuple[str, ...]) -> dict[str, SearchSpace]:
 
 def run(spec_path: Path, archs: int, only: str | None) -> dict[str, Any]:
     spec = load_spec(spec_path)
+    # the diagnosis is of plain SPOS: the paper's stride-2 ops, no shortcut, nothing shared
+    # (bench/supernet_remedies.py measures the remedies)
+    spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(
+        update={"downsample_shortcut": False}), "supernet": spec.supernet.model_copy(
+        update={"lr": 0.2})})
     layout = Layout.from_spec(spec.backbone)
     data = data_of(spec)
     cfg = train_config(spec.supernet, spec.seed)

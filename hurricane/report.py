@@ -35,13 +35,15 @@ def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def supernet_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per supernet training (stage1; stage2 per a_win1): its loss curve and how random
+    """Per supernet training (stage1; stage2 per a_win1; proxyless per device): its loss curve and how random
     architectures score through it, as the training steps' results hold them."""
     runs: dict[str, dict[str, Any]] = {}
     if "stage1" in results:
         runs["stage1"] = results["stage1"]
     for d in results.get("stage2", {}).get("devices", {}).values():
         runs.setdefault(f"stage2 ({d['a_win1']})", d)
+    for name, d in results.get("proxyless", {}).get("devices", {}).items():
+        runs[f"proxyless ({name})"] = d
     return {label: {"loss_curve": t.get("loss_curve", []), "final_loss": t.get("final_loss"),
                     "iterations": t.get("iterations"), "quality": t.get("quality")}
             for label, t in runs.items()}

@@ -216,8 +216,9 @@ class SupernetTrainSpec(TrainSettings):
     sharing: Literal["none", "family", "layer"] = Field(
         "layer", description="which candidates of a layer compute from the same weights: none "
         "(plain SPOS, every candidate its own), family (OFA-style: one weight per family and "
-        "role, a candidate takes its channels and the centre of the kernel), layer (family, "
-        "plus one output projection and the downsampling shortcut for the whole layer); "
+        "role, a candidate takes its channels and the centre of the kernel; one downsampling "
+        "shortcut per layer), layer (family, plus one output projection for the whole "
+        "layer); "
         "bench/supernet_ranking.py measures them")
     quality_archs: int = Field(
         10, ge=0, le=1000, description="random architectures of the stage's space scored "

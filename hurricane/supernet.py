@@ -1,16 +1,18 @@
 """Single-path supernet over per-layer candidate lists, its weight sharing, and standalone subnets.
 
-Sharing (``Supernet(..., sharing=...)``), measured in bench/supernet_learning.py and
+Sharing (``Supernet(..., sharing=...)``), measured in bench/supernet_remedies.py and
 bench/supernet_ranking.py:
 
 - ``none``: every candidate owns its weights (plain SPOS).
 - ``family``: within a layer, the candidates of one family (SEP, MB, Choice, ChoiceX) compute
   their convolutions from one weight tensor per role, OFA-style: a candidate takes the leading
   input/output channels it needs (its expansion) and the centre k x k of the largest kernel.
-  BatchNorm statistics and squeeze-excite stay per candidate.
-- ``layer``: ``family``, and every candidate of a layer writes its output channels through one
-  layer-wide projection (its last pointwise convolutions are row/column slices of it), so the
-  features a stride-2 layer hands on mean the same whichever family was sampled.
+  BatchNorm statistics and squeeze-excite stay per candidate; the stride-2 projection shortcut
+  (``backbone.downsample_shortcut``) is one convolution for the whole layer.
+- ``layer`` (the default of searches): ``family``, and every candidate of a layer writes its
+  output channels through one layer-wide projection (its last pointwise convolutions are
+  row/column slices of it), so the features a stride-2 layer hands on mean the same whichever
+  family was sampled.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ def share_layer(candidates: dict[str, nn.Module], sharing: str) -> dict[str, tor
             role = "out" if name in outs else f"{fam}_{len(convs) - pos}"
             plan.setdefault(role, []).append((m, pre + name, conv, outs.get(name, 0)))
         if isinstance(m, Downsample):  # the shortcut: one for the whole layer
-            plan.setdefault("short", []).append((m, "short.1", m.short[1], 0))
+            short = m.short[1]
+            assert isinstance(short, nn.Conv2d)
+            plan.setdefault("short", []).append((m, "short.1", short, 0))
     banks: dict[str, torch.Tensor] = {}
     for role, users in plan.items():
         shape = [max(row + c.weight.shape[0] for _, _, c, row in users),

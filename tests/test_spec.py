@@ -58,6 +58,14 @@ def test_unknown_dataset_lists_choices() -> None:
     assert "dataset.name" in msg and "'digits'" in msg and "'cifar10'" in msg
 
 
+def test_supernet_sharing_and_shortcut_defaults_and_errors() -> None:
+    s = parse_spec(tiny_spec_dict())
+    assert s.supernet.sharing == "layer" and s.backbone.downsample_shortcut is True
+    msg = _err(supernet={"sharing": "all"})
+    assert "supernet.sharing" in msg and "'none'" in msg and "'family'" in msg and "'layer'" in msg
+    assert "backbone.downsample_shortcut" in _err(backbone={"downsample_shortcut": "maybe"})
+
+
 def test_unknown_strategy_and_device() -> None:
     assert "strategy" in _err(strategy="darts") and "allowed: spos" in _err(strategy="darts")
     msg = _err(devices=[{"name": "tpu", "latency_budget_ms": 3}])

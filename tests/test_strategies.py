@@ -57,6 +57,12 @@ def test_proxyless_searches_each_device_with_its_table(store) -> None:
         assert sum(p.values()) == pytest.approx(1.0)
         assert set(p) == set(load_space(store, sid).choices[int(layer)])
     assert len(store.list(search_key(sid, "proxyless", "cpu", "ckpt"))) >= 1
+    # its supernet's quality is measured and reported like the one-shot stages'
+    q = r["quality"]
+    assert q["archs"] == spec.supernet.quality_archs and 0 <= q["accuracy_mean"] <= 1
+    sup = report["supernets"]["proxyless (cpu)"]
+    assert sup["quality"] == q and sup["loss_curve"][-1][0] == 16
+    assert ("did not learn" in " ".join(report["warnings"])) == (not q["reliable"])
 
 
 def test_spos_on_the_manual_space(store) -> None:

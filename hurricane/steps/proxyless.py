@@ -18,8 +18,10 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    quality_warnings,
     resolve_budget,
     searched_devices,
+    supernet_quality,
     train_config,
 )
 from hurricane.store import ArtifactStore, search_key
@@ -59,7 +61,7 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
             latency_loss=ps.latency_loss, latency_lambda=ps.latency_lambda,
             latency_beta=ps.latency_beta)
         torch.manual_seed(spec.seed)
-        net = Supernet(layout, space)
+        net = Supernet(layout, space, sharing=spec.supernet.sharing)
         res = proxyless_search(
             layout, space, data, table, budget * scale, cfg,
             latency=lambda a, m=model, s=scale: m(a) * s,  # type: ignore[misc]
@@ -69,8 +71,20 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
         out = res.to_json()
         out.update(budget_ms=budget, latency_ms=model(res.arch), table_scale=scale,
                    budget_table_ms=budget * scale,
-                   supernet_accuracy=SupernetScorer(net, data, spec)(res.arch))
+                   supernet_accuracy=SupernetScorer(net, data, spec)(res.arch),
+                   sharing=net.sharing)
+        quality = supernet_quality(net, space, data, spec)
+        if quality is not None:
+            out["quality"] = quality
         store.put_json(proxyless_key(search_id, name), out)
+
+
+def _curve(history: list[dict[str, Any]], points: int = 12) -> list[list[float]]:
+    """(step, loss) of the weight training, thinned to ``points`` (first and last kept)."""
+    rows = [h for h in history if h.get("loss") is not None]
+    idx = range(len(rows)) if len(rows) <= points else sorted(
+        {round(i * (len(rows) - 1) / (points - 1)) for i in range(points)})
+    return [[int(rows[i]["step"]), round(float(rows[i]["loss"]), 4)] for i in idx]
 
 
 def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
@@ -82,8 +96,9 @@ def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> 
                      "expected_latency_ms": r["expected_latency_ms"],
                      "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
                      "iterations": r["iterations"], "arch_updates": r["arch_updates"],
-                     "train_seconds": r["seconds"]}
-    return {"devices": out}
+                     "train_seconds": r["seconds"], "loss_curve": _curve(r.get("history") or []),
+                     **({"quality": r["quality"]} if "quality" in r else {})}
+    return {"devices": out, **quality_warnings({f"proxyless ({n})": d for n, d in out.items()})}
 
 
 STEPS.register("proxyless", Step(  # one gradient search per device, on any node
