@@ -15,7 +15,8 @@ spread over >10 points there), per seed and per training recipe:
 
 Recipes: ``spos`` is plain SPOS as the paper runs it (independent candidate weights, the
 paper's stride-2 ops without a shortcut); ``shared`` is the library's default (projection
-shortcut at stride-2 layers, ``sharing: layer``). Each recipe has its own backbone, so the
+shortcut at stride-2 layers, ``sharing: layer``); ``family`` (shortcut, ``sharing: family``)
+runs when named in ``--recipes``. Each recipe has its own backbone, so the
 stand-alone networks are trained once per backbone.
 
     python bench/supernet_ranking.py --out bench/results/supernet_ranking.json
@@ -57,6 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES: dict[str, dict[str, Any]] = {
     "spos": {"sharing": "none", "downsample_shortcut": False},
     "shared": {"sharing": "layer", "downsample_shortcut": True},
+    "family": {"sharing": "family", "downsample_shortcut": True},
 }
 
 
@@ -183,9 +185,10 @@ def main() -> None:
     ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits-cpu.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--archs", type=int, default=12)
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--recipes", nargs="+", default=["spos", "shared"], choices=list(RECIPES))
     ap.add_argument("--spos-lr", type=float, help="supernet lr of the spos recipe (default: spec)")
     ap.add_argument("--shared-lr", type=float, help="supernet lr of the shared recipe")
+    ap.add_argument("--family-lr", type=float, help="supernet lr of the family recipe")
     ap.add_argument("--supernet-iterations", type=int,
                     help="supernet iterations (default: the spec's)")
     ap.add_argument("--out", type=Path)
@@ -193,7 +196,7 @@ def main() -> None:
     base = load_spec(a.spec)
     set_threads(None)
     t0 = time.time()
-    lr = {"spos": a.spos_lr, "shared": a.shared_lr}
+    lr = {"spos": a.spos_lr, "shared": a.shared_lr, "family": a.family_lr}
     runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations) for s in a.seeds]
     doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.relative_to(ROOT)),
            "dataset": "cluttered-digits", "archs_per_seed": a.archs, "seeds": a.seeds,
