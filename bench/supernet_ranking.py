@@ -127,8 +127,22 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
             "winner_above_p75": won > p75, "seconds": round(time.time() - t0, 1)}
 
 
+def known_standalone(path: Path | None) -> dict[tuple[int, bool, str], float]:
+    """(seed, shortcut, arch) -> stand-alone accuracy from an earlier run's JSON: the same
+    architecture trained with the same seed and backbone, so a new recipe need not retrain it."""
+    if path is None:
+        return {}
+    out: dict[tuple[int, bool, str], float] = {}
+    for run in json.loads(path.read_text())["runs"]:
+        for r in run["recipes"].values():
+            for arch, acc in zip(r["archs"], r["standalone"], strict=True):
+                out[(run["seed"], r["backbone_shortcut"], arch)] = acc
+    return out
+
+
 def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
-             lr: dict[str, float | None], iterations: int | None) -> dict[str, Any]:
+             lr: dict[str, float | None], iterations: int | None,
+             known: dict[tuple[int, bool, str], float]) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": seed, "recipes": {}}
     for recipe in recipes:
         spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations)
@@ -142,7 +156,10 @@ def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
         archs = feasible_sample(space, table.arch_latency, budget, n, seed=1000 + seed)
         t0 = time.time()
         cache: dict[str, float] = {}
-        alone = [standalone(spec, a, data) for a in archs]
+        sc = spec.backbone.downsample_shortcut
+        alone = [known[(seed, sc, str(a))] if (seed, sc, str(a)) in known
+                 else standalone(spec, a, data) for a in archs]
+        reused = sum((seed, sc, str(a)) in known for a in archs)
         cache.update({str(a): v for a, v in zip(archs, alone, strict=True)})
         res = run_recipe(spec, recipe, archs, alone, space, table, budget, data, cache)
         res.update(backbone_shortcut=spec.backbone.downsample_shortcut,
@@ -151,6 +168,7 @@ def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
                    budget_ms=round(budget, 4), archs=[str(a) for a in archs],
                    standalone=[round(a, 4) for a in alone],
                    standalone_spread=round(max(alone) - min(alone), 4),
+                   standalone_reused=reused,
                    standalone_seconds=round(time.time() - t0 - res["seconds"], 1))
         out["recipes"][recipe] = res
         print(json.dumps({"seed": seed, "recipe": recipe,
@@ -191,13 +209,18 @@ def main() -> None:
     ap.add_argument("--family-lr", type=float, help="supernet lr of the family recipe")
     ap.add_argument("--supernet-iterations", type=int,
                     help="supernet iterations (default: the spec's)")
+    ap.add_argument("--standalone-from", type=Path,
+                    help="reuse the stand-alone accuracies of this earlier result (same seed, "
+                    "backbone and architecture)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     base = load_spec(a.spec)
     set_threads(None)
     t0 = time.time()
     lr = {"spos": a.spos_lr, "shared": a.shared_lr, "family": a.family_lr}
-    runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations) for s in a.seeds]
+    known = known_standalone(a.standalone_from)
+    runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations, known)
+            for s in a.seeds]
     doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.relative_to(ROOT)),
            "dataset": "cluttered-digits", "archs_per_seed": a.archs, "seeds": a.seeds,
            "recipes": {r: RECIPES[r] for r in a.recipes},
