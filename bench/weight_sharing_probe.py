@@ -7,7 +7,8 @@ are independent (today's supernet), independent but initialised from one weight 
 tied (`tie`): every MB_k_e candidate of a layer runs centre k x k of MB_7_6's depthwise kernel
 and its first cin*e expansion channels (own BatchNorm statistics), so each step trains the
 shared weights. Scores 10 random architectures through the supernet after BN recalibration.
-A probe for issue 15's method work (the tied module here is not the library's yet).
+The first probe for issue 15; the library now does this (and more) with `Supernet(sharing=...)`:
+bench/supernet_remedies.py measures it.
 
     python bench/weight_sharing_probe.py --out bench/results/weight_sharing_probe.json
 """
@@ -89,6 +90,8 @@ def run_one(a: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     spec = load_spec(ROOT / "examples" / "digits-cpu.yaml")
+    spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(
+        update={"downsample_shortcut": False})})  # as measured: the paper's plain ops
     layout = Layout.from_spec(spec.backbone)
     data = data_of(spec)
     ops = tuple(spec.space.ops or ())
