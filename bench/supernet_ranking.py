@@ -14,9 +14,9 @@ spread over >10 points there), per seed and per training recipe:
    place it among the random feasible architectures (goal: above their 75th percentile).
 
 Recipes: ``spos`` is plain SPOS as the paper runs it (independent candidate weights, the
-paper's stride-2 ops without a shortcut); ``shared`` is the library's default (projection
-shortcut at stride-2 layers, ``sharing: layer``); ``family`` (shortcut, ``sharing: family``)
-runs when named in ``--recipes``. Each recipe has its own backbone, so the
+paper's stride-2 ops without a shortcut); ``shared`` has the projection shortcut at stride-2
+layers and ``sharing: layer``; ``family`` (the library's default: shortcut, ``sharing:
+family``) runs when named in ``--recipes``. Each recipe has its own backbone, so the
 stand-alone networks are trained once per backbone.
 
     python bench/supernet_ranking.py --out bench/results/supernet_ranking.json

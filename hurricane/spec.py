@@ -214,7 +214,7 @@ class SupernetTrainSpec(TrainSettings):
         "level); `iterations` stays the cap and the lr schedule's length")
     stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
     sharing: Literal["none", "family", "layer"] = Field(
-        "layer", description="which candidates of a layer compute from the same weights: none "
+        "family", description="which candidates of a layer compute from the same weights: none "
         "(plain SPOS, every candidate its own), family (OFA-style: one weight per family and "
         "role, a candidate takes its channels and the centre of the kernel; one downsampling "
         "shortcut per layer), layer (family, plus one output projection for the whole "

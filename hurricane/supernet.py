@@ -4,15 +4,15 @@ Sharing (``Supernet(..., sharing=...)``), measured in bench/supernet_remedies.py
 bench/supernet_ranking.py:
 
 - ``none``: every candidate owns its weights (plain SPOS).
-- ``family``: within a layer, the candidates of one family (SEP, MB, Choice, ChoiceX) compute
-  their convolutions from one weight tensor per role, OFA-style: a candidate takes the leading
-  input/output channels it needs (its expansion) and the centre k x k of the largest kernel.
+- ``family`` (the default of searches): within a layer, the candidates of one family (SEP,
+  MB, Choice, ChoiceX) compute their convolutions from one weight tensor per role, OFA-style: a
+  candidate takes the leading input/output channels it needs (its expansion) and the centre
+  k x k of the largest kernel.
   BatchNorm statistics and squeeze-excite stay per candidate; the stride-2 projection shortcut
   (``backbone.downsample_shortcut``) is one convolution for the whole layer.
-- ``layer`` (the default of searches): ``family``, and every candidate of a layer writes its
-  output channels through one layer-wide projection (its last pointwise convolutions are
-  row/column slices of it), so the features a stride-2 layer hands on mean the same whichever
-  family was sampled.
+- ``layer``: ``family``, and every candidate of a layer writes its output channels through one
+  layer-wide projection (its last pointwise convolutions are row/column slices of it), so the
+  features a stride-2 layer hands on mean the same whichever family was sampled.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def test_unknown_dataset_lists_choices() -> None:
 
 def test_supernet_sharing_and_shortcut_defaults_and_errors() -> None:
     s = parse_spec(tiny_spec_dict())
-    assert s.supernet.sharing == "layer" and s.backbone.downsample_shortcut is True
+    assert s.supernet.sharing == "family" and s.backbone.downsample_shortcut is True
     msg = _err(supernet={"sharing": "all"})
     assert "supernet.sharing" in msg and "'none'" in msg and "'family'" in msg and "'layer'" in msg
     assert "backbone.downsample_shortcut" in _err(backbone={"downsample_shortcut": "maybe"})
