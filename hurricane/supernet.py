@@ -18,7 +18,6 @@ bench/supernet_ranking.py:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +27,6 @@ from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Head, Layout, build_stem
 from hurricane.ops import OPS, Downsample, ShuffleBlock, build_op
 
-Sharing = Literal["none", "family", "layer"]
 SHARING: tuple[str, ...] = ("none", "family", "layer")
 
 
@@ -103,7 +101,7 @@ def share_layer(candidates: dict[str, nn.Module], sharing: str) -> dict[str, tor
         shape = [max(row + c.weight.shape[0] for _, _, c, row in users),
                  *(max(c.weight.shape[d] for _, _, c, _ in users) for d in (1, 2, 3))]
         bank = torch.empty(shape)
-        # the largest user's own initialisation, so a candidate's slice starts as it would alone
+        # Kaiming-uniform over the bank, rescaled to the largest user's initial range
         _, _, big, _ = max(users, key=lambda u: u[2].weight.numel())
         nn.init.kaiming_uniform_(bank, a=5 ** 0.5)
         bank.mul_(big.weight.detach().abs().max() / bank.abs().max().clamp_min(1e-12))
