@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from hurricane import progress
@@ -199,6 +199,15 @@ def supernet_quality(net: Supernet, space: SearchSpace, data: Data,
     out = quality_verdict(accs, num_classes=data.num_classes, margin=spec.supernet.quality_margin)
     out["accuracies"] = {str(a): round(x, 4) for a, x in zip(archs, accs, strict=True)}
     return out
+
+
+def loss_curve(history: Sequence[Sequence[float]], points: int = 12) -> list[list[float]]:
+    """(step, loss) pairs thinned to at most ``points`` evenly spaced entries, first and last
+    kept: a training's loss curve for step results and reports."""
+    idx: Sequence[int] = range(len(history))
+    if len(history) > points:
+        idx = sorted({round(i * (len(history) - 1) / (points - 1)) for i in range(points)})
+    return [[int(history[i][0]), round(float(history[i][1]), 4)] for i in idx]
 
 
 def quality_warnings(trainings: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    loss_curve,
     quality_warnings,
     resolve_budget,
     searched_devices,
@@ -139,11 +139,7 @@ def _public(summary: dict[str, Any], points: int = 12) -> dict[str, Any]:
     """A training's train.json for its step result: the loss history thinned to at most
     ``points`` (step, mean loss) entries, first and last kept, as ``loss_curve``."""
     out = {k: v for k, v in summary.items() if k != "loss_history"}
-    history = summary.get("loss_history") or []
-    idx: Sequence[int] = range(len(history))
-    if len(history) > points:
-        idx = sorted({round(i * (len(history) - 1) / (points - 1)) for i in range(points)})
-    out["loss_curve"] = [[int(history[i][0]), round(history[i][1], 4)] for i in idx]
+    out["loss_curve"] = loss_curve(summary.get("loss_history") or [], points)
     return out
 
 

@@ -18,6 +18,7 @@ from hurricane.steps.common import (
     layout_of,
     load_space,
     load_table,
+    loss_curve,
     quality_warnings,
     resolve_budget,
     searched_devices,
@@ -79,14 +80,6 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
         store.put_json(proxyless_key(search_id, name), out)
 
 
-def _curve(history: list[dict[str, Any]], points: int = 12) -> list[list[float]]:
-    """(step, loss) of the weight training, thinned to ``points`` (first and last kept)."""
-    rows = [h for h in history if h.get("loss") is not None]
-    idx = range(len(rows)) if len(rows) <= points else sorted(
-        {round(i * (len(rows) - 1) / (points - 1)) for i in range(points)})
-    return [[int(rows[i]["step"]), round(float(rows[i]["loss"]), 4)] for i in idx]
-
-
 def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
     out = {}
     for name in searched_devices(spec):
@@ -96,7 +89,9 @@ def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> 
                      "expected_latency_ms": r["expected_latency_ms"],
                      "argmax_arch": r["argmax_arch"], "fallback": r["fallback"],
                      "iterations": r["iterations"], "arch_updates": r["arch_updates"],
-                     "train_seconds": r["seconds"], "loss_curve": _curve(r.get("history") or []),
+                     "train_seconds": r["seconds"], "loss_curve": loss_curve(
+                         [(h["step"], h["loss"]) for h in r.get("history") or []
+                          if h.get("loss") is not None]),
                      **({"quality": r["quality"]} if "quality" in r else {})}
     return {"devices": out, **quality_warnings({f"proxyless ({n})": d for n, d in out.items()})}
 
