@@ -12,6 +12,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 FORMAT = "hurricane.latency-predictor/2"
+FLOOR_FRACTION = 0.25  # of the fastest measured latency
 FORMATS = ("hurricane.latency-predictor/1", FORMAT)  # /1: a fixed configuration, no selection
 
 # Scale given to the standardised table-sum feature: a large feature value means a small weight, so
@@ -208,6 +209,7 @@ class LatencyPredictor:
         self.alpha_: float | None = None
         self.lambda_: float | None = None
         self.n_train = 0
+        self.floor_ms = 0.0  # predictions never go below this (see _set_weights)
 
     # ----- encoding -----
     def _check_table(self, table: Mapping[Any, Mapping[str, float]]) -> dict[int, dict[str, float]]:
@@ -443,6 +445,10 @@ class LatencyPredictor:
         self._intercept = fit.y_mean - float(self._raw_sum(idx).mean())
         self.alpha_, self.lambda_ = fit.alpha, fit.lam
         self.n_train = n
+        # a raw-latency linear model extrapolates to <= 0 ms for the fastest corner of a big
+        # space, which would make any budget look feasible: no network runs in less than its
+        # fixed part, nor far below the fastest one measured
+        self.floor_ms = max(self.fixed_ms, FLOOR_FRACTION * float(y.min()))
 
     def _raw_sum(self, idx: np.ndarray) -> np.ndarray:
         """The model's sum for op indices, in target units, before offset and intercept."""
@@ -472,7 +478,7 @@ class LatencyPredictor:
             if self._offset:
                 v += self._table_raw(chunk, self._log)
             out[s:s + step] = np.exp(v) if self._log else v
-        return out
+        return np.maximum(out, self.floor_ms, out=out)
 
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
         return self.predict_indices(self.encode(archs))
@@ -492,7 +498,8 @@ class LatencyPredictor:
                 "model": {"log_target": self._log, "table_offset": self._offset},
                 "weights": {"main": self._main_w.tolist(), "pair": self._pair_w.tolist(),
                             "table": self._table_w, "intercept": self._intercept},
-                "alpha": self.alpha_, "lambda": self.lambda_, "n_train": self.n_train}
+                "alpha": self.alpha_, "lambda": self.lambda_, "n_train": self.n_train,
+                "floor_ms": self.floor_ms}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> LatencyPredictor:
@@ -516,5 +523,6 @@ class LatencyPredictor:
         pred._table_w, pred._intercept = float(w["table"]), float(w["intercept"])
         pred.alpha_, pred.lambda_ = d.get("alpha"), d.get("lambda")
         pred.n_train = int(d.get("n_train", 0))
+        pred.floor_ms = float(d.get("floor_ms", pred.fixed_ms))
         pred.chosen = d.get("chosen")
         return pred

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import spearmanr
 
-from hurricane.predictor import LatencyPredictor, PredictorMetrics, metrics
+from hurricane.predictor import FLOOR_FRACTION, LatencyPredictor, PredictorMetrics, metrics
 
 FORMAT = "hurricane.adapted-predictor/1"
 MATRIX_FORMAT = "hurricane.latency-srcc/1"
@@ -259,6 +259,7 @@ class AdaptedPredictor:
         self.penalties_: dict[str, float | None] = {}
         self.loo_rmse_: float | None = None
         self.n_train = 0
+        self.floor_ms = 0.0
 
     # ----- features -----
     def encode(self, archs: Sequence[Any]) -> np.ndarray:
@@ -317,6 +318,8 @@ class AdaptedPredictor:
             raise ValueError("adaptation needs at least 3 target measurements")
         if not np.all(np.isfinite(y)) or np.any(y <= 0):
             raise ValueError("latencies must be finite and > 0 ms")
+        # as in LatencyPredictor: a raw-ms model must not extrapolate to <= 0 ms
+        self.floor_ms = FLOOR_FRACTION * float(y.min())
         if self.log_target:
             y = np.log(y)
         sd = float(y.std()) or 1.0
@@ -385,7 +388,8 @@ class AdaptedPredictor:
             c = self._counts(idx)
             half = self._pairs / 2
             out += ((c @ half) * c).sum(axis=1) - c @ np.diag(half)
-        return np.exp(out) if self.log_target else out
+        out = np.exp(out) if self.log_target else out
+        return np.maximum(out, self.floor_ms, out=out)
 
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
         return self.predict_indices(self.encode(archs))
@@ -404,7 +408,7 @@ class AdaptedPredictor:
                             "b": self.b_.tolist(), "delta": self._delta.tolist(),
                             "op_pairs": self._pairs.tolist()},
                 "ops": list(self.ops), "penalties": self.penalties_, "loo_rmse": self.loo_rmse_,
-                "n_train": self.n_train}
+                "n_train": self.n_train, "floor_ms": self.floor_ms}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> AdaptedPredictor:
@@ -426,4 +430,5 @@ class AdaptedPredictor:
         pred.penalties_ = dict(d.get("penalties", {}))
         pred.loo_rmse_ = d.get("loo_rmse")
         pred.n_train = int(d.get("n_train", 0))
+        pred.floor_ms = float(d.get("floor_ms", 0.0))
         return pred

@@ -215,3 +215,19 @@ def test_reads_a_predictor_saved_by_the_previous_format(data: Data) -> None:
     old["config"] = {"log_target": True, "pair_scale": 0.1, "max_iter": 300, "table_offset": True}
     del old["model"], old["chosen"]
     np.testing.assert_array_equal(LatencyPredictor.from_json(old).predict(archs), pred.predict(archs))
+
+
+def test_a_raw_latency_model_never_predicts_at_or_below_zero() -> None:
+    # additive in raw ms: b costs 4 ms more than a in each layer, so a straight extrapolation
+    # puts (a, a) at 10 - 2 * 4 - ... < 0; a network still takes time, and a budget of ~0 ms
+    # must stay infeasible (it once made an impossible budget look met)
+    choices = (("a", "b"), ("a", "b"))
+    archs = [("b", "b"), ("a", "b"), ("b", "a")] * 4
+    lat = np.array([10.0, 4.0, 4.0] * 4) * (1 + np.linspace(-0.001, 0.001, 12))
+    pred = LatencyPredictor(choices, config=PredictorConfig(log_target=False, pair_scale=0.0,
+                                                            robust=False)).fit(archs, lat)
+    fastest = float(pred.predict([("a", "a")])[0])
+    assert fastest == pytest.approx(0.25 * lat.min())  # the floor, not the extrapolated -2 ms
+    loaded = LatencyPredictor.from_json(json.loads(json.dumps(pred.to_json())))
+    assert float(loaded.predict([("a", "a")])[0]) == fastest
+    np.testing.assert_allclose(pred.predict(archs[:3]), lat[:3], rtol=0.01)
