@@ -21,6 +21,8 @@ devices_app = typer.Typer(no_args_is_help=True, help="Device profiles.")
 app.add_typer(spec_app, name="spec")
 app.add_typer(ops_app, name="ops")
 app.add_typer(devices_app, name="devices")
+dataset_app = typer.Typer(no_args_is_help=True, help="Packed datasets: write and inspect shards.")
+app.add_typer(dataset_app, name="dataset")
 
 StoreOpt = Annotated[str, typer.Option(
     "--store", envvar="HURRICANE_STORE", help="artifact store: a directory or file:// URL")]
@@ -362,6 +364,74 @@ def strategies() -> None:
     for name in STRATEGIES:
         s = STRATEGIES.get(name)
         typer.echo(f"{name:10s} {' → '.join(s.steps)}\n           {s.description}")
+
+
+@dataset_app.command("pack")
+def dataset_pack(
+    image_dir: Annotated[Path, typer.Argument(metavar="IMAGE_DIR", help="DIR/<class>/*.jpg, or "
+                                              "DIR/train/<class>/*.jpg with optional val/, test/")],
+    dest: Annotated[str, typer.Argument(metavar="DEST", help="a directory or s3://bucket/prefix "
+                                        "(endpoint and keys: HURRICANE_S3_*)")],
+    shard_size: Annotated[str, typer.Option(help="bytes per shard, e.g. 256MB, 1GiB")] = "256MB",
+    val_fraction: Annotated[float, typer.Option(help="share of each class held out for the "
+                                                "search's validation (when there is no val/)")] = 0.15,
+    test_fraction: Annotated[float, typer.Option(help="share of each class held out for the "
+                                                 "final test (when there is no test/)")] = 0.2,
+    seed: Annotated[int, typer.Option(help="seed of the held-out draws")] = 0,
+) -> None:
+    """Pack an image folder into tar shards + an index (classes, counts, checksums), so a
+    search can stream it from a directory, a volume or object storage."""
+    from hurricane.packed import DatasetError, pack, parse_size
+
+    for name, v in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
+        if not 0 < v < 0.5:
+            _fail(f"{name} must be in (0, 0.5), got {v}")
+    try:
+        shard_bytes = parse_size(shard_size)
+    except ValueError as err:
+        _fail(f"--shard-size: {err}")
+    with progress.use_reporter(_reporter()):
+        try:
+            index = pack(image_dir, dest, shard_bytes=shard_bytes, val_fraction=val_fraction,
+                         test_fraction=test_fraction, seed=seed)
+        except (DatasetError, ValueError, OSError) as err:
+            _fail(str(err))
+    _print_dataset(index.summary(), brief=True)
+
+
+def _print_dataset(info: dict, *, brief: bool = False) -> None:  # type: ignore[type-arg]
+    n = info["samples"]
+    typer.echo(f"{info['source']}: {len(info['classes'])} classes, {n['train']} train / "
+               f"{n['val']} val / {n['test']} test images, {len(info['shards'])} shards, "
+               f"{info['bytes'] / 1e6:.1f} MB")
+    if brief:
+        return
+    width = max(len(c) for c in info["classes"])
+    typer.echo(f"  {'class':{width}s}  {'train':>8s} {'val':>8s} {'test':>8s}")
+    for c in info["classes"]:
+        row = " ".join(f"{info['per_class'][s][c]:8d}" for s in ("train", "val", "test"))
+        typer.echo(f"  {c:{width}s}  {row}")
+    for sh in info["shards"]:
+        typer.echo(f"  {sh['name']}  {sh['samples']:7d} images  {sh['bytes'] / 1e6:9.1f} MB  "
+                   f"sha256 {sh['sha256'][:16]}")
+
+
+@dataset_app.command("inspect")
+def dataset_inspect(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="a directory or s3://bucket/prefix")],
+    as_json: Annotated[bool, typer.Option("--json", help="the whole summary as JSON")] = False,
+) -> None:
+    """Classes, image counts per split and shards of a packed dataset."""
+    from hurricane.packed import DatasetError, inspect
+
+    try:
+        info = inspect(source)
+    except (DatasetError, ValueError, OSError) as err:
+        _fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        _print_dataset(info)
 
 
 def main() -> None:

@@ -16,41 +16,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from hurricane.batching import IMAGENET_MEAN, IMAGENET_STD, Batch, augment, finish, rank_rows, square
+from hurricane.batching import gen as _gen
+from hurricane.packed import IMAGE_EXTS, DatasetError, load_index
 from hurricane.spec import DatasetSpec
+from hurricane.stream import StreamSplit
 
-Batch = tuple[torch.Tensor, torch.Tensor]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class DatasetError(ValueError):
-    """The dataset on disk does not look like what the spec says."""
-
-
-def _gen(*key: int) -> torch.Generator:
-    seed = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(seed)
-
-
-def augment(x: torch.Tensor, gen: torch.Generator, *, flip: bool,
-            part: tuple[slice, int] | None = None) -> torch.Tensor:
-    """Random translation (pad + crop, 1/8 of the side) and optional horizontal flip.
-    ``part = (rows, n)``: ``x`` holds those rows of a batch of ``n``; the random draws are the
-    whole batch's, so a shard is augmented exactly as in the whole batch."""
-    n, _, h, w = x.shape
-    rows_of, total = part if part is not None else (slice(0, n), n)
-    pad = max(1, h // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dx = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[rows_of]
-    dy = torch.randint(0, 2 * pad + 1, (total,), generator=gen)[rows_of]
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # n×h
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # n×w
-    idx_n = torch.arange(n)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mask = torch.rand(total, generator=gen)[rows_of] < 0.5
-        out = torch.where(mask[:, None, None, None], out.flip(3), out)
-    return out.contiguous()
+__all__ = ["AnySplit", "Batch", "Data", "DatasetError", "Split", "StreamSplit", "augment", "load_data"]
 
 
 class Split:
@@ -82,19 +54,11 @@ class Split:
 
     def _prepare(self, idx: torch.Tensor, gen: torch.Generator | None,
                  shard: tuple[int, int] = (0, 1)) -> Batch:
-        rank, world = shard
-        per = len(idx) // world
-        rows = slice(rank * per, (rank + 1) * per) if world > 1 else slice(0, len(idx))
+        rows = rank_rows(len(idx), shard)
         total, idx = len(idx), idx[rows]
-        x = self.images[idx]
-        dtype = torch.get_default_dtype()  # float32 unless a test asks for float64
-        x = x.to(dtype).div_(255) if x.dtype == torch.uint8 else x.to(dtype)
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear",
-                              align_corners=False, antialias=x.shape[-1] > self.input_size)
-        if gen is not None and self.augment:
-            x = augment(x, gen, flip=self.flip, part=(rows, total))
-        return (x - self.mean) / self.std, self.labels[idx]
+        x = finish(self.images[idx], input_size=self.input_size, mean=self.mean, std=self.std,
+                   g=gen if self.augment else None, flip=self.flip, part=(rows, total))
+        return x, self.labels[idx]
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, len(self) // batch_size)
@@ -109,10 +73,12 @@ class Split:
         perm = torch.randperm(len(self), generator=_gen(seed, epoch))
         return self._prepare(perm[i * bs:(i + 1) * bs], _gen(seed, epoch, i + 1), shard)
 
-    def train_batches(self, batch_size: int, *, seed: int, start: int = 0) -> Iterator[Batch]:
+    def train_batches(self, batch_size: int, *, seed: int, start: int = 0,
+                      shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+        """``train_batch(start)``, ``train_batch(start + 1)``, …"""
         step = start
         while True:
-            yield self.train_batch(step, batch_size, seed=seed)
+            yield self.train_batch(step, batch_size, seed=seed, shard=shard)
             step += 1
 
     def eval_batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
@@ -123,6 +89,13 @@ class Split:
                 return
             yield self._prepare(torch.arange(start, min(n, start + batch_size)), None)
 
+    def union(self, other: Split) -> Split:
+        """This split's images followed by ``other``'s, with this one's settings."""
+        return Split(torch.cat([self.images, other.images]),
+                     torch.cat([self.labels, other.labels]), input_size=self.input_size,
+                     mean=tuple(self.mean.flatten().tolist()),
+                     std=tuple(self.std.flatten().tolist()), augment=self.augment, flip=self.flip)
+
     def subset(self, idx: np.ndarray | torch.Tensor) -> Split:
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         return Split(self.images[idx_t], self.labels[idx_t], input_size=self.input_size,
@@ -130,23 +103,22 @@ class Split:
                      std=tuple(self.std.flatten().tolist()), augment=self.augment, flip=self.flip)
 
 
+AnySplit = Split | StreamSplit  # what training and evaluation accept
+
+
 @dataclass(frozen=True)
 class Data:
     """train: supernet training; val: architecture scoring; test: held out for final accuracy."""
 
-    train: Split
-    val: Split
-    test: Split
+    train: Split | StreamSplit
+    val: Split | StreamSplit
+    test: Split | StreamSplit
     num_classes: int
     classes: tuple[str, ...]
+    info: dict[str, object] | None = None  # a packed set's index summary (recorded per search)
 
-    def trainval(self) -> Split:
-        both = torch.cat([self.train.images, self.val.images])
-        labels = torch.cat([self.train.labels, self.val.labels])
-        return Split(both, labels, input_size=self.train.input_size,
-                     mean=tuple(self.train.mean.flatten().tolist()),
-                     std=tuple(self.train.std.flatten().tolist()),
-                     augment=self.train.augment, flip=self.train.flip)
+    def trainval(self) -> Split | StreamSplit:
+        return self.train.union(self.val)  # type: ignore[arg-type]
 
 
 def _stratified(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,9 +277,6 @@ def load_cifar10_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
                    stats=((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
 
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-
-
 def _read_folder(root: Path, classes: tuple[str, ...], input_size: int) -> tuple[torch.Tensor, np.ndarray]:
     from PIL import Image
 
@@ -316,15 +285,8 @@ def _read_folder(root: Path, classes: tuple[str, ...], input_size: int) -> tuple
         for f in sorted((root / c).iterdir()):
             if f.suffix.lower() not in IMAGE_EXTS:
                 continue
-            with Image.open(f) as raw:
-                im = raw.convert("RGB")
-                side = min(im.size)  # resize the short side, then center crop
-                scale = input_size / side
-                im = im.resize((max(input_size, round(im.width * scale)),
-                                max(input_size, round(im.height * scale))), Image.Resampling.BILINEAR)
-                left, top = (im.width - input_size) // 2, (im.height - input_size) // 2
-                im = im.crop((left, top, left + input_size, top + input_size))
-                xs.append(torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1))
+            with Image.open(f) as raw:  # short side resized, centre crop
+                xs.append(square(raw, input_size))
                 ys.append(ci)
     if not xs:
         raise DatasetError(f"no images ({', '.join(IMAGE_EXTS)}) under {root}")
@@ -361,11 +323,30 @@ def load_imagefolder_data(spec: DatasetSpec, *, input_size: int, seed: int) -> D
                    stats=(IMAGENET_MEAN, IMAGENET_STD))
 
 
+def load_packed_data(spec: DatasetSpec, *, input_size: int, seed: int) -> Data:
+    """A packed set (``hurricane dataset pack``) in a directory, on a mounted volume or at
+    ``s3://bucket/prefix``, streamed through the node's shard cache. Its train, validation
+    and test splits are the index's (``spec.val_fraction``, ``test_fraction`` and ``seed``
+    do not apply), so a search and its final test can never share an image."""
+    index = load_index(str(spec.path))
+
+    def mk(split: str, aug: bool) -> StreamSplit:
+        return StreamSplit(index, index.indices(split), input_size=input_size,
+                           mean=IMAGENET_MEAN, std=IMAGENET_STD, augment=aug and spec.augment,
+                           flip=True, workers=spec.num_workers, window=spec.shuffle_window)
+
+    info = index.summary()
+    info.pop("per_class")
+    return Data(mk("train", True), mk("val", False), mk("test", False), len(index.classes),
+                index.classes, info=info)
+
+
 LOADERS = {
     "digits": load_digits_data,
     "cluttered-digits": load_cluttered_digits_data,
     "cifar10": load_cifar10_data,
     "imagefolder": load_imagefolder_data,
+    "packed": load_packed_data,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hurricane.oppool import OPS
 
-DatasetName = Literal["digits", "cluttered-digits", "imagefolder", "cifar10"]
+DatasetName = Literal["digits", "cluttered-digits", "imagefolder", "cifar10", "packed"]
 KNOWN_CLASSES = {"digits": 10, "cluttered-digits": 10, "cifar10": 10}
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -23,33 +23,64 @@ class _Strict(BaseModel):
 
 
 class DatasetSpec(_Strict):
-    """Where images come from and how they are split."""
+    """Where images come from and how they are split. A search names a source every process
+    can reach: bundled data, a directory (on a cluster: a mounted volume), or a packed set
+    in object storage (``s3://bucket/prefix``, on the artifact store's endpoint)."""
 
     name: DatasetName = Field(
         "digits", description="digits (bundled, easy), cluttered-digits (bundled, generated: each "
         "digit on a larger field among fragments of others, plus noise; hard enough that "
-        "architectures differ), imagefolder, cifar10")
-    path: Path | None = Field(
+        "architectures differ), imagefolder, cifar10, packed (shards written by `hurricane "
+        "dataset pack`, streamed)")
+    path: str | None = Field(
         None,
         description="imagefolder: a directory with train/ (and optional val/ or test/) "
-        "class folders; cifar10: the extracted cifar-10-batches-py directory",
+        "class folders; cifar10: the extracted cifar-10-batches-py directory; packed: a "
+        "directory or s3://bucket/prefix holding index.json",
     )
     val_fraction: float = Field(
-        0.15, gt=0, lt=0.5, description="share of the training images held out for search"
+        0.15, gt=0, lt=0.5, description="share of the training images held out for search "
+        "(not for packed sets: their index fixes the splits)"
     )
     test_fraction: float = Field(
         0.2, gt=0, lt=0.5,
-        description="share held out for the final test when the dataset has no test split",
+        description="share held out for the final test when the dataset has no test split "
+        "(not for packed sets)",
     )
-    augment: bool = Field(True, description="random crop + flip (cifar10, imagefolder)")
+    augment: bool = Field(True, description="random crop + flip (cifar10, imagefolder, packed)")
     copies: int = Field(3, ge=1, le=20, description="cluttered-digits: renderings of each of "
                         "the 1,797 bundled digits")
-    num_workers: int = Field(0, ge=0, description="data loader workers (imagefolder)")
+    num_workers: int = Field(0, ge=0, le=64, description="packed: DataLoader worker processes "
+                             "that read, decode and augment batches (0: in the training process)")
+    shuffle_window: int | None = Field(
+        None, ge=1, description="packed: shards whose images are shuffled together (a node's "
+        "shard cache should hold this many); default: about 1 GiB of shards. Part of the "
+        "sample order: keep it when resuming")
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path_text(cls, v: object) -> object:
+        return str(v) if isinstance(v, PurePath) else v
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:
-        if self.name not in ("digits", "cluttered-digits") and self.path is None:
-            raise ValueError(f"dataset {self.name!r} needs 'path' (a directory)")
+        if self.name in ("digits", "cluttered-digits"):
+            return self
+        if not self.path:
+            raise ValueError(f"dataset {self.name!r} needs 'path' (a directory"
+                             + (" or s3://bucket/prefix)" if self.name == "packed" else ")"))
+        if "://" in self.path:
+            scheme = self.path.split("://", 1)[0]
+            if self.name != "packed" or scheme != "s3":
+                allowed = ("a directory or s3://bucket/prefix" if self.name == "packed"
+                           else "a directory; pack it (`hurricane dataset pack`) to read it "
+                           "from object storage as dataset 'packed'")
+                raise ValueError(f"path {self.path!r}: {scheme}:// is not a source for dataset "
+                                 f"{self.name!r}; allowed: {allowed}")
+            bucket = self.path.removeprefix("s3://").split("/", 1)[0]
+            if not bucket:
+                raise ValueError(f"path {self.path!r} names no bucket; allowed: "
+                                 "s3://bucket/prefix")
         return self
 
 

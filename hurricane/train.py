@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hurricane import progress
-from hurricane.data import Split
+from hurricane.data import AnySplit
 from hurricane.distributed import (
     GradSync,
     Place,
@@ -139,7 +139,7 @@ def _resume(checkpointer: Checkpointer | None, where: Place) -> tuple[int, dict[
 
 def train(
     model: nn.Module,
-    data: Split,
+    data: AnySplit,
     cfg: TrainConfig,
     *,
     forward: ForwardFn | None = None,
@@ -196,12 +196,13 @@ def train(
         end = start
     bar_cm = (progress.task(description, total=cfg.iterations, completed=start) if where.main
               else contextlib.nullcontext(_Silent()))
-    with bar_cm as bar:
+    batches = data.train_batches(cfg.batch_size, seed=cfg.seed, start=start, shard=where.shard())
+    with bar_cm as bar, contextlib.closing(batches):  # type: ignore[type-var]
         for step in range(start, end):
             lr = linear_lr(cfg.lr, step, cfg.iterations)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = data.train_batch(step, cfg.batch_size, seed=cfg.seed, shard=where.shard())
+            x, y = next(batches)
             if cuda:
                 x = x.pin_memory().to(where.device, non_blocking=True)
                 y = y.pin_memory().to(where.device, non_blocking=True)
@@ -247,7 +248,7 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Split, *, batch_size: int = 256, limit: int | None = None,
+def evaluate(model: nn.Module, data: AnySplit, *, batch_size: int = 256, limit: int | None = None,
              forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
     """Top-1 accuracy (0..1) over ``data`` (or its first ``limit`` batches)."""
     model.eval()

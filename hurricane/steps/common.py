@@ -10,7 +10,7 @@ from hurricane import progress
 from hurricane.arch import Arch, SearchSpace
 from hurricane.backbone import Layout
 from hurricane.contract import JobSpec
-from hurricane.data import Data, load_data
+from hurricane.data import Data, DatasetError, load_data
 from hurricane.devices import DeviceProfile, device_profile
 from hurricane.evolution import EvolutionConfig, InfeasibleBudget
 from hurricane.profiling import LatencyTable, Protocol, Timing, measure_arch
@@ -33,9 +33,29 @@ def protocol_of(spec: SearchSpec, *, repeats: int | None = None) -> Protocol:
                     threads=p.threads)
 
 
-def data_of(spec: SearchSpec) -> Data:
-    return load_data(spec.dataset, input_size=spec.backbone.input_size, seed=spec.seed,
+def dataset_key(search_id: str) -> str:
+    return search_key(search_id, "dataset.json")
+
+
+def data_of(spec: SearchSpec, store: ArtifactStore | None = None,
+            search_id: str | None = None) -> Data:
+    """The spec's dataset. A packed set's index (source, splits, shard checksums) is recorded
+    as the search's ``dataset.json`` by the first step that reads it; a later step that finds
+    another index there (the set was re-packed or replaced mid-search, so its validation and
+    test images may differ) fails instead of mixing the two."""
+    data = load_data(spec.dataset, input_size=spec.backbone.input_size, seed=spec.seed,
                      num_classes=spec.backbone.num_classes)
+    if data.info is not None and store is not None and search_id is not None:
+        key = dataset_key(search_id)
+        if not store.put_json(key, data.info, if_absent=True):
+            seen = store.get_json(key)
+            if seen.get("index_sha256") != data.info["index_sha256"]:
+                raise DatasetError(
+                    f"dataset.path {spec.dataset.path}: its index changed since this search "
+                    f"first read it (sha256 {str(seen.get('index_sha256'))[:12]}… recorded in "
+                    f"{key}, {str(data.info['index_sha256'])[:12]}… now): the validation and "
+                    "test splits may differ; restore the packed set or start a new search")
+    return data
 
 
 def table_key(search_id: str, device: str) -> str:

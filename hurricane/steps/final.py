@@ -71,7 +71,7 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     set_threads(spec.retrain.threads)
     where = place(spec.training.device)
-    data = data_of(spec)
+    data = data_of(spec, store, search_id)
     found = winners(spec, store, search_id)
     for name, cand in found.items():  # a device's job retrains every device sharing its winner
         if device is not None and cand.arch != found[device].arch:
@@ -141,7 +141,7 @@ def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
 def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     from hurricane.export import export_and_check
 
-    data = data_of(spec)
+    data = data_of(spec, store, search_id)
     x = next(data.test.eval_batches(64))[0]
     for name in devices_of(spec, device):
         key = _export_key(search_id, name)

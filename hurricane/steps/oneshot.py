@@ -63,7 +63,7 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
     torch.manual_seed(spec.seed)
     net = Supernet(layout_of(spec), space, sharing=spec.supernet.sharing)
     inherited = inherit_weights(net, init) if init is not None else 0
-    data = data_of(spec)
+    data = data_of(spec, store, search_id)
     cfg = train_config(spec.supernet, spec.seed, iterations=iterations, training=spec.training)
     ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
     res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
@@ -222,7 +222,7 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
     """Evolution under each device's budget on its stage's supernet; evolution.json holds the
     top architectures and pareto.json the accuracy/latency Pareto set of all evaluated."""
     set_threads(spec.supernet.threads)
-    data = data_of(spec)
+    data = data_of(spec, store, search_id)
     loaded: dict[str, tuple[SearchSpace, SupernetScorer]] = {}
     full = load_space(store, search_id)  # budgets are placed on the whole space
     for name in devices_of(spec, device, searched=True):

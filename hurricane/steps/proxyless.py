@@ -43,7 +43,7 @@ def proxyless_job(spec: SearchSpec, search_id: str, store: ArtifactStore,
     from hurricane.proxyless import ProxylessConfig, proxyless_search
 
     ps = spec.proxyless
-    space, data, layout = load_space(store, search_id), data_of(spec), layout_of(spec)
+    space, data, layout = load_space(store, search_id), data_of(spec, store, search_id), layout_of(spec)
     for name in devices_of(spec, device, searched=True):
         if store.exists(proxyless_key(search_id, name)):
             continue

@@ -111,7 +111,7 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
             sub, net = load_supernet(spec, store, search_id, stage)
             set_threads(spec.supernet.threads)
             finder = EvolutionSearch(sub, evolution_config(spec),
-                                     accuracy=SupernetScorer(net, data_of(spec), spec),
+                                     accuracy=SupernetScorer(net, data_of(spec, store, search_id), spec),
                                      latency=latency, budget_ms=budget,
                                      seeds=[table.fastest(sub)])
             res = finder.run()
