@@ -64,6 +64,25 @@ class TrainingPool(BaseModel):
     shm_size: str = Field("1Gi", description="/dev/shm (a memory emptyDir) per pod")
 
 
+class DataVolumes(BaseModel):
+    """How the jobs that read training data (supernet stages, evolution, retraining, export)
+    reach it: an ``s3://`` source needs nothing more than the S3 settings; a directory
+    source lives on a PersistentVolumeClaim mounted read-only at ``mount_path``; streamed
+    shards are cached on an emptyDir of ``cache_size`` per pod."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pvc: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                            description="claim mounted read-only at mount_path (ReadOnlyMany "
+                            "or ReadWriteMany when training spans nodes)")
+    mount_path: str = Field("/data", pattern=r"^/[^:]*$", description="where the claim is "
+                            "mounted: specs name dataset.path below it")
+    cache_size: str = Field("20Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                            description="emptyDir sizeLimit of the shard cache; the cache keeps "
+                            "80% of it (a shard being fetched needs room too)")
+    cache_medium: Literal["", "Memory"] = Field("", description="'' (node disk) or Memory")
+
+
 class Settings(BaseSettings):
     """Everything a service process reads from its environment (``HURRICANE_<FIELD>``)."""
 
@@ -125,6 +144,8 @@ class Settings(BaseSettings):
     k8s_pools: tuple[DevicePool, ...] = Field(
         (DevicePool(name="cpu", label="cpu"),), description="device node pools (JSON)")
     k8s_training: TrainingPool = Field(default_factory=TrainingPool, description="(JSON)")
+    k8s_data: DataVolumes = Field(default_factory=DataVolumes, description="(JSON) training "
+                                  "data volumes and the shard cache")
     k8s_backoff_limit: int = Field(3, ge=0, le=100, description="pod retries of a job "
                                    "(node disruption and preemption never count)")
     k8s_active_deadline_s: int = Field(2 * 24 * 3600, ge=60, description="a job's deadline")

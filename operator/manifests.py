@@ -16,13 +16,19 @@ from typing import Any, TypedDict
 
 from hurricane.contract import EXIT_INVALID, JobSpec
 from hurricane.devices import NODE_LABEL
-from hurricane.settings import DevicePool, Resources, Settings, Toleration, TrainingPool
+from hurricane.settings import DataVolumes, DevicePool, Resources, Settings, Toleration, TrainingPool
 
 PART_OF = "hurricane"
 MANAGED_BY = "hurricane-operator"
 CONTAINER = "job"
 RDZV_PORT = 29400
 TORCHRUN_STEPS = ("stage1", "stage2", "retrain")  # training that torchrun launches
+# steps that read the search's dataset: they get the data volume and the shard cache
+DATA_STEPS = (*TORCHRUN_STEPS, "search1", "search2", "proxyless", "transfer", "export")
+CACHE_DIR = "/var/cache/hurricane-data"
+CACHE_SHARE = 0.8  # of the emptyDir's sizeLimit: room for a shard being fetched
+_QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 1 << 10,
+             "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
 JOB_NAME_MAX = 52  # an Indexed Job's pod hostname is <name>-<index>: room for the index
 UID = 10001
 
@@ -79,13 +85,14 @@ class Cluster:
     backoff_limit: int
     active_deadline_s: int
     ttl_after_finished_s: int
+    data: DataVolumes = DataVolumes()
 
     @classmethod
     def from_settings(cls, s: Settings) -> Cluster:
         return cls(s.k8s_namespace, s.k8s_release, s.k8s_trainer_image, s.k8s_profiler_image,
                    s.k8s_image_pull_policy, s.k8s_job_service_account, s.k8s_settings_configmap,
                    s.k8s_s3_secret, s.k8s_pools, s.k8s_training, s.k8s_backoff_limit,
-                   s.k8s_active_deadline_s, s.k8s_ttl_after_finished_s)
+                   s.k8s_active_deadline_s, s.k8s_ttl_after_finished_s, s.k8s_data)
 
     def pool(self, label: str) -> DevicePool:
         for p in self.pools:
@@ -202,6 +209,37 @@ def _job(job: JobSpec, cluster: Cluster, owner: dict[str, Any], component: str,
     }
 
 
+def _bytes(quantity: str) -> int:
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)", quantity)
+    if not m or m.group(2) not in _QUANTITY:
+        raise ValueError(f"not a Kubernetes quantity: {quantity!r}")
+    return int(float(m.group(1)) * _QUANTITY[m.group(2)])
+
+
+def data_volumes(job: JobSpec, cluster: Cluster) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, Any]],
+                                                          list[dict[str, Any]]]:
+    """(volumes, mounts, env) that give a data-reading step its dataset: the claim of
+    ``cluster.data.pvc`` read-only at its mount path (directory sources), and an emptyDir for
+    the shard cache of streamed sets (``s3://`` sources use the S3 settings every pod has)."""
+    if job.step not in DATA_STEPS:
+        return [], [], []
+    d = cluster.data
+    cache: dict[str, Any] = {"sizeLimit": d.cache_size}
+    if d.cache_medium:
+        cache["medium"] = d.cache_medium
+    volumes: list[dict[str, Any]] = [{"name": "data-cache", "emptyDir": cache}]
+    mounts: list[dict[str, Any]] = [{"name": "data-cache", "mountPath": CACHE_DIR}]
+    if d.pvc:
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": d.pvc,
+                                                                  "readOnly": True}})
+        mounts.append({"name": "data", "mountPath": d.mount_path, "readOnly": True})
+    env = [{"name": "HURRICANE_DATA_CACHE_DIR", "value": CACHE_DIR},
+           {"name": "HURRICANE_DATA_CACHE_SIZE",
+            "value": str(int(_bytes(d.cache_size) * CACHE_SHARE))}]
+    return volumes, mounts, env
+
+
 def _env(job: JobSpec) -> list[dict[str, Any]]:
     base = {"HURRICANE_PROGRESS": "jsonl", "PYTHONUNBUFFERED": "1", **job.env}
     return [{"name": k, "value": v} for k, v in base.items()]
@@ -214,10 +252,11 @@ def measure_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manife
     if job.node_label is None:
         raise ValueError(f"job {job.name} names no device pool")
     pool = cluster.pool(job.node_label)
-    pod = _pod_spec(cluster, cluster.profiler_image, job.command(), env=_env(job),
+    volumes, mounts, data_env = data_volumes(job, cluster)
+    pod = _pod_spec(cluster, cluster.profiler_image, job.command(), env=_env(job) + data_env,
                     resources=_resources(pool.resources, job.resources),
                     node_selector={NODE_LABEL: pool.label, **pool.node_selector},
-                    tolerations=_tolerations(pool.tolerations))
+                    tolerations=_tolerations(pool.tolerations), volumes=volumes, mounts=mounts)
     return _job(job, cluster, owner, "measure", pod)
 
 
@@ -245,7 +284,8 @@ def training_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manif
                f"--nproc-per-node={job.nprocs}", "--node-rank=$(NODE_RANK)",
                "--rdzv-backend=c10d", f"--rdzv-endpoint={name}-0.{name}:{RDZV_PORT}",
                f"--rdzv-id={name}", f"--max-restarts={job.max_restarts}", "-m", *cmd[2:]]
-    env = [*_env(job),
+    volumes, mounts, data_env = data_volumes(job, cluster)
+    env = [*_env(job), *data_env,
            {"name": "NODE_RANK", "valueFrom": {"fieldRef": {
                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
            {"name": "HURRICANE_DIST_BACKEND", "value": "nccl" if t.gpus_per_node else "gloo"}]
@@ -255,8 +295,9 @@ def training_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manif
     pod = _pod_spec(
         cluster, cluster.trainer_image, command, env=env, resources=_resources(res),
         node_selector=dict(t.node_selector), tolerations=_tolerations(t.tolerations),
-        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": t.shm_size}}],
-        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}],
+        volumes=[{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": t.shm_size}},
+                 *volumes],
+        mounts=[{"name": "dshm", "mountPath": "/dev/shm"}, *mounts],
         extra={"subdomain": name})
     pod["containers"][0]["ports"] = [{"name": "rdzv", "containerPort": RDZV_PORT}]
     return _job(job, cluster, owner, "train", pod, {
@@ -267,9 +308,10 @@ def pool_job(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> Manifest:
     """A one-pod Job on the training pool for work that is not distributed (evolution,
     ProxylessNAS, one-proxy transfer without a device pool)."""
     t = cluster.training
-    pod = _pod_spec(cluster, cluster.trainer_image, job.command(), env=_env(job),
+    volumes, mounts, data_env = data_volumes(job, cluster)
+    pod = _pod_spec(cluster, cluster.trainer_image, job.command(), env=_env(job) + data_env,
                     resources=_resources(t.resources), node_selector=dict(t.node_selector),
-                    tolerations=_tolerations(t.tolerations))
+                    tolerations=_tolerations(t.tolerations), volumes=volumes, mounts=mounts)
     return _job(job, cluster, owner, "search", pod)
 
 

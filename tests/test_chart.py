@@ -283,6 +283,7 @@ def test_settings_configmap_parses_with_the_defaults(default_objs: list[dict[str
     assert [(p.name, p.label) for p in s.k8s_pools] == [("cpu", "cpu")]
     assert s.k8s_pools[0].resources.requests == {"cpu": "2", "memory": "4Gi"}
     assert s.k8s_training.gpus_per_node == 0
+    assert s.k8s_data.pvc is None and s.k8s_data.cache_size == "20Gi"  # s3:// sources only
     assert (s.k8s_backoff_limit, s.k8s_active_deadline_s, s.k8s_ttl_after_finished_s) == (3, 172800, 86400)
     assert s.tokens_file == "/etc/hurricane/tokens/tokens.yaml"
     assert s.public_url is None and s.s3_public_endpoint is None
@@ -315,6 +316,8 @@ def test_settings_configmap_parses_for_the_gpu_cluster(gpu_objs: list[dict[str, 
     assert [(x.key, x.operator, x.effect) for x in t.tolerations] == [
         ("nvidia.com/gpu", "Exists", "NoSchedule")]
     assert t.shm_size == "16Gi"
+    assert (s.k8s_data.pvc, s.k8s_data.mount_path, s.k8s_data.cache_size) == (
+        "datasets", "/data", "200Gi")
     assert s.public_url == "https://hurricane.ml.example.com"
     assert s.s3_public_endpoint == "https://s3.ml.example.com"
     assert s.reconcile_interval_s == 30 and s.s3_part_size_mb == 64

@@ -42,7 +42,8 @@ GPU_SETTINGS = Settings(
                   "shm_size": "16Gi",
                   "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
                                    "effect": "NoSchedule"}],
-                  "resources": {"requests": {"cpu": "16", "memory": "64Gi"}}})
+                  "resources": {"requests": {"cpu": "16", "memory": "64Gi"}}},
+    k8s_data={"pvc": "imagenet", "mount_path": "/datasets", "cache_size": "100Gi"})  # type: ignore[arg-type]
 CLUSTER = Cluster.from_settings(GPU_SETTINGS)
 
 
@@ -155,6 +156,34 @@ def test_evolution_runs_as_one_pod_on_the_training_pool() -> None:
     pod = obj["spec"]["template"]["spec"]
     assert "completionMode" not in obj["spec"] and pod["nodeSelector"] == {"hurricane.io/device": "gpu"}
     assert pod["containers"][0]["command"][:4] == ["python", "-m", "hurricane", "job"]
+
+
+@pytest.mark.parametrize("step", ["stage1", "search1", "retrain", "export", "profile"])
+def test_steps_that_read_data_get_the_claim_and_the_shard_cache(step: str) -> None:
+    device = None if step == "stage1" else "cpu"
+    job = JobSpec("digits-cpu-0a1b2c3d", step, "s3://b/runs", device=device,
+                  node_label="cpu" if step in ("export", "profile") else None)
+    obj = manifests(job, CLUSTER, OWNER)[-1]
+    validate(obj)
+    pod = obj["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    if step == "profile":  # measuring latency reads no images
+        assert "data" not in vols and "data-cache" not in vols
+        assert "HURRICANE_DATA_CACHE_DIR" not in env
+        return
+    assert vols["data"]["persistentVolumeClaim"] == {"claimName": "imagenet", "readOnly": True}
+    assert mounts["data"] == {"name": "data", "mountPath": "/datasets", "readOnly": True}
+    assert vols["data-cache"]["emptyDir"] == {"sizeLimit": "100Gi"}
+    assert env["HURRICANE_DATA_CACHE_DIR"] == mounts["data-cache"]["mountPath"]
+    assert int(env["HURRICANE_DATA_CACHE_SIZE"]) == int(0.8 * (100 << 30))  # room for a fetch
+    # without a claim (s3:// sources): only the cache
+    plain = manifests(job, Cluster.from_settings(Settings()), OWNER)[-1]
+    validate(plain)
+    names = [v["name"] for v in plain["spec"]["template"]["spec"].get("volumes", [])]
+    assert "data" not in names and "data-cache" in names
 
 
 def test_owner_object_validates() -> None:
