@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from hurricane.contract import EXIT_INVALID, JobSpec
@@ -85,7 +85,7 @@ class Cluster:
     backoff_limit: int
     active_deadline_s: int
     ttl_after_finished_s: int
-    data: DataVolumes = DataVolumes()
+    data: DataVolumes = field(default_factory=DataVolumes)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Cluster:
