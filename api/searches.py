@@ -17,6 +17,7 @@ from hurricane.api.body import invalid, parse_document, pydantic_errors, read_li
 from hurricane.api.deps import CurrentUser, OwnedSearch, ServiceDep, SettingsDep, StoreDep, base_url
 from hurricane.api.schemas import ArtifactsPublic, SearchCreated, SearchesPublic, SearchPublic
 from hurricane.api.service import FETCHED, Conflict, signed_path
+from hurricane.packed import DatasetError, peek
 from hurricane.records import SEARCH_STATES, TERMINAL
 from hurricane.spec import SearchSpec
 from hurricane.store import ArtifactStore, check_key
@@ -41,6 +42,16 @@ def imported_table_key(name: str) -> str:
 
 def check_reachable(spec: SearchSpec, store: ArtifactStore) -> None:
     """What only the service can check: workers see the object store, not this machine."""
+    ds = spec.dataset
+    if ds.name == "packed" and ds.path and ds.path.startswith("s3://"):
+        try:
+            meta = peek(ds.path)
+        except (DatasetError, ValueError) as err:
+            invalid(["body", "dataset", "path"], str(err))
+        if len(meta["classes"]) != spec.backbone.num_classes:
+            invalid(["body", "backbone", "num_classes"],
+                    f"the packed dataset at {ds.path} has {len(meta['classes'])} classes; "
+                    f"backbone.num_classes is {spec.backbone.num_classes}")
     for i, d in enumerate(spec.devices):
         if d.table is None:
             continue

@@ -77,6 +77,22 @@ def spec_validate(path: Path) -> None:
                f"× {n_ops} ops, devices: {', '.join(d.name for d in spec.devices)})")
 
 
+def _check_packed_source(spec) -> None:  # type: ignore[no-untyped-def]
+    """A packed set that is not there fails now, not after profiling."""
+    ds = spec.dataset
+    if ds.name != "packed":
+        return
+    from hurricane.packed import DatasetError, peek
+
+    try:
+        meta = peek(str(ds.path))
+    except (DatasetError, ValueError) as err:
+        _fail(str(err))
+    if len(meta["classes"]) != spec.backbone.num_classes:
+        _fail(f"backbone.num_classes is {spec.backbone.num_classes} but the packed dataset at "
+              f"{ds.path} has {len(meta['classes'])} classes")
+
+
 @app.command()
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="search spec (YAML/JSON)")],
@@ -99,6 +115,7 @@ def run(
         ex = create_executor(executor)
     except KeyError as err:
         _fail(f"--executor: {err}")
+    _check_packed_source(spec)
     st = open_store(store)
     with progress.use_reporter(_reporter(quiet)):
         try:

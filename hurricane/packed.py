@@ -155,9 +155,7 @@ def _read(store: ArtifactStore | None, root: Path | None, name: str, source: str
                            f"one with `hurricane dataset pack IMAGE_DIR {source}`)") from None
 
 
-def load_index(source: str) -> PackedIndex:
-    """Reads and checks a packed set's index; fails with what was looked for."""
-    store, root = _open_source(source)
+def _meta(source: str, store: ArtifactStore | None, root: Path | None) -> tuple[dict[str, Any], bytes]:
     raw = _read(store, root, INDEX, source)
     try:
         meta = json.loads(raw)
@@ -166,6 +164,20 @@ def load_index(source: str) -> PackedIndex:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise DatasetError(f"{source}/{INDEX}: format {got!r}, expected {FORMAT!r}")
+    return meta, raw
+
+
+def peek(source: str) -> dict[str, Any]:
+    """Only ``index.json`` (classes, shards): a cheap check that a source is a packed set,
+    for the API and the CLI before a search is submitted."""
+    store, root = _open_source(source)
+    return _meta(source, store, root)[0]
+
+
+def load_index(source: str) -> PackedIndex:
+    """Reads and checks a packed set's index; fails with what was looked for."""
+    store, root = _open_source(source)
+    meta, raw = _meta(source, store, root)
     blob = _read(store, root, SAMPLES, source)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != meta["samples_sha256"]:
@@ -525,5 +537,16 @@ def inspect(source: str) -> dict[str, Any]:
     return load_index(source).summary()
 
 
-__all__ = ["DatasetError", "PackedIndex", "SampleReader", "Shard", "ShardCache",
-           "inspect", "load_index", "pack", "parse_size", "scan_image_dir"]
+__all__ = [
+    "DatasetError",
+    "PackedIndex",
+    "SampleReader",
+    "Shard",
+    "ShardCache",
+    "inspect",
+    "load_index",
+    "pack",
+    "parse_size",
+    "peek",
+    "scan_image_dir",
+]

@@ -124,6 +124,17 @@ def test_cli_pack_and_inspect(image_dir: Path, tmp_path: Path) -> None:
     assert empty.exit_code == 2 and "has no index.json" in empty.output
 
 
+def test_run_refuses_a_missing_packed_source_before_any_step(tmp_path: Path) -> None:
+    import yaml
+
+    spec = tiny_spec_dict(dataset={"name": "packed", "path": str(tmp_path / "gone")})
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(app, ["run", str(tmp_path / "s.yaml"), "--store", str(tmp_path / "r"),
+                                 "--executor", "inline"])
+    assert r.exit_code == 2 and "gone: no such directory" in r.output
+    assert not (tmp_path / "r" / "searches").exists()  # nothing was started
+
+
 def test_sizes() -> None:
     assert parse_size("256MB") == 256_000_000 and parse_size("1GiB") == 1 << 30
     assert parse_size("500k") == 500_000 and parse_size(123) == 123
@@ -301,3 +312,28 @@ def test_a_killed_run_resumes_mid_epoch_with_identical_batches(image_dir: Path,
     start = int(rest[0].split("=")[1])  # the newest checkpoint the restarted process found
     assert start in (6, 9) and start % 7 != 0  # mid-epoch
     assert rest[1:] == straight[1 + start:]  # the same batches and, at the end, the same weights
+
+
+def test_the_api_refuses_an_s3_source_that_is_not_a_packed_set(image_dir: Path, s3_env: dict[str, str],
+                                                              service_env: dict[str, object]) -> None:
+    from fastapi.testclient import TestClient
+
+    from hurricane.api.app import create_app
+
+    get_settings.cache_clear()  # service_env's and s3_env's variables together
+    tokens: dict[str, str] = service_env["tokens"]  # type: ignore[assignment]
+    api = TestClient(create_app(), headers={"Authorization": f"Bearer {tokens['alice']}"})
+    url = f"s3://{_bucket()}/sets/digits"
+
+    def post(**over: object) -> tuple[int, str]:
+        r = api.post("/v1/searches", json=tiny_spec_dict(**over))
+        return r.status_code, r.text
+
+    code, text = post(dataset={"name": "packed", "path": url})
+    assert code == 422 and "dataset.path" in text and "has no index.json" in text
+    pack(image_dir, url, shard_bytes=1 << 16)
+    code, text = post(dataset={"name": "packed", "path": url})  # 4 classes, backbone says 10
+    assert code == 422 and "backbone.num_classes" in text and "has 4 classes" in text
+    code, text = post(dataset={"name": "packed", "path": url},
+                      backbone={**tiny_spec_dict()["backbone"], "num_classes": 4})
+    assert code == 201, text
