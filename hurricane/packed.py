@@ -55,6 +55,7 @@ SAMPLES = "samples.npz"
 SPLITS = ("train", "val", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DEFAULT_SHARD_BYTES = 256 << 20
+_TOUCH_EVERY_S = 5.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -421,16 +422,11 @@ class ShardCache:
         if self._root is not None:
             p = self._root / s.name
             if k not in self._verified:
-                if not p.is_file():
-                    raise DatasetError(f"shard {s.name} of {self.index.source} is missing")
-                with p.open("rb") as f:
-                    digest = sha256_stream(f)
-                if digest != s.sha256:
-                    raise self._corrupt(k, digest)
+                self._verify_local(k, p)
                 self._verified.add(k)
             return p
         p = self.cache_dir / f"{s.sha256}.tar"
-        if p.is_file():
+        with contextlib.suppress(FileNotFoundError):  # another process may evict it meanwhile
             os.utime(p)  # recently used
             return p
         with _locked(self.cache_dir / ".lock" / f"{s.sha256}.lock"):
@@ -455,6 +451,31 @@ class ShardCache:
                 tmp.unlink(missing_ok=True)
         self._evict(keep=p)
         return p
+
+    def _verify_local(self, k: int, p: Path) -> None:
+        """sha256 of a shard read in place, once per node: a marker in the cache directory
+        remembers (shard, size, mtime), so loader workers and later epochs do not re-hash."""
+        s = self.index.shards[k]
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise DatasetError(f"shard {s.name} of {self.index.source} is missing") from None
+        marker = self.cache_dir / "verified" / f"{s.sha256}-{st.st_size}-{st.st_mtime_ns}"
+        if marker.exists():
+            return
+        with p.open("rb") as f:
+            digest = sha256_stream(f)
+        if digest != s.sha256:
+            raise self._corrupt(k, digest)
+        with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+
+    def touch(self, k: int) -> None:
+        """Marks a cached shard as recently used (readers with an open file call this)."""
+        if self._root is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.cache_dir / f"{self.index.shards[k].sha256}.tar")
 
     def _evict(self, keep: Path) -> None:
         with _locked(self.cache_dir / ".lock" / "evict.lock"):
@@ -485,6 +506,7 @@ class SampleReader:
         self.cache = ShardCache(index, cache_dir=cache_dir, max_bytes=max_bytes)
         self.open_files = open_files
         self._fds: OrderedDict[int, int] = OrderedDict()
+        self._touched: dict[int, float] = {}
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
@@ -504,12 +526,23 @@ class SampleReader:
         fd = self._fds.get(k)
         if fd is not None:
             self._fds.move_to_end(k)
+            now = time.monotonic()
+            if now - self._touched.get(k, 0.0) > _TOUCH_EVERY_S:  # in use: not the LRU shard
+                self._touched[k] = now
+                self.cache.touch(k)
             return fd
-        fd = os.open(self.cache.path(k), os.O_RDONLY)
+        fd = self._open_shard(k)
         self._fds[k] = fd
+        self._touched[k] = time.monotonic()
         while len(self._fds) > self.open_files:
             os.close(self._fds.popitem(last=False)[1])
         return fd
+
+    def _open_shard(self, k: int) -> int:
+        for _ in range(2):
+            with contextlib.suppress(FileNotFoundError):  # evicted between path() and open()
+                return os.open(self.cache.path(k), os.O_RDONLY)
+        return os.open(self.cache.path(k), os.O_RDONLY)
 
     def read(self, i: int) -> bytes:
         k = int(self.index.shard[i])

@@ -337,3 +337,71 @@ def test_the_api_refuses_an_s3_source_that_is_not_a_packed_set(image_dir: Path, 
     code, text = post(dataset={"name": "packed", "path": url},
                       backbone={**tiny_spec_dict()["backbone"], "num_classes": 4})
     assert code == 201, text
+
+
+def test_two_ranks_stream_their_rows_and_train_like_one(packed_dir: Path, tmp_path: Path) -> None:
+    """torchrun, 2 processes (gloo), each with 2 loader workers reading its half of every
+    global batch from the packed set: the same weights as one process (float64)."""
+    from tests.test_distributed import rel_diff, run_worker
+
+    spec = tiny_spec_dict(backbone={**tiny_spec_dict()["backbone"], "num_classes": 4,
+                                    "dropout": 0.0},
+                          dataset={"name": "packed", "path": str(packed_dir), "num_workers": 2},
+                          supernet={"batch_size": 16, "lr": 0.05, "threads": 1},
+                          training={"sync_bn": True})
+    one = run_worker(tmp_path, spec, 1, 10, "float64")  # 10 steps of 16: crosses an epoch (56)
+    two = run_worker(tmp_path, spec, 2, 10, "float64")
+    assert two["world_size"] == 2
+    assert max(abs(a - b) for a, b in zip(one["history"], two["history"], strict=True)) < 1e-9
+    assert rel_diff(one["model"], two["model"]) < 1e-8
+
+
+def test_a_shard_evicted_by_another_process_is_fetched_again(packed_dir: Path,
+                                                            s3_env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    from hurricane.packed import SampleReader
+    from hurricane.stores import open_store
+
+    url = f"s3://{_bucket()}/sets/digits"
+    store = open_store(url)
+    for f in sorted(packed_dir.iterdir()):
+        store.put_file(f.name, f)
+    idx = load_index(url)
+    one = max(s.bytes for s in idx.shards)
+    a = SampleReader(idx, cache_dir=tmp_path / "c", max_bytes=one)
+    b = ShardCache(idx, cache_dir=tmp_path / "c", max_bytes=one)  # another process of the node
+    first = int(np.flatnonzero(idx.shard == 0)[0])
+    expect = a.read(first)
+    a.close()
+    b.path(1)
+    b.path(2)  # evicts shard 0
+    assert not (tmp_path / "c" / f"{idx.shards[0].sha256}.tar").exists()
+    assert a.read(first) == expect and a.cache.downloads == 2
+    a.close()
+    # evicted between path() and open(): the reader asks again
+    real = a.cache.path
+    calls = []
+
+    def racing(k: int) -> Path:
+        p = real(k)
+        if not calls:
+            p.unlink()
+        calls.append(k)
+        return p
+
+    a.cache.path = racing  # type: ignore[method-assign]
+    assert a.read(int(np.flatnonzero(idx.shard == 3)[0]))
+    assert len(calls) == 2
+
+
+def test_a_streamed_split_pickles_for_spawned_loader_workers(packed_dir: Path) -> None:
+    import functools
+    import pickle
+
+    from hurricane.stream import _train_item
+
+    split = _split(packed_dir)
+    x, y = split.train_batch(2, 8, seed=4)
+    item = pickle.loads(pickle.dumps(functools.partial(_train_item, split, 8, 4, (0, 1))))
+    x2, y2 = item(2)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
