@@ -102,6 +102,7 @@ class GradSync:
         self.bucket: list[torch.Tensor] = []
         self.bytes = 0
         self.pending: list[tuple[Any, torch.Tensor, list[torch.Tensor]]] = []
+        self.stop = False
         self.handles = [p.register_post_accumulate_grad_hook(self._ready)
                         for p in model.parameters() if p.requires_grad] if world > 1 else []
 
@@ -115,29 +116,33 @@ class GradSync:
     def _send(self, extra: torch.Tensor | None = None) -> None:
         grads = [p.grad.reshape(-1) for p in self.bucket]  # type: ignore[union-attr]
         if extra is not None:
-            grads.append(extra.reshape(1).to(grads[0].dtype if grads else extra.dtype))
+            grads.append(extra.reshape(-1).to(grads[0].dtype if grads else extra.dtype))
         if grads:
             flat = torch.cat(grads)
             self.pending.append((dist.all_reduce(flat, async_op=True), flat, self.bucket))
         self.bucket, self.bytes = [], 0
 
-    def wait(self, loss: torch.Tensor) -> float:
-        """After backward: the mean loss over ranks (every rank gets the same)."""
+    def wait(self, loss: torch.Tensor, stop: bool = False) -> float:
+        """After backward: the mean loss over ranks (every rank gets the same). ``stop`` (this
+        rank was asked to stop) travels in the same all-reduce: afterwards ``self.stop`` says
+        whether any rank was, so all stop after the same step."""
         if self.world <= 1:
+            self.stop = stop
             return float(loss.detach())
-        self._send(loss.detach())
+        flag = torch.tensor([float(stop)], dtype=loss.dtype, device=loss.device)
+        self._send(torch.cat([loss.detach().reshape(1), flag]))
         mean_loss = 0.0
         for work, flat, params in self.pending:
             work.wait()
-            flat /= self.world
             offset = 0
             for p in params:
                 g = p.grad
                 assert g is not None  # it was in the bucket because it had one
-                g.copy_(flat[offset:offset + g.numel()].view_as(g))
+                g.copy_(flat[offset:offset + g.numel()].view_as(g) / self.world)
                 offset += g.numel()
             if offset < flat.numel():
-                mean_loss = float(flat[-1])
+                mean_loss = float(flat[-2]) / self.world
+                self.stop = float(flat[-1]) > 0
         self.pending = []
         return mean_loss
 

@@ -4,9 +4,11 @@ the exit codes that tell its caller whether to retry."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import traceback
 
-from hurricane.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
+from hurricane.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS, Preempted
 from hurricane.records import SearchNotFound, load_spec
 from hurricane.store import ArtifactStore, StoreUnavailable
 from hurricane.stores import open_store
@@ -38,6 +40,15 @@ def job_main(step: str, search_id: str, store_url: str, device: str | None) -> i
     try:
         run_job(step, search_id, open_store(store_url), device=device)
         finish()
+    except Preempted as err:
+        # asked to stop (SIGTERM) and stopped at a checkpoint: end the way SIGTERM ends a
+        # process, so callers see a signal (Kubernetes: an evicted or disrupted pod; the local
+        # executor: a transient failure, retried) and never a failed job
+        log.warning("job %s/%s: %s", step, device or "all", err)
+        logging.shutdown()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return EXIT_TRANSIENT
     except StoreUnavailable as err:
         log.error("job %s/%s: %s", step, device or "all", err)
         return EXIT_TRANSIENT

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,11 +17,13 @@ import torch
 from torch import nn
 
 from hurricane import progress
+from hurricane.contract import Preempted
 from hurricane.data import AnySplit
 from hurricane.distributed import (
     GradSync,
     Place,
     agree,
+    barrier,
     broadcast_model,
     plain_batchnorm,
     sync_batchnorm,
@@ -137,6 +141,29 @@ def _resume(checkpointer: Checkpointer | None, where: Place) -> tuple[int, dict[
     return (step, checkpointer.load(step)) if step else (0, None)
 
 
+class StopRequest:
+    """SIGTERM during training asks for a stop after the current step (at a checkpoint) rather
+    than killing the process: Kueue's eviction, a node drain and a cancel all send it, and the
+    work since the last periodic checkpoint is kept. Installed only in the main thread and only
+    while training; the previous handler comes back afterwards."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def train(
     model: nn.Module,
     data: AnySplit,
@@ -197,7 +224,8 @@ def train(
     bar_cm = (progress.task(description, total=cfg.iterations, completed=start) if where.main
               else contextlib.nullcontext(_Silent()))
     batches = data.train_batches(cfg.batch_size, seed=cfg.seed, start=start, shard=where.shard())
-    with bar_cm as bar, contextlib.closing(batches):  # type: ignore[type-var]
+    preempted = False
+    with StopRequest() as stop, bar_cm as bar, contextlib.closing(batches):  # type: ignore[type-var]
         for step in range(start, end):
             lr = linear_lr(cfg.lr, step, cfg.iterations)
             for g in opt.param_groups:
@@ -214,7 +242,8 @@ def train(
                 loss = loss_fn(fwd(model, x, step), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # gradients travel to the other ranks while this runs
-            loss_val = sync.wait(loss)
+            loss_val = sync.wait(loss, stop.requested)
+            preempted = sync.stop  # any rank asked: every rank stops after this step
             opt.step()
             done = step + 1
             recent.append(loss_val)
@@ -225,7 +254,7 @@ def train(
             converged = (cfg.stop_loss is not None and len(recent) == cfg.stop_window
                          and sum(recent) / len(recent) <= cfg.stop_loss)
             if where.main and checkpointer is not None and (
-                    done % cfg.checkpoint_every == 0 or done == end or converged):
+                    done % cfg.checkpoint_every == 0 or done == end or converged or preempted):
                 checkpointer.save(done, {"step": done, "model": model.state_dict(),
                                          "optimizer": opt.state_dict(),
                                          "recent_losses": list(recent), "history": history,
@@ -234,6 +263,15 @@ def train(
             if converged:
                 end = done
                 break
+            if preempted and done < end:
+                progress.message(f"{description}: SIGTERM: stopped after step {done} "
+                                 "(checkpoint written); a new run continues from it")
+                break
+    if preempted and done < end:
+        sync.close()
+        if where.distributed:
+            barrier(where.world)  # rank 0's checkpoint is written before any rank exits
+        raise Preempted(done)
     seconds = time.perf_counter() - t0
     steps = max(0, end - start)
     bs = min(cfg.batch_size, len(data))

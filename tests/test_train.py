@@ -2,22 +2,91 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
 import torch
 
+from hurricane.contract import Preempted
 from hurricane.steps import data_of, layout_of, path_sampler, pool_space
 from hurricane.supernet import Supernet
 from hurricane.train import Checkpointer, TrainConfig, param_groups, train
 
 
-def _run(spec, store, prefix, *, stop_after=None):  # type: ignore[no-untyped-def]
+def _run(spec, store, prefix, *, stop_after=None, forward=None):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     net = Supernet(layout_of(spec), pool_space(spec))
     cfg = TrainConfig(iterations=10, batch_size=16, lr=0.1, checkpoint_every=3, seed=spec.seed,
                       threads=1)
     ckpt = Checkpointer(store, prefix, keep=2)
-    res = train(net, data_of(spec).train, cfg, forward=path_sampler(pool_space(spec), spec.seed),
+    res = train(net, data_of(spec).train, cfg,
+                forward=forward or path_sampler(pool_space(spec), spec.seed),
                 checkpointer=ckpt, stop_after=stop_after)
     return net, res, ckpt
+
+
+def test_sigterm_stops_after_the_step_at_a_checkpoint_and_resumes_exactly(tiny_spec, store) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM (Kueue's eviction, a drain, a cancel) during step 5: that step finishes, a
+    checkpoint of step 5 is written (not only the periodic one of step 3), Preempted is raised;
+    a new run continues from step 5 to the same weights as a straight run. The handler is gone
+    afterwards."""
+    straight, _, _ = _run(tiny_spec, store, "s")
+    sample = path_sampler(pool_space(tiny_spec), tiny_spec.seed)
+
+    def forward(m, x, step):  # type: ignore[no-untyped-def]
+        if step == 4:  # the fifth step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return sample(m, x, step)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Preempted) as err:
+        _run(tiny_spec, store, "p", forward=forward)
+    assert err.value.step == 5 and signal.getsignal(signal.SIGTERM) is before
+    _, _, ckpt = _run(tiny_spec, store, "p", stop_after=0)
+    assert ckpt.steps() == [3, 5]
+    resumed, res, _ = _run(tiny_spec, store, "p")
+    assert res.resumed_from == 5 and res.steps == 10
+    a, b = straight.state_dict(), resumed.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_sigtermed_job_process_ends_by_the_signal_after_its_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`hurricane job stage1` SIGTERMed mid-training exits the way SIGTERM ends a process
+    (callers treat it as a disruption, never as a failed job), after the checkpoint."""
+    from hurricane.executor import InlineExecutor
+    from hurricane.pipeline import run_step
+    from hurricane.records import submit
+    from hurricane.spec import SearchSpec
+    from hurricane.store import LocalStore
+    from tests.conftest import tiny_spec_dict
+    from tests.servers import wait_for
+
+    store = LocalStore(tmp_path / "runs")
+    spec = SearchSpec.model_validate(tiny_spec_dict(
+        supernet={"iterations": 3000, "checkpoint_every": 100_000}))
+    sid = submit(spec, store, "term")
+    for step in ("profile", "space", "predictor"):
+        run_step(step, spec, sid, store, InlineExecutor())
+    env = {**os.environ, "HURRICANE_PROGRESS": "jsonl", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hurricane", "job", "stage1", "--search", sid,
+                             "--store", store.url], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.count('"event": "advance"') and len(lines) > 20:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM, rest[-2000:]
+    stopped = int(rest.split("stopped after step ")[1].split()[0])
+    ckpts = wait_for(lambda: store.list(f"searches/{sid}/stage1/ckpt"), 10)
+    assert ckpts[-1].endswith(f"ckpt-{stopped:09d}.pt") and 0 < stopped < 3000
 
 
 def test_resume_gives_bitwise_identical_weights(tiny_spec, store) -> None:
