@@ -21,17 +21,22 @@ class ProgressPublic(_Open):
 
 class UnitPublic(_Open):
     state: str = Field(description="queued, running, retrying, succeeded, failed, cancelled")
+    reason: str | None = Field(None, description="why a queued unit waits, e.g. Kueue's "
+                               "message: no quota yet, or evicted (preempted)")
     started: str | None = None
     finished: str | None = None
     seconds: float | None = None
+    queued_s: float | None = Field(None, description="seconds spent waiting for admission")
+    evictions: int | None = Field(None, description="times its job was evicted after running")
     attempt: int | None = None
     error: str | None = None
     progress: ProgressPublic | None = None
 
 
 class StepPublic(_Open):
-    state: str = Field(description="pending, running, succeeded, failed (or queued after a "
-                       "resume)")
+    state: str = Field(description="pending, running, queued (its jobs wait for admission, "
+                       "e.g. by Kueue; see reason; also after a resume), succeeded, failed")
+    reason: str | None = Field(None, description="why a queued step waits")
     started: str | None = None
     finished: str | None = None
     seconds: float | None = None

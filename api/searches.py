@@ -225,15 +225,16 @@ def _changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[tuple[str,
     out: list[tuple[str, dict[str, Any]]] = []
     for step, st in new["steps"].items():
         before = (old or {}).get("steps", {}).get(step, {"state": "pending"})
-        if before.get("state") != st["state"]:
-            out.append(("step", {"step": step, "state": st["state"],
+        if (before.get("state"), before.get("reason")) != (st["state"], st.get("reason")):
+            out.append(("step", {"step": step, "state": st["state"], "reason": st.get("reason"),
                                  "seconds": st.get("seconds"), "error": st.get("error")}))
         for unit, u in st.get("units", {}).items():
             bu = before.get("units", {}).get(unit, {})
-            if (bu.get("state"), bu.get("attempt")) != (u.get("state"), u.get("attempt")):
+            key = ("state", "attempt", "reason")
+            if tuple(bu.get(k) for k in key) != tuple(u.get(k) for k in key):
                 out.append(("unit", {"step": step, "unit": unit, "state": u.get("state"),
-                                     "attempt": u.get("attempt"), "seconds": u.get("seconds"),
-                                     "error": u.get("error")}))
+                                     "reason": u.get("reason"), "attempt": u.get("attempt"),
+                                     "seconds": u.get("seconds"), "error": u.get("error")}))
     for key, p in new.get("progress", {}).items():
         if (old or {}).get("progress", {}).get(key) != p:
             step, _, unit = key.partition("/")

@@ -461,4 +461,21 @@ def _register_service_commands() -> None:
     register(app)
 
 
+# Command groups of the service components (``register(app)`` in each), imported by name when
+# installed: the library never imports them (import-linter holds that), and one whose
+# dependencies are missing is left out of the CLI.
+COMPONENT_COMMANDS = ("hurricane.operator.plan",)  # `hurricane cluster …`
+
+
+def _register_components() -> None:
+    import importlib
+
+    for module in COMPONENT_COMMANDS:
+        try:
+            importlib.import_module(module).register(app)
+        except ImportError as err:
+            logging.getLogger("hurricane").debug("%s left out of the CLI: %s", module, err)
+
+
 _register_service_commands()
+_register_components()

@@ -118,10 +118,13 @@ def _watch(c: Any, search_id: str) -> int:
                 elif event == "step":
                     extra = f" ({d['seconds']:.1f} s)" if d.get("seconds") else ""
                     err = f": {d['error']}" if d.get("error") else ""
-                    bar.console.print(f"step {d['step']}: {d['state']}{extra}{err}")
+                    why = f": {d['reason']}" if d.get("state") == "queued" and d.get("reason") else ""
+                    bar.console.print(f"step {d['step']}: {d['state']}{extra}{err}{why}")
                 elif event == "unit" and d.get("state") in ("failed", "retrying", "cancelled"):
                     bar.console.print(f"  {d['step']}/{d['unit']}: {d['state']} "
                                       f"{(d.get('error') or '')[:300]}")
+                elif event == "unit" and d.get("state") == "queued" and d.get("reason"):
+                    bar.console.print(f"  {d['step']}/{d['unit']}: queued: {d['reason'][:300]}")
                 elif event == "warning":
                     bar.console.print(f"[bold yellow]WARNING[/] {d['message']}")
                 elif event == "state":

@@ -41,6 +41,32 @@ def step(name: str) -> Step:
     return STEPS.get(name)
 
 
+def planned_jobs(spec: SearchSpec, search_id: str, store: ArtifactStore,
+                 store_url: str | None = None) -> list[tuple[str, str, JobSpec]]:
+    """(step, unit, job) of every job a search of ``spec`` would run, in plan order, before
+    any has run (``store`` holds nothing of the search). A step whose units depend on earlier
+    results (one training per distinct winner) is planned at its most: one unit per device it
+    can run for. ``store_url`` replaces the jobs' store (the cluster's, for a dry run)."""
+    import dataclasses
+
+    from hurricane.strategies import STRATEGIES
+
+    out = []
+    for name in STRATEGIES.get(spec.strategy).plan(spec):
+        s = step(name)
+        try:
+            units = s.units(spec, search_id, store)
+        except Exception:  # needs results of earlier steps: every device it may run for
+            units = ([d.name for d in spec.devices if d.proxy is None] if name == "stage2"
+                     else [d.name for d in spec.devices])
+        for unit in units:
+            job = s.job(spec, search_id, store, unit)
+            if store_url is not None:
+                job = dataclasses.replace(job, store_url=store_url)
+            out.append((name, unit, job))
+    return out
+
+
 def _error(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
@@ -64,29 +90,68 @@ def run_unit(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
     prev = read_unit_state(store, search_id, name, unit) or {}
     attempt = int(prev.get("attempt", 0)) + 1 if prev.get("generation") == gen else 1
     timer = Timer()
+    waits = _Waits()
     write_unit_state(store, search_id, name, unit, "running", generation=gen,
                      started=timer.started, attempt=attempt)
-    try:
-        executor.run(s.job(spec, search_id, store, unit))
-    except JobCancelled as err:
-        write_unit_state(store, search_id, name, unit, "cancelled", generation=gen,
+
+    def on_state(state: str, reason: str) -> None:  # the executor: waiting for admission, …
+        waits.change(state)
+        write_unit_state(store, search_id, name, unit, state, generation=gen,
+                         started=timer.started, attempt=attempt, **waits.fields(),
+                         **({"reason": reason} if reason else {}))
+
+    def end(state: str, **extra: Any) -> None:
+        waits.change(state)
+        write_unit_state(store, search_id, name, unit, state, generation=gen,
                          started=timer.started, finished=now(), seconds=timer.seconds(),
-                         attempt=attempt, error=_error(err))
+                         attempt=attempt, **waits.fields(), **extra)
+
+    try:
+        with progress.use_state_hook(on_state):
+            executor.run(s.job(spec, search_id, store, unit))
+    except JobCancelled as err:
+        end("cancelled", error=_error(err))
         raise
     except JobTransient as err:
-        write_unit_state(store, search_id, name, unit, "retrying", generation=gen,
-                         started=timer.started, finished=now(), seconds=timer.seconds(),
-                         attempt=attempt, error=_error(err)[-2000:])
+        end("retrying", error=_error(err)[-2000:])
         raise
     except BaseException as err:
-        write_unit_state(store, search_id, name, unit, "failed", generation=gen,
-                         started=timer.started, finished=now(), seconds=timer.seconds(),
-                         attempt=attempt, error=_error(err)[-2000:])
+        end("failed", error=_error(err)[-2000:])
         raise
-    write_unit_state(store, search_id, name, unit, "succeeded", generation=gen,
-                     started=timer.started, finished=now(), seconds=timer.seconds(),
-                     attempt=attempt)
+    end("succeeded")
     return True
+
+
+class _Waits:
+    """Time a unit spent queued (e.g. waiting for Kueue to admit or re-admit its job) and how
+    often it was evicted after running: recorded beside its wall-clock seconds."""
+
+    def __init__(self) -> None:
+        self.queued_s = 0.0
+        self.evictions = 0
+        self.since: float | None = None
+        self.ran = False
+
+    def change(self, state: str) -> None:
+        t = time.monotonic()
+        if state == "queued":
+            if self.since is None:
+                self.since = t
+                self.evictions += self.ran
+        else:
+            if self.since is not None:
+                self.queued_s += t - self.since
+                self.since = None
+            self.ran |= state == "running"
+
+    def fields(self) -> dict[str, Any]:
+        queued = self.queued_s + (time.monotonic() - self.since if self.since is not None else 0)
+        out: dict[str, Any] = {}
+        if queued or self.since is not None:
+            out["queued_s"] = round(queued, 3)
+        if self.evictions:
+            out["evictions"] = self.evictions
+        return out
 
 
 def _step_timer(store: ArtifactStore, search_id: str, name: str, generation: int) -> Timer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, Protocol
 
@@ -104,6 +104,30 @@ def use_reporter(r: Reporter) -> Iterator[Reporter]:
         yield r
     finally:
         _current.reset(token)
+
+
+StateHook = Callable[[str, str], None]
+_state_hook: ContextVar[StateHook | None] = ContextVar("hurricane_state_hook", default=None)
+
+
+def unit_state(state: str, reason: str = "") -> None:
+    """An executor tells whoever runs the job that it waits (``"queued"``, with why: e.g. for
+    admission by a cluster queue) or runs again (``"running"``). The pipeline records it as the
+    unit's state (status, API, event stream); without a hook it is a progress message."""
+    hook = _state_hook.get()
+    if hook is not None:
+        hook(state, reason)
+    else:
+        message(f"{state}: {reason}" if reason else state)
+
+
+@contextlib.contextmanager
+def use_state_hook(hook: StateHook) -> Iterator[StateHook]:
+    token = _state_hook.set(hook)
+    try:
+        yield hook
+    finally:
+        _state_hook.reset(token)
 
 
 def task(description: str, total: int, completed: int = 0) -> contextlib.AbstractContextManager[Task]:

@@ -275,6 +275,10 @@ def summarize(store: ArtifactStore, search_id: str) -> dict[str, Any]:
                 state = "failed"
             elif any(u.get("state") in ("running", "retrying") for u in units.values()):
                 state = "running"
+            elif waiting := [r for r in units.values() if r.get("state") == "queued"
+                             and r.get("reason") and r.get("generation", gen) == gen]:
+                state = "queued"  # its jobs wait for admission (a cluster queue's quota)
+                rec["reason"] = waiting[0]["reason"]
         if state == "failed" and failed is None:
             err = rec.get("error") or next((f"{u}: {r.get('error')}" for u, r in units.items()
                                             if r.get("state") == "failed"), None)

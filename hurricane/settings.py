@@ -83,6 +83,47 @@ class DataVolumes(BaseModel):
     cache_medium: Literal["", "Memory"] = Field("", description="'' (node disk) or Memory")
 
 
+_LABEL_VALUE = r"^([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?)?$"
+
+
+class Kueue(BaseModel):
+    """Admission through Kueue: every Job (and TrainJob) the operator creates names a
+    LocalQueue and is created suspended; Kueue admits it (a multi-pod training job as one
+    unit) when the queue's quota allows, and may evict it again (preemption)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue: str = Field("", pattern=_LABEL_VALUE, description="LocalQueue in the jobs' "
+                       "namespace (label kueue.x-k8s.io/queue-name); empty: Kueue is not used")
+    priority_class: str = Field("", pattern=_LABEL_VALUE, description="WorkloadPriorityClass "
+                                "(label kueue.x-k8s.io/priority-class); empty: the queue's "
+                                "default")
+    api_version: str = Field("v1beta2", pattern=r"^v[0-9]+((alpha|beta)[0-9]+)?$",
+                             description="version of kueue.x-k8s.io Workloads read for the "
+                             "reason a job waits or was evicted")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.queue)
+
+    @model_validator(mode="after")
+    def _priority_needs_queue(self) -> Kueue:
+        if self.priority_class and not self.queue:
+            raise ValueError("priority_class is set without a queue: Kueue only admits jobs "
+                             "that name a LocalQueue")
+        return self
+
+
+class TrainJobRuntime(BaseModel):
+    """The Kubeflow Trainer runtime TrainJobs reference (training backend ``trainjob``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("torch-distributed", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                      description="the (Cluster)TrainingRuntime: torchrun with PET_* settings")
+    kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = "ClusterTrainingRuntime"
+
+
 class Settings(BaseSettings):
     """Everything a service process reads from its environment (``HURRICANE_<FIELD>``)."""
 
@@ -146,6 +187,13 @@ class Settings(BaseSettings):
     k8s_training: TrainingPool = Field(default_factory=TrainingPool, description="(JSON)")
     k8s_data: DataVolumes = Field(default_factory=DataVolumes, description="(JSON) training "
                                   "data volumes and the shard cache")
+    k8s_training_backend: Literal["job", "trainjob"] = Field(
+        "job", description="how supernet stages and retraining run: an Indexed Job with a "
+        "headless Service (torchrun), or a Kubeflow Trainer v2 TrainJob")
+    k8s_trainjob: TrainJobRuntime = Field(default_factory=TrainJobRuntime,
+                                          description="(JSON) the runtime TrainJobs reference")
+    k8s_kueue: Kueue = Field(default_factory=Kueue, description="(JSON) Kueue admission: "
+                             "LocalQueue, WorkloadPriorityClass")
     k8s_backoff_limit: int = Field(3, ge=0, le=100, description="pod retries of a job "
                                    "(node disruption and preemption never count)")
     k8s_active_deadline_s: int = Field(2 * 24 * 3600, ge=60, description="a job's deadline")

@@ -1,10 +1,17 @@
-"""The Kubernetes executor: each job is a Kubernetes Job (an Indexed Job with a headless Service
-for torchrun training), created once (a retried task adopts the Job of the same name), followed
-(status, pod logs with progress lines relayed, scheduling events) and deleted on cancel.
+"""The Kubernetes executor: each job is a Kubernetes Job (training: an Indexed Job with a
+headless Service for torchrun, or a Kubeflow Trainer TrainJob), created once (a retried task
+adopts the object of the same name), followed (status, pod logs with progress lines relayed,
+scheduling events) and deleted on cancel.
 
-It calls exactly: jobs create/get/delete; pods list; pods/log get; services create/get/delete;
-configmaps create/get/delete (the search's owner object); events list. The chart's Role grants
-only these.
+With Kueue (``settings.k8s_kueue.queue``) the objects are created suspended: while Kueue has not
+admitted one (or has evicted it: preemption, quota reclaimed) the unit is ``queued`` with
+Kueue's reason, read from the object's Workload; that is never a failure. An evicted training
+job's pods get SIGTERM and checkpoint; re-admitted, it continues from the newest checkpoint.
+
+It calls exactly (``required_rules``): jobs create/get/delete; pods list; pods/log get;
+configmaps create/get/delete (the search's owner object); events list; with the ``job``
+training backend services create/get/delete; with ``trainjob`` trainjobs create/get/delete;
+with Kueue workloads list. The chart's Role grants only these.
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ from hurricane.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
 from hurricane.executor import PROGRESS_PREFIX, ProgressRelay
 from hurricane.operator.manifests import (
     CONTAINER,
+    TRAINER_GROUP,
+    TRAINER_NODE,
+    TRAINER_VERSION,
+    TRAINJOBS,
     Cluster,
     Manifest,
     job_name,
@@ -38,7 +49,25 @@ from hurricane.settings import Settings, get_settings
 
 log = logging.getLogger("hurricane.operator")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"  # a TrainJob's pods (through its JobSet)
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_JOB_UID = "kueue.x-k8s.io/job-uid"  # Kueue labels a workload with its job's uid
 PENDING_REPORT_S = 20.0  # a pod pending this long gets its scheduling events relayed
+
+
+def required_rules(cluster: Cluster) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every call the executor makes under these settings: the
+    Role the chart renders for them (tests compare both with the calls seen)."""
+    rules = {("batch", "jobs", v) for v in ("create", "get", "delete")}
+    rules |= {("", "configmaps", v) for v in ("create", "get", "delete")}
+    rules |= {("", "pods", "list"), ("", "pods/log", "get"), ("", "events", "list")}
+    if cluster.training_backend == "trainjob":
+        rules |= {(TRAINER_GROUP, TRAINJOBS, v) for v in ("create", "get", "delete")}
+    else:
+        rules |= {("", "services", v) for v in ("create", "get", "delete")}
+    if cluster.kueue.enabled:
+        rules.add((KUEUE_GROUP, "workloads", "list"))
+    return rules
 
 
 @dataclass(frozen=True)
@@ -51,7 +80,8 @@ class Outcome:
 
 
 def job_outcome(job: dict[str, Any]) -> Outcome | None:
-    """Maps a Job's conditions onto an outcome (None: still running or waiting)."""
+    """Maps a Job's (or TrainJob's) conditions onto an outcome (None: still running or
+    waiting). A TrainJob reports Complete / Failed like a Job (Trainer v2's condition types)."""
     for c in (job.get("status") or {}).get("conditions") or []:
         if c.get("status") != "True":
             continue
@@ -62,17 +92,54 @@ def job_outcome(job: dict[str, Any]) -> Outcome | None:
     return None
 
 
-def failure(job: JobSpec, outcome: Outcome, tail: str) -> JobFailed:
+def suspended(obj: dict[str, Any]) -> bool:
+    """A Job or TrainJob that may not run now: created suspended for Kueue and not admitted
+    yet, or suspended again by Kueue (evicted)."""
+    return bool((obj.get("spec") or {}).get("suspend"))
+
+
+def failure(job: JobSpec, outcome: Outcome, tail: str, kind: str = "Job") -> JobFailed:
     """BackoffLimitExceeded / DeadlineExceeded: the job failed; PodFailurePolicy: its pod
-    exited with the invalid-input code (FailJob rule): final either way, named."""
+    exited with the invalid-input code (FailJob rule): final either way, named. A TrainJob's
+    reasons come from its JobSet (e.g. FailedJobs) or the Trainer (DeadlineExceeded,
+    TrainingRuntimeNotSupported)."""
     what = {"BackoffLimitExceeded": "its pods failed more often than the Job's backoffLimit",
-            "DeadlineExceeded": "it ran past the Job's activeDeadlineSeconds",
-            "PodFailurePolicy": "its pod refused the input (exit code 65)"}.get(
-                outcome.reason, f"it failed ({outcome.reason or 'no reason given'})")
-    msg = f"Kubernetes Job {job_name(job)}: {what}: {outcome.message}\n{tail}".rstrip()
+            "DeadlineExceeded": f"it ran past the {kind}'s activeDeadlineSeconds",
+            "PodFailurePolicy": "its pod refused the input (exit code 65)",
+            "TrainingRuntimeNotSupported": "its TrainingRuntime is not supported by the Trainer"
+            }.get(outcome.reason, f"it failed ({outcome.reason or 'no reason given'})")
+    msg = f"Kubernetes {kind} {_name(job, kind)}: {what}: {outcome.message}\n{tail}".rstrip()
     if outcome.reason == "PodFailurePolicy":
         return JobInvalid(msg)
     return JobFailed(msg)
+
+
+def _name(job: JobSpec, kind: str) -> str:
+    from hurricane.operator.manifests import trainjob_name
+
+    return trainjob_name(job) if kind == "TrainJob" else job_name(job)
+
+
+def admission_reason(workloads: list[dict[str, Any]], queue: str, *, ran: bool) -> str:
+    """Why a suspended job waits, from its Kueue Workload's conditions: evicted (preempted,
+    quota reclaimed, …) or not admitted yet (Kueue's message: which quota is short)."""
+    if not workloads:
+        return (f"waiting for Kueue (LocalQueue {queue}): no Workload yet"
+                + ("; evicted after it ran" if ran else ""))
+    wl = max(workloads, key=lambda w: w["metadata"].get("creationTimestamp", ""))
+    conds = {c.get("type"): c for c in (wl.get("status") or {}).get("conditions") or []}
+    ev = conds.get("Evicted")
+    if ev and ev.get("status") == "True":
+        return (f"evicted by Kueue ({ev.get('reason') or 'no reason'}): "
+                f"{ev.get('message', '')}; waiting to be admitted again (LocalQueue {queue})")
+    qr = conds.get("QuotaReserved")
+    if qr and qr.get("status") != "True":
+        return f"waiting for quota (LocalQueue {queue}): {qr.get('message') or qr.get('reason')}"
+    adm = conds.get("Admitted")
+    if adm and adm.get("status") != "True":
+        return (f"waiting for admission checks (LocalQueue {queue}): "
+                f"{adm.get('message') or adm.get('reason')}")
+    return f"admitted by Kueue (LocalQueue {queue}); starting"
 
 
 def _same(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -81,7 +148,7 @@ def _same(a: dict[str, str], b: dict[str, str]) -> bool:
 
 
 class KubernetesExecutor:
-    """Runs jobs as Kubernetes Jobs in ``settings.k8s_namespace``."""
+    """Runs jobs as Kubernetes Jobs (or TrainJobs) in ``settings.k8s_namespace``."""
 
     name = "kubernetes"
 
@@ -101,9 +168,11 @@ class KubernetesExecutor:
             api_client = k8s.ApiClient()
         self.batch = k8s.BatchV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
+        self.custom = k8s.CustomObjectsApi(api_client)
         self.cancelled = cancelled
         self.echo = echo
         self.poll_s = poll_s or self.settings.k8s_poll_s
+        self._workloads_missing = False  # Kueue's Workload API of that version is not served
 
     # -- objects --------------------------------------------------------------------------
 
@@ -122,18 +191,38 @@ class KubernetesExecutor:
                 raise
         return self._json(self.core.read_namespaced_config_map(name, ns, _preload_content=False))
 
+    def _call(self, kind: str, verb: str, obj_or_name: Any) -> dict[str, Any]:
+        """create / read / delete of a Job, Service or TrainJob (404 on delete is fine)."""
+        ns = self.cluster.namespace
+        if kind == "TrainJob":
+            args = (TRAINER_GROUP, TRAINER_VERSION, ns, TRAINJOBS)
+            if verb == "create":
+                return self._json(self.custom.create_namespaced_custom_object(
+                    *args, obj_or_name, _preload_content=False))
+            if verb == "read":
+                return self._json(self.custom.get_namespaced_custom_object(
+                    *args, obj_or_name, _preload_content=False))
+            return self._json(self.custom.delete_namespaced_custom_object(
+                *args, obj_or_name, propagation_policy="Background", _preload_content=False))
+        api, suffix = ((self.batch, "job") if kind == "Job" else (self.core, "service"))
+        if verb == "create":
+            return self._json(getattr(api, f"create_namespaced_{suffix}")(
+                ns, obj_or_name, _preload_content=False))
+        if verb == "read":
+            return self._json(getattr(api, f"read_namespaced_{suffix}")(
+                obj_or_name, ns, _preload_content=False))
+        return self._json(getattr(api, f"delete_namespaced_{suffix}")(
+            obj_or_name, ns, propagation_policy="Background", _preload_content=False))
+
     def _create(self, obj: Manifest) -> dict[str, Any]:
         """Creates ``obj``; an existing object of the same name and labels is adopted."""
         ns, name, kind = self.cluster.namespace, obj["metadata"]["name"], obj["kind"]
-        create, read = ((self.batch.create_namespaced_job, self.batch.read_namespaced_job)
-                        if kind == "Job" else
-                        (self.core.create_namespaced_service, self.core.read_namespaced_service))
         try:
-            return self._json(create(ns, obj, _preload_content=False))
+            return self._call(kind, "create", obj)
         except ApiException as err:
             if err.status != 409:
                 raise
-        found = self._json(read(name, ns, _preload_content=False))
+        found = self._call(kind, "read", name)
         if not _same(found.get("metadata", {}).get("labels") or {}, obj["metadata"]["labels"]):
             raise JobFailed(f"a {kind} named {name} exists in {ns} for other work; delete it "
                             "or choose another search id")
@@ -141,14 +230,10 @@ class KubernetesExecutor:
         return found
 
     def _delete(self, objs: list[Manifest]) -> None:
-        """Deletes the job's objects; the Job's pods go with it (background propagation)."""
-        ns = self.cluster.namespace
+        """Deletes the job's objects; the pods go with them (background propagation)."""
         for obj in reversed(objs):
-            name = obj["metadata"]["name"]
-            delete = (self.batch.delete_namespaced_job if obj["kind"] == "Job"
-                      else self.core.delete_namespaced_service)
             try:
-                delete(name, ns, propagation_policy="Background", _preload_content=False)
+                self._call(obj["kind"], "delete", obj["metadata"]["name"])
             except ApiException as err:
                 if err.status != 404:
                     raise
@@ -168,29 +253,31 @@ class KubernetesExecutor:
 
     def run(self, job: JobSpec) -> None:
         objs = manifests(job, self.cluster, self.owner(job.search_id))
+        main = objs[-1]  # the Job or TrainJob whose status is the job's
         created = {}
         for obj in objs:
             created[obj["kind"]] = self._create(obj)
-        if (done := job_outcome(created["Job"])) is not None and not done.complete:
+        if (done := job_outcome(created[main["kind"]])) is not None and not done.complete:
             # a failed Job of an earlier attempt (a resumed search): replace it
-            log.info("Job %s failed before (%s): starting it again", job_name(job), done.reason)
-            self._delete([o for o in objs if o["kind"] == "Job"])
-            self._wait_gone(job_name(job))
-            self._create(objs[-1])
+            log.info("%s %s failed before (%s): starting it again", main["kind"],
+                     main["metadata"]["name"], done.reason)
+            self._delete([main])
+            self._wait_gone(main)
+            self._create(main)
         self._follow(job, objs)
 
-    def _wait_gone(self, name: str, timeout: float = 120.0) -> None:
+    def _wait_gone(self, obj: Manifest, timeout: float = 120.0) -> None:
+        name = obj["metadata"]["name"]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                self.batch.read_namespaced_job(name, self.cluster.namespace,
-                                               _preload_content=False)
+                self._call(obj["kind"], "read", name)
             except ApiException as err:
                 if err.status == 404:
                     return
                 raise
             time.sleep(self.poll_s)
-        raise JobFailed(f"the failed Job {name} was not deleted within {timeout:.0f} s")
+        raise JobFailed(f"the failed {obj['kind']} {name} was not deleted within {timeout:.0f} s")
 
     def _is_cancelled(self) -> bool:
         if self.cancelled is None:
@@ -201,43 +288,85 @@ class KubernetesExecutor:
             return False
 
     def _follow(self, job: JobSpec, objs: list[Manifest]) -> None:
-        name, ns = job_name(job), self.cluster.namespace
+        main = objs[-1]
+        kind, name = main["kind"], main["metadata"]["name"]
+        selector = f"{JOBSET_NAME_LABEL if kind == 'TrainJob' else JOB_NAME_LABEL}={name}"
+        container = TRAINER_NODE if kind == "TrainJob" else CONTAINER
         tail: deque[str] = deque(maxlen=40)
-        relay = ProgressRelay(progress.reporter())
+        reporter = progress.reporter()
+        relay = ProgressRelay(reporter)
         streams: dict[str, threading.Thread] = {}
         reported: set[str] = set()
+        phase, said, ran = "created", "", False
         try:
             while True:
                 if self._is_cancelled():
                     self._delete(objs)
-                    raise JobCancelled(f"Kubernetes Job {name} deleted: the search was cancelled")
-                outcome = job_outcome(self._json(self.batch.read_namespaced_job(
-                    name, ns, _preload_content=False)))
+                    raise JobCancelled(f"Kubernetes {kind} {name} deleted: the search was "
+                                       "cancelled")
+                obj = self._call(kind, "read", name)
+                outcome = job_outcome(obj)
                 if outcome is not None:
                     for t in streams.values():
                         t.join(timeout=10)
                     if outcome.complete:
                         return
-                    raise failure(job, outcome, "".join(tail))
-                self._watch_pods(name, streams, reported, relay, tail)
+                    raise failure(job, outcome, "".join(tail), kind)
+                if suspended(obj):
+                    if phase == "running":  # evicted: its pods stop (and checkpoint)
+                        relay.close()
+                    reason = self._admission_reason(obj, ran=ran)
+                    if (phase, said) != ("queued", reason):
+                        progress.unit_state("queued", reason)
+                        reporter.message(f"{kind} {name} queued: {reason}")
+                    phase, said = "queued", reason
+                else:
+                    if phase == "queued":
+                        progress.unit_state("running")
+                        reporter.message(f"{kind} {name} admitted: running")
+                    phase, ran = "running", True
+                    self._watch_pods(selector, container, streams, reported, relay, tail)
                 time.sleep(self.poll_s)
         finally:
             relay.close()
 
-    def _watch_pods(self, name: str, streams: dict[str, threading.Thread], reported: set[str],
-                    relay: ProgressRelay, tail: deque[str]) -> None:
+    def _admission_reason(self, obj: dict[str, Any], *, ran: bool) -> str:
+        """Kueue's reason for a suspended object (its Workload's conditions)."""
+        k = self.cluster.kueue
+        if not k.enabled:
+            return "suspended (spec.suspend is true) by someone other than hurricane"
+        uid = obj.get("metadata", {}).get("uid", "")
+        if self._workloads_missing or not uid:
+            return admission_reason([], k.queue, ran=ran)
+        try:
+            found = self._json(self.custom.list_namespaced_custom_object(
+                KUEUE_GROUP, k.api_version, self.cluster.namespace, "workloads",
+                label_selector=f"{KUEUE_JOB_UID}={uid}", _preload_content=False))
+        except ApiException as err:
+            if err.status == 404:  # the cluster serves another version of Kueue's API
+                log.warning("kueue.x-k8s.io/%s workloads are not served: set the Kueue API "
+                            "version (chart value kueue.apiVersion); reasons stay generic",
+                            k.api_version)
+                self._workloads_missing = True
+                return admission_reason([], k.queue, ran=ran)
+            raise
+        return admission_reason(found.get("items") or [], k.queue, ran=ran)
+
+    def _watch_pods(self, selector: str, container: str, streams: dict[str, threading.Thread],
+                    reported: set[str], relay: ProgressRelay, tail: deque[str]) -> None:
         """Streams the logs of the job's leading pod (index 0, else the newest) once it runs;
         relays why a pod has been pending (scheduling events) once per reason."""
         ns = self.cluster.namespace
         pods = self._json(self.core.list_namespaced_pod(
-            ns, label_selector=f"{JOB_NAME_LABEL}={name}", _preload_content=False)).get("items", [])
+            ns, label_selector=selector, _preload_content=False)).get("items", [])
         pods.sort(key=lambda p: ((p["metadata"].get("annotations") or {}).get(
             "batch.kubernetes.io/job-completion-index", "0"), p["metadata"].get("creationTimestamp", "")))
         for pod in pods:
             pname, phase = pod["metadata"]["name"], (pod.get("status") or {}).get("phase")
             if phase in ("Running", "Succeeded", "Failed") and pname not in streams \
                     and not any(t.is_alive() for t in streams.values()):
-                t = threading.Thread(target=self._stream_log, args=(pname, relay, tail),
+                t = threading.Thread(target=self._stream_log,
+                                     args=(pname, container, relay, tail),
                                      name=f"log-{pname}", daemon=True)
                 streams[pname] = t
                 t.start()
@@ -250,10 +379,11 @@ class KubernetesExecutor:
                         relay.reporter.message(f"pod {pname} pending: {ev.get('reason')}: "
                                                f"{ev.get('message')}")
 
-    def _stream_log(self, pod: str, relay: ProgressRelay, tail: deque[str]) -> None:
+    def _stream_log(self, pod: str, container: str, relay: ProgressRelay,
+                    tail: deque[str]) -> None:
         try:
             resp = self.core.read_namespaced_pod_log(pod, self.cluster.namespace,
-                                                     container=CONTAINER, follow=True,
+                                                     container=container, follow=True,
                                                      _preload_content=False)
             buf = b""
             for chunk in resp.stream(4096):

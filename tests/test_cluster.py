@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,8 @@ import pytest
 
 from hurricane.contract import JobSpec
 from hurricane.devices import DEVICES
-from hurricane.operator.executor import KubernetesExecutor
-from hurricane.operator.manifests import Cluster, job_name, manifests
+from hurricane.operator.executor import KubernetesExecutor, required_rules
+from hurricane.operator.manifests import Cluster, job_name, manifests, trainjob_name
 from hurricane.settings import Settings, get_settings
 from tests.kube_fake import FakeKubeServer, condition, pod
 from tests.test_chart import of_kind, render, settings_data
@@ -89,14 +90,50 @@ def test_operator_jobs_use_the_names_the_chart_renders(gpu_objs, monkeypatch) ->
     assert train["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
 
-def test_the_role_grants_exactly_what_the_executor_calls(gpu_objs, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    s = chart_settings(gpu_objs, monkeypatch).model_copy(update={"k8s_poll_s": 0.05})
+SHARED_VALUES = ROOT / "examples" / "values-shared-cluster.yaml"
+
+
+class Admitter:
+    """Kueue's part, for the scripted API server: every suspended Job or TrainJob gets a
+    Workload that lacks quota, and is admitted (unsuspended) a moment later."""
+
+    def __init__(self, kube: Any) -> None:
+        self.kube, self.stop = kube, threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        seen: dict[tuple[str, str], float] = {}
+        while not self.stop.is_set():
+            with self.kube.lock:
+                for key, obj in self.kube.objects.items():
+                    if key[0] in ("Job", "TrainJob") and obj["spec"].get("suspend"):
+                        uid = obj["metadata"]["uid"]
+                        self.kube.workloads[uid] = [{"metadata": {"name": f"wl-{uid}"}, "status": {
+                            "conditions": [{"type": "QuotaReserved", "status": "False",
+                                            "reason": "Pending", "message": "no quota"}]}}]
+                        if time.monotonic() - seen.setdefault(key, time.monotonic()) > 0.3:
+                            obj["spec"]["suspend"] = False
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("values", [GPU_VALUES, SHARED_VALUES], ids=["gpu-cluster", "shared"])
+def test_the_role_grants_exactly_what_the_executor_calls(values, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    objs = render(values_file=values)
+    s = chart_settings(objs, monkeypatch).model_copy(update={"k8s_poll_s": 0.05})
     measure = JobSpec("s-1", "profile", s.store, device="cpu", node_label="cpu")
     train = JobSpec("s-1", "stage1", s.store, nodes=2)
+    trainjob = s.k8s_training_backend == "trainjob"
     with FakeKubeServer() as srv:
         k = srv.kube
-        m, t = job_name(measure), job_name(train)
-        k.job_status[m] = [{"active": 1}, {"active": 1}, condition("Complete")]
+        admitter = Admitter(k) if s.k8s_kueue.enabled else None
+        m = job_name(measure)
+        t = trainjob_name(train) if trainjob else job_name(train)
+        k.job_status[m] = [{"active": 1}] * 40 + [condition("Complete")]  # reads while queued too
         k.pods[m] = [pod(f"{m}-a", "Running")]
         k.logs[f"{m}-a"] = ["hello"]
         k.job_status[t] = [{"active": 2}]
@@ -106,21 +143,33 @@ def test_the_role_grants_exactly_what_the_executor_calls(gpu_objs, monkeypatch) 
         ex.run(measure)  # configmaps create, jobs create/get, pods list, pods/log get
         ex.run(measure)  # adopted: configmaps get (409), jobs get (409)
         stop = threading.Event()
-        threading.Timer(0.5, stop.set).start()
+        threading.Timer(1.0, stop.set).start()
         cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=stop.is_set)
         from hurricane.contract import JobCancelled
 
         with pytest.raises(JobCancelled):
-            cancel.run(train)  # services create, events list, jobs/services delete
+            cancel.run(train)  # services or trainjobs create, events list, delete
+        stop.clear()
+        threading.Timer(1.0, stop.set).start()
+        with pytest.raises(JobCancelled):  # a one-pod Job on the training pool: jobs delete
+            cancel.run(JobSpec("s-1", "search1", s.store, device="cpu"))
         k.job_status[t] = [condition("Complete")]
         ex.run(train)  # created again after the cancel deleted it
-        ex.run(train)  # services get, jobs get (409 → adopt)
+        ex.run(train)  # get (409 → adopt)
         ex.delete_search("s-1")  # configmaps delete
+        if admitter is not None:
+            admitter.close()
         called = k.verbs()
-    role = next(iter(of_kind(gpu_objs, "Role")))
+    role = next(iter(of_kind(objs, "Role")))
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
     assert called == granted, (called ^ granted)
+    assert granted == required_rules(Cluster.from_settings(s))
+    if trainjob:
+        assert ("trainer.kubeflow.org", "trainjobs", "create") in called
+        assert not any(r == "services" for _, r, _ in called)
+    if s.k8s_kueue.enabled:
+        assert ("kueue.x-k8s.io", "workloads", "list") in called
 
 
 def test_workers_that_supervise_jobs_use_threads(gpu_objs) -> None:  # type: ignore[no-untyped-def]

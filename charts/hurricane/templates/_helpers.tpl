@@ -127,15 +127,26 @@ both together.
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
+{{- if eq .Values.training.backend "trainjob" }}
+- apiGroups: ["trainer.kubeflow.org"]
+  resources: ["trainjobs"]
+  verbs: ["create", "get", "delete"]
+{{- else }}
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create", "get", "delete"]
+{{- end }}
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create", "get", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list"]
+{{- if .Values.kueue.queue }}
+- apiGroups: ["kueue.x-k8s.io"]
+  resources: ["workloads"]
+  verbs: ["list"]
+{{- end }}
 {{- end -}}
 
 {{/*
@@ -154,6 +165,9 @@ settings ConfigMap, so every install and upgrade runs them.
 {{- if lt (len $v.s3.secretKey) 8 -}}
 {{- fail "s3.secretKey is shorter than 8 characters (MinIO's minimum)" -}}
 {{- end -}}
+{{- end -}}
+{{- if and $v.kueue.priorityClass (not $v.kueue.queue) -}}
+{{- fail "kueue.priorityClass is set without kueue.queue: Kueue only admits jobs that name a LocalQueue" -}}
 {{- end -}}
 {{- if and $v.minio.enabled $v.s3.endpoint -}}
 {{- fail "s3.endpoint is set while minio.enabled is true: set minio.enabled=false to use an external S3 endpoint, or clear s3.endpoint to use the bundled MinIO" -}}
