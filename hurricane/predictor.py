@@ -53,6 +53,11 @@ class PredictorConfig:
     # the per-sample difference (a paired test): small-sample selection noise must not make
     # the predictor worse than the plain baseline.
     min_t: float = 3.0
+    # With a cell graph (``LatencyPredictor(graph=…)``): encode each architecture as the cell
+    # the hardware computes, an edge whose input is dead or whose output is unused counting as
+    # its "none" op (None: chosen per device like the rest; some toolchains prune such edges,
+    # others compute them on zeros).
+    prune: bool | None = None
 
     def __post_init__(self) -> None:
         if self.pair_scale is not None and (not math.isfinite(self.pair_scale)
@@ -63,13 +68,69 @@ class PredictorConfig:
         if not 0 <= self.max_dropped < 0.5:
             raise ValueError(f"max_dropped must be in [0, 0.5), got {self.max_dropped}")
 
-    def candidates(self, with_table: bool) -> list[tuple[bool, float, bool]]:
-        """(log_target, pair_scale, table_offset) combinations to try."""
+    def candidates(self, with_table: bool,
+                   with_graph: bool = False) -> list[tuple[bool, float, bool, bool]]:
+        """(log_target, pair_scale, table_offset, prune) combinations to try."""
         logs = [self.log_target] if self.log_target is not None else [False, True]
         pairs = [self.pair_scale] if self.pair_scale is not None else list(PAIR_SCALES)
         offsets = ([self.table_offset] if self.table_offset is not None else [True, False]) \
             if with_table else [False]
-        return [(lg, ps, off) for ps in pairs for off in offsets for lg in logs]
+        prunes = ([self.prune] if self.prune is not None else [False, True]) \
+            if with_graph else [False]
+        return [(lg, ps, off, pr) for pr in prunes for ps in pairs for off in offsets
+                for lg in logs]
+
+
+@dataclass(frozen=True)
+class CellGraph:
+    """The wiring of a cell search space (NAS-Bench-201-style): layer ``i`` of the space is the
+    edge ``edges[i] = (src, dst)`` of a DAG whose node 0 is the cell's input and whose highest
+    node is its output; ``none_op`` is the op that means "no edge". ``prune`` maps op indices
+    to the cell the hardware computes: an edge is live when its op is not "none", its source
+    is reachable from the input and its destination reaches the output; every other edge
+    becomes "none" (architectures that differ only in dead edges compute the same cell)."""
+
+    edges: tuple[tuple[int, int], ...]
+    none_op: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.edges:
+            raise ValueError("a cell graph needs at least one edge")
+        for s_, d in self.edges:
+            if not 0 <= s_ < d:
+                raise ValueError(f"edge ({s_}, {d}): edges run from a lower to a higher node")
+
+    def none_indices(self, choices: Sequence[Sequence[str]]) -> np.ndarray:
+        if len(choices) != len(self.edges):
+            raise ValueError(f"the cell graph has {len(self.edges)} edges; the space has "
+                             f"{len(choices)} layers")
+        out = []
+        for i, layer in enumerate(choices):
+            if self.none_op not in layer:
+                raise ValueError(f"layer {i} (edge {self.edges[i]}) has no {self.none_op!r} op")
+            out.append(list(layer).index(self.none_op))
+        return np.array(out, dtype=np.int64)
+
+    def prune(self, idx: np.ndarray, none: np.ndarray) -> np.ndarray:
+        on = idx != none  # (n, edges)
+        last = max(d for _, d in self.edges)
+        reach = {0: np.ones(idx.shape[0], dtype=bool)}
+        for j in range(1, last + 1):
+            r = np.zeros(idx.shape[0], dtype=bool)
+            for e, (s_, d) in enumerate(self.edges):
+                if d == j and s_ in reach:
+                    r |= on[:, e] & reach[s_]
+            reach[j] = r
+        used = {last: np.ones(idx.shape[0], dtype=bool)}
+        for i in range(last - 1, -1, -1):
+            u = np.zeros(idx.shape[0], dtype=bool)
+            for e, (s_, d) in enumerate(self.edges):
+                if s_ == i:
+                    u |= on[:, e] & used.get(d, np.zeros(idx.shape[0], dtype=bool))
+            used[i] = u
+        live = np.stack([on[:, e] & reach[s_] & used[d]
+                         for e, (s_, d) in enumerate(self.edges)], axis=1)
+        return np.where(live, idx, none[None, :])
 
 
 @dataclass
@@ -173,9 +234,12 @@ class LatencyPredictor:
     """
 
     def __init__(self, choices: Any, *, layer_table: Any = None, fixed_ms: float = 0.0,
-                 config: PredictorConfig | None = None) -> None:
+                 config: PredictorConfig | None = None, graph: CellGraph | None = None) -> None:
         self.choices = _choices_of(choices)
         self.config = config or PredictorConfig()
+        self.graph = graph
+        self._none = graph.none_indices(self.choices) if graph is not None else None
+        self._prune = False
         if layer_table is not None and hasattr(layer_table, "ops"):  # a LatencyTable, duck-typed
             fixed_ms = float(fixed_ms or getattr(layer_table, "fixed_ms", 0.0))
             layer_table = layer_table.ops
@@ -322,38 +386,52 @@ class LatencyPredictor:
                  else np.asarray(flagged, dtype=bool).ravel())
         if flags.shape != y.shape:
             raise ValueError(f"flagged has {flags.size} entries for {y.size} latencies")
-        cands = self.config.candidates(self._table_flat is not None)
-        apes: dict[tuple[bool, float, bool], np.ndarray] = {}
+        cands = self.config.candidates(self._table_flat is not None, self.graph is not None)
+        encodings = {False: idx}
+        if any(pr for *_, pr in cands):
+            encodings[True] = self._pruned(idx)
+        apes: dict[tuple[bool, float, bool, bool], np.ndarray] = {}
         eig_cache: dict[tuple[float, bool, bool], tuple[np.ndarray, np.ndarray]] = {}
-        for log, ps, off in cands:
-            apes[(log, ps, off)] = self._loo_ape(idx, y, log, ps, off, eig_cache)
-            eig_cache = {k: v for k, v in eig_cache.items() if k[0] == ps}  # one pair scale at a time
+        last: tuple[float, bool] | None = None
+        for log, ps, off, pr in cands:
+            if last != (ps, pr):  # one pair scale and encoding at a time
+                eig_cache, last = {}, (ps, pr)
+            apes[(log, ps, off, pr)] = self._loo_ape(encodings[pr], y, log, ps, off, eig_cache)
         scores = {c: float(v.mean() * 100) for c, v in apes.items()}
-        plain = (False, 0.0, False)
+        plain = (False, 0.0, False, False)
         best = min(scores, key=lambda c: scores[c])
         if plain in apes and best != plain:
             d = apes[plain] - apes[best]
             se = float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else math.inf
             if not (se > 0 and float(d.mean()) / se >= self.config.min_t):
                 best = plain
-        log, ps, off = best
+        log, ps, off, pr = best
+        enc = encodings[pr]
         keep = np.arange(y.shape[0])
-        fit = self._fit_config(idx, y, log, ps, off, None)
+        fit = self._fit_config(enc, y, log, ps, off, None)
         dropped: list[int] = []
         if self.config.robust and y.shape[0] >= 10:
-            out = self._outliers(idx, apes[best], flags)
+            out = self._outliers(enc, apes[best], flags)
             if out.size:
                 dropped = sorted(int(i) for i in out)
                 keep = np.setdiff1d(keep, out)
-                fit = self._fit_config(idx[keep], y[keep], log, ps, off, None)
-        self._set_weights(idx[keep], y[keep], log, ps, off, fit)
+                fit = self._fit_config(enc[keep], y[keep], log, ps, off, None)
+        self._prune = pr
+        self._set_weights(enc[keep], y[keep], log, ps, off, fit)
+        graph = self.graph is not None
         self.chosen = {"log_target": log, "pair_scale": ps, "table_offset": off,
+                       **({"prune": pr} if graph else {}),
                        "loo_mape": round(scores[best], 4),
                        "plain_loo_mape": round(scores[plain], 4) if plain in scores else None,
-                       "candidates": {f"log={lg} pairs={p} offset={o}": round(v, 4)
-                                      for (lg, p, o), v in scores.items()},
+                       "candidates": {f"log={lg} pairs={p} offset={o}"
+                                      + (f" prune={r}" if graph else ""): round(v, 4)
+                                      for (lg, p, o, r), v in scores.items()},
                        "dropped": dropped, "flagged": int(flags.sum())}
         return self
+
+    def _pruned(self, idx: np.ndarray) -> np.ndarray:
+        assert self.graph is not None and self._none is not None
+        return self.graph.prune(idx, self._none)
 
     def _outliers(self, idx: np.ndarray, ape: np.ndarray, flags: np.ndarray) -> np.ndarray:
         """Samples to drop: flagged by the timing protocol with a leave-one-out error beyond
@@ -470,6 +548,8 @@ class LatencyPredictor:
         if self._main_w is None or self._pair_w is None:
             raise ValueError("the predictor is not fitted; call fit() (or from_json()) first")
         idx = self._check_indices(idx)
+        if self._prune:
+            idx = self._pruned(idx)
         out = np.empty(idx.shape[0])
         step = 1 << 16
         for s in range(0, idx.shape[0], step):
@@ -495,7 +575,10 @@ class LatencyPredictor:
                 "layer_table": None if self.layer_table is None
                 else {str(k): v for k, v in self.layer_table.items()},
                 "chosen": self.chosen,
-                "model": {"log_target": self._log, "table_offset": self._offset},
+                "graph": None if self.graph is None else {
+                    "edges": [list(e) for e in self.graph.edges], "none_op": self.graph.none_op},
+                "model": {"log_target": self._log, "table_offset": self._offset,
+                          "prune": self._prune},
                 "weights": {"main": self._main_w.tolist(), "pair": self._pair_w.tolist(),
                             "table": self._table_w, "intercept": self._intercept},
                 "alpha": self.alpha_, "lambda": self.lambda_, "n_train": self.n_train,
@@ -508,13 +591,17 @@ class LatencyPredictor:
                              f"expected {FORMAT!r})")
         table = d.get("layer_table")
         cfg = {k: v for k, v in d["config"].items() if k in PredictorConfig.__dataclass_fields__}
+        g = d.get("graph")
         pred = cls(tuple(tuple(c) for c in d["choices"]), fixed_ms=float(d["fixed_ms"]),
                    layer_table=None if table is None else {int(k): v for k, v in table.items()},
-                   config=PredictorConfig(**cfg))
+                   config=PredictorConfig(**cfg),
+                   graph=None if g is None else CellGraph(tuple(tuple(e) for e in g["edges"]),
+                                                          g["none_op"]))
         model = d.get("model") or {"log_target": d["config"].get("log_target", True),
                                    "table_offset": table is not None
                                    and d["config"].get("table_offset", True)}
         pred._log, pred._offset = bool(model["log_target"]), bool(model["table_offset"])
+        pred._prune = bool(model.get("prune", False)) and pred.graph is not None
         w = d["weights"]
         main, pair = np.asarray(w["main"], dtype=float), np.asarray(w["pair"], dtype=float)
         if main.shape != (pred._n_main,) or pair.shape not in ((0,), (pred._n_pair_all,)):

@@ -231,3 +231,64 @@ def test_a_raw_latency_model_never_predicts_at_or_below_zero() -> None:
     loaded = LatencyPredictor.from_json(json.loads(json.dumps(pred.to_json())))
     assert float(loaded.predict([("a", "a")])[0]) == fastest
     np.testing.assert_allclose(pred.predict(archs[:3]), lat[:3], rtol=0.01)
+
+
+NB201_EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+NB201_OPS = ("none", "skip", "conv1", "conv3", "pool")
+
+
+def test_cell_graph_prunes_dead_edges() -> None:
+    from hurricane.predictor import CellGraph
+
+    g = CellGraph(NB201_EDGES)
+    choices = tuple(NB201_OPS for _ in NB201_EDGES)
+    none = g.none_indices(choices)
+    n, _skip, c1, c3, pl = range(5)
+    rows = np.array([
+        [c3, c3, c3, c3, c3, c3],  # all live
+        [n, c3, c3, c3, c3, c3],   # node 1 unreachable: 1->2 and 1->3 dead
+        [c3, c3, c3, c3, c1, n],   # node 2 unused: 0->2 and 1->2 dead
+        [c3, n, n, c3, n, pl],     # node 2 unreachable (no live input): 2->3 dead; 0->1 unused
+        [n, n, n, n, n, n],        # nothing
+    ])
+    want = np.array([
+        [c3, c3, c3, c3, c3, c3],
+        [n, c3, n, c3, n, c3],
+        [c3, n, n, c3, c1, n],
+        [n, n, n, c3, n, n],
+        [n, n, n, n, n, n],
+    ])
+    assert np.array_equal(g.prune(rows, none), want)
+    with pytest.raises(ValueError, match="no 'none' op"):
+        CellGraph(NB201_EDGES).none_indices(tuple(NB201_OPS[1:] for _ in NB201_EDGES))
+    with pytest.raises(ValueError, match="6 edges; the space has 2 layers"):
+        g.none_indices(choices[:2])
+    with pytest.raises(ValueError, match="lower to a higher node"):
+        CellGraph(((1, 0),))
+
+
+@pytest.mark.parametrize("prunes", [True, False])
+def test_the_pruned_cell_encoding_is_chosen_when_the_device_prunes(prunes: bool) -> None:
+    """A device that skips dead edges (cost of the live cell) gets the pruned encoding and a
+    far better fit; one that computes every edge keeps the plain model."""
+    from hurricane.predictor import CellGraph
+
+    g = CellGraph(NB201_EDGES)
+    choices = tuple(NB201_OPS for _ in NB201_EDGES)
+    rng = np.random.default_rng(5)
+    cost = np.array([0.0, 0.2, 1.0, 2.5, 0.8])  # per op
+    idx = rng.integers(0, 5, size=(400, 6))
+    cells = g.prune(idx, g.none_indices(choices)) if prunes else idx
+    lat = (3.0 + cost[cells].sum(axis=1)) * (1 + rng.normal(0, 0.01, size=400))
+    pred = LatencyPredictor(choices, graph=g).fit_indices(idx[:100], lat[:100])
+    raw = LatencyPredictor(choices).fit_indices(idx[:100], lat[:100])
+    assert pred.chosen is not None and pred.chosen["prune"] is prunes
+    ours = metrics(pred.predict_indices(idx[100:]), lat[100:]).mape
+    plain = metrics(raw.predict_indices(idx[100:]), lat[100:]).mape
+    if prunes:
+        assert ours < 2.0 < plain  # ~1% noise: the raw encoding cannot express dead edges
+    else:
+        assert ours == pytest.approx(plain, rel=1e-9)
+    back = LatencyPredictor.from_json(json.loads(json.dumps(pred.to_json())))
+    assert np.array_equal(back.predict_indices(idx[100:]), pred.predict_indices(idx[100:]))
+    assert back.graph == g
