@@ -143,13 +143,19 @@ def test_the_role_grants_exactly_what_the_executor_calls(values, monkeypatch) ->
         ex.run(measure)  # configmaps create, jobs create/get, pods list, pods/log get
         ex.run(measure)  # adopted: configmaps get (409), jobs get (409)
         stop = threading.Event()
-        threading.Timer(1.0, stop.set).start()
-        cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=stop.is_set)
+        # cancelled once the pending pod's events were read (after Kueue's admission on a slow
+        # machine too), or after 30 s so that a regression fails on the Role, not by hanging
+        deadline = time.monotonic() + 30
+
+        def relayed() -> bool:
+            return any(r.resource == "events" for r in k.requests) or time.monotonic() > deadline
+
+        cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=relayed)
         from hurricane.contract import JobCancelled
 
         with pytest.raises(JobCancelled):
             cancel.run(train)  # services or trainjobs create, events list, delete
-        stop.clear()
+        cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=stop.is_set)
         threading.Timer(1.0, stop.set).start()
         with pytest.raises(JobCancelled):  # a one-pod Job on the training pool: jobs delete
             cancel.run(JobSpec("s-1", "search1", s.store, device="cpu"))

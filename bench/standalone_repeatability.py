@@ -1,0 +1,93 @@
+"""How repeatable is the ranking benchmark's ground truth? The architectures of each seed of a
+``bench/supernet_ranking.py`` result are trained alone again with another training seed (the
+same recipe: the demo's retrain settings on cluttered-digits, test split), and the two
+stand-alone accuracies are compared with Kendall tau and Spearman rho.
+
+This is the ceiling of what ``supernet_ranking.py`` can show: a supernet cannot rank the
+architectures more consistently with one stand-alone training than a second stand-alone
+training does.
+
+    python bench/standalone_repeatability.py --out bench/results/standalone_repeatability.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scipy import stats
+from supernet_ranking import recipe_spec, standalone
+
+from hurricane.arch import Arch
+from hurricane.machine import machine_info
+from hurricane.spec import load_spec
+from hurricane.steps.common import data_of
+from hurricane.train import set_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def repeat(base: Any, run: dict[str, Any], recipe: str, offset: int) -> dict[str, Any]:
+    r = run["recipes"][recipe]
+    seed = run["seed"]
+    spec = recipe_spec(base, "family" if r["backbone_shortcut"] else "spos", seed + offset,
+                       None, None)
+    data = data_of(spec)
+    t0 = time.time()
+    again = [standalone(spec, Arch.parse(a), data) for a in r["archs"]]
+    tau = stats.kendalltau(r["standalone"], again).statistic
+    rho = stats.spearmanr(r["standalone"], again).statistic
+    return {"seed": seed, "training_seed": seed + offset, "first": r["standalone"],
+            "second": [round(x, 4) for x in again], "kendall_tau": round(float(tau), 3),
+            "spearman_rho": round(float(rho), 3),
+            "mean_abs_change": round(statistics.fmean(abs(a - b) for a, b in
+                                                      zip(r["standalone"], again, strict=True)), 4),
+            "seconds": round(time.time() - t0)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    taus = [r["kendall_tau"] for r in runs]
+    rhos = [r["spearman_rho"] for r in runs]
+    return {"kendall_tau": {"mean": round(statistics.fmean(taus), 3), "min": min(taus),
+                            "max": max(taus)},
+            "spearman_rho": {"mean": round(statistics.fmean(rhos), 3), "min": min(rhos),
+                             "max": max(rhos)},
+            "mean_abs_change": round(statistics.fmean(r["mean_abs_change"] for r in runs), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spec", type=Path, default=ROOT / "examples" / "digits-cpu.yaml")
+    ap.add_argument("--ranking", type=Path, default=ROOT / "bench" / "results" / "supernet_ranking.json",
+                    help="a supernet_ranking.py result whose architectures to train again")
+    ap.add_argument("--recipe", default="shared", help="whose architectures (and backbone)")
+    ap.add_argument("--seed-offset", type=int, default=100, help="training seed = seed + this")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    set_threads(None)
+    base = load_spec(a.spec)
+    t0 = time.time()
+    runs = []
+    for run in json.loads(a.ranking.read_text())["runs"]:
+        runs.append(repeat(base, run, a.recipe, a.seed_offset))
+        print(json.dumps({k: runs[-1][k] for k in ("seed", "kendall_tau", "spearman_rho")}),
+              file=sys.stderr, flush=True)
+    doc = {"benchmark": "standalone_repeatability", "ranking": str(a.ranking.relative_to(ROOT)),
+           "recipe": a.recipe, "summary": summarize(runs), "runs": runs,
+           "wall_seconds": round(time.time() - t0, 1), "machine": machine_info("torch"),
+           "command": "python " + " ".join(sys.argv)}
+    text = json.dumps(doc, indent=1)
+    if a.out:
+        a.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
