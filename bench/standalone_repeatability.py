@@ -23,29 +23,27 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scipy import stats
-from supernet_ranking import recipe_spec, standalone
+from supernet_ranking import GroundTruth
 
 from hurricane.arch import Arch
 from hurricane.machine import machine_info
 from hurricane.spec import load_spec
-from hurricane.steps.common import data_of
 from hurricane.train import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def repeat(base: Any, run: dict[str, Any], recipe: str, offset: int) -> dict[str, Any]:
+def repeat(base: Any, run: dict[str, Any], recipe: str) -> dict[str, Any]:
     r = run["recipes"][recipe]
-    seed = run["seed"]
-    spec = recipe_spec(base, "family" if r["backbone_shortcut"] else "spos", seed + offset,
-                       None, None)
-    data = data_of(spec)
+    seed, sc = run["seed"], r["backbone_shortcut"]
+    first = {(seed, sc, a): acc for a, acc in zip(r["archs"], r["standalone"], strict=True)}
+    truth = GroundTruth(base, "family" if sc else "spos", seed, 2, first)
     t0 = time.time()
-    again = [standalone(spec, Arch.parse(a), data) for a in r["archs"]]
+    again = [truth.runs(Arch.parse(a))[1] for a in r["archs"]]
     tau = stats.kendalltau(r["standalone"], again).statistic
     rho = stats.spearmanr(r["standalone"], again).statistic
-    return {"seed": seed, "training_seed": seed + offset, "first": r["standalone"],
-            "second": [round(x, 4) for x in again], "kendall_tau": round(float(tau), 3),
+    return {"seed": seed, "training_seed": truth.seeds[1], "first": r["standalone"],
+            "second": again, "kendall_tau": round(float(tau), 3),
             "spearman_rho": round(float(rho), 3),
             "mean_abs_change": round(statistics.fmean(abs(a - b) for a, b in
                                                       zip(r["standalone"], again, strict=True)), 4),
@@ -68,7 +66,6 @@ def main() -> None:
     ap.add_argument("--ranking", type=Path, default=ROOT / "bench" / "results" / "supernet_ranking.json",
                     help="a supernet_ranking.py result whose architectures to train again")
     ap.add_argument("--recipe", default="shared", help="whose architectures (and backbone)")
-    ap.add_argument("--seed-offset", type=int, default=100, help="training seed = seed + this")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     set_threads(None)
@@ -76,7 +73,7 @@ def main() -> None:
     t0 = time.time()
     runs = []
     for run in json.loads(a.ranking.read_text())["runs"]:
-        runs.append(repeat(base, run, a.recipe, a.seed_offset))
+        runs.append(repeat(base, run, a.recipe))
         print(json.dumps({k: runs[-1][k] for k in ("seed", "kendall_tau", "spearman_rho")}),
               file=sys.stderr, flush=True)
     doc = {"benchmark": "standalone_repeatability", "ranking": str(a.ranking.relative_to(ROOT)),
