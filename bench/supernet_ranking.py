@@ -106,20 +106,29 @@ class GroundTruth:
         self.seeds = [seed + TRAINING_SEED_STEP * k for k in range(trainings)]
         self.shortcut = RECIPES[recipe]["downsample_shortcut"]
         self._data: dict[int, Any] = {}
-        self.reused = self.trained = 0
+        self._used: set[tuple[int, bool, str]] = set()
+        self._new: set[tuple[int, bool, str]] = set()
+
+    @property
+    def trained(self) -> int:
+        return len(self._new)
+
+    @property
+    def reused(self) -> int:
+        """Trainings taken from earlier results (each counted once, however often read)."""
+        return len(self._used - self._new)
 
     def runs(self, arch: Arch) -> list[float]:
         out = []
         for ts in self.seeds:
             key = (ts, self.shortcut, str(arch))
-            if key in self.known:
-                self.reused += 1
-            else:
+            self._used.add(key)
+            if key not in self.known:
                 spec = recipe_spec(self.base, self.recipe, ts, None, None)
                 if ts not in self._data:
                     self._data[ts] = data_of(spec)
                 self.known[key] = round(standalone(spec, arch, self._data[ts]), 4)
-                self.trained += 1
+                self._new.add(key)
             out.append(self.known[key])
         return out
 
@@ -156,6 +165,10 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
     winner = found.top[0].arch
     won = truth(winner)
     p75 = float(statistics.quantiles(alone, n=4)[2])
+
+    def percentile(acc: float) -> float:
+        return round(sum(a < acc for a in alone) / len(alone), 3)
+
     first = [truth.runs(a)[0] for a in archs]
     extra: dict[str, Any] = {}
     if rescore:
@@ -173,7 +186,7 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
         extra = {"rescored_top": [str(a) for a in top],
                  "rescored_accuracy": [round(x, 4) for x in again],
                  "rescored_winner": str(pick), "rescored_standalone": round(picked, 4),
-                 "rescored_percentile": round(sum(a < picked for a in alone) / len(alone), 3),
+                 "rescored_percentile": percentile(picked),
                  "rescored_above_p75": picked > p75}
     return {**extra, "final_loss": res.final_loss, "train_seconds": round(res.seconds, 1),
             "supernet_accuracy": [round(a, 4) for a in through],
@@ -183,7 +196,7 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
             "winner": str(winner), "winner_standalone_runs": truth.runs(winner),
             "winner_latency_ms": round(table.arch_latency(winner), 4),
             "winner_standalone": round(won, 4), "random_p75": round(p75, 4),
-            "winner_percentile": round(sum(a < won for a in alone) / len(alone), 3),
+            "winner_percentile": percentile(won),
             "winner_above_p75": won > p75, "seconds": round(time.time() - t0, 1)}
 
 
