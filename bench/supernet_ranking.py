@@ -12,8 +12,12 @@ spread over >10 points there), per seed and per training recipe:
 3. train the recipe's supernet (the demo's iterations and batch), score the same architectures
    through it (BN recalibrated, validation split), and report Kendall tau and Spearman rho
    between the two accuracies;
-4. run the demo's evolution on that supernet under the budget, train its winner alone, and
-   place it among the random feasible architectures (goal: above their 75th percentile).
+4. run the demo's evolution on that supernet under the budget, fine-tune its top
+   ``--finalists`` from the supernet's weights and re-rank them as the search step does
+   (``evolution.finalists``), train the winner alone, and place it among the random feasible
+   architectures (goal: above their 75th percentile). With finalists, the supernet's own pick
+   and every finalist are trained alone too, and the random architectures are fine-tuned the
+   same way (``finetuned_kendall_tau``).
 
 Recipes: ``spos`` is plain SPOS as the paper runs it (independent candidate weights, the
 paper's stride-2 ops without a shortcut); ``shared`` has the projection shortcut at stride-2
@@ -47,8 +51,10 @@ from hurricane.steps.common import (
     SupernetScorer,
     data_of,
     evolution_config,
+    finetuned_accuracy,
     layout_of,
     protocol_of,
+    rank_finalists,
     target_profile,
     train_config,
 )
@@ -65,14 +71,19 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_spec(base: SearchSpec, recipe: str, seed: int, lr: float | None,
-                iterations: int | None) -> SearchSpec:
+                iterations: int | None, finalists: tuple[int, int] | None = None) -> SearchSpec:
     r = RECIPES[recipe]
     sup: dict[str, Any] = {"sharing": r["sharing"], "quality_archs": 0}
     if lr is not None:
         sup["lr"] = lr
     if iterations is not None:
         sup["iterations"] = iterations
+    ev = base.evolution
+    if finalists is not None:
+        ev = ev.model_copy(update={"finalists": finalists[0],
+                                   "finalist_iterations": finalists[1]})
     return base.model_copy(update={
+        "evolution": ev,
         "seed": seed,
         "dataset": base.dataset.model_copy(update={"name": "cluttered-digits"}),
         "backbone": base.backbone.model_copy(
@@ -138,7 +149,7 @@ class GroundTruth:
 
 def feasible_sample(space: SearchSpace, latency: Any, budget: float, n: int,
                     seed: int) -> list[Arch]:
-    rng, out = random.Random(seed), []
+    rng, out = random.Random(seed), list[Arch]()
     while len(out) < n:
         a = space.sample(rng)
         if latency(a) <= budget and a not in out:
@@ -162,8 +173,6 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
                              latency=table.arch_latency, budget_ms=budget,
                              seeds=[table.fastest(space)])
     found = finder.run()
-    winner = found.top[0].arch
-    won = truth(winner)
     p75 = float(statistics.quantiles(alone, n=4)[2])
 
     def percentile(acc: float) -> float:
@@ -171,6 +180,25 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
 
     first = [truth.runs(a)[0] for a in archs]
     extra: dict[str, Any] = {}
+    ranked = rank_finalists(found, scorer, data, spec)  # what the search step does
+    winner = Arch.parse(ranked["top"][0]["arch"])
+    won = truth(winner)
+    if "finalists" in ranked:
+        # the supernet's own pick, and every finalist trained alone: does the fine-tune order
+        # them as training alone does? And the random architectures fine-tuned the same way
+        fin = [c for c in ranked["top"] if "finetuned_accuracy" in c]
+        pick = found.top[0].arch
+        tuned = [finetuned_accuracy(net, a, data, spec, scorer.bn_batches,
+                                    description=f"fine-tune {a.digest}") for a in archs]
+        extra = {"finalists": ranked["finalists"],
+                 "finalists_top": [{**c, "standalone": round(truth(Arch.parse(c["arch"])), 4)}
+                                   for c in fin],
+                 "supernet_pick": str(pick), "supernet_pick_standalone": round(truth(pick), 4),
+                 "supernet_pick_percentile": percentile(truth(pick)),
+                 "supernet_pick_above_p75": truth(pick) > p75,
+                 "finetuned_accuracy": [round(x, 4) for x in tuned],
+                 "finetuned_kendall_tau": round(float(stats.kendalltau(tuned, alone).statistic),
+                                                3)}
     if rescore:
         # the evolution's top candidates scored again, each the mean over 3 BN recalibrations
         # on 4x the batches: is the winner's curse of ~100 noisy scores what misses the p75?
@@ -183,7 +211,7 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
         again = [statistics.fmean(sc(a) for sc in scorers) for a in top]
         pick = top[max(range(len(top)), key=again.__getitem__)]
         picked = truth(pick)
-        extra = {"rescored_top": [str(a) for a in top],
+        extra |= {"rescored_top": [str(a) for a in top],
                  "rescored_accuracy": [round(x, 4) for x in again],
                  "rescored_winner": str(pick), "rescored_standalone": round(picked, 4),
                  "rescored_percentile": percentile(picked),
@@ -232,16 +260,17 @@ def known_standalone(paths: list[Path]) -> Known:
 
 def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
              lr: dict[str, float | None], iterations: int | None, known: Known,
-             trainings: int, rescore: int = 0) -> dict[str, Any]:
+             trainings: int, rescore: int = 0,
+             finalists: tuple[int, int] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": seed, "recipes": {}}
     for recipe in recipes:
-        spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations)
+        spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations, finalists)
         layout = layout_of(spec)
         space = SearchSpace.uniform(spec.space.ops, layout.num_layers)
         table = profile_table(layout, space, target_profile(spec, spec.devices[0].name),
                               protocol_of(spec))
         lo, hi = table.bounds(space)
-        budget = lo + spec.devices[0].budget_fraction * (hi - lo)
+        budget = lo + (spec.devices[0].budget_fraction or 0.0) * (hi - lo)
         data = data_of(spec)
         archs = feasible_sample(space, table.arch_latency, budget, n, seed=1000 + seed)
         t0 = time.time()
@@ -282,6 +311,10 @@ def summarize(runs: list[dict[str, Any]], recipes: list[str]) -> dict[str, Any]:
                   "supernet_accuracy_mean": agg("supernet_accuracy_mean"),
                   "standalone_spread": agg("standalone_spread"),
                   "winner_above_p75": sum(bool(x["winner_above_p75"]) for x in rs),
+                  **({"supernet_pick_above_p75": sum(bool(x["supernet_pick_above_p75"])
+                                                     for x in rs),
+                      "finetuned_kendall_tau": agg("finetuned_kendall_tau")}
+                     if all("finalists" in x for x in rs) else {}),
                   "seeds": len(rs),
                   "goal_tau_0_5_met": statistics.fmean(x["kendall_tau"] for x in rs) >= 0.5}
     return out
@@ -307,6 +340,11 @@ def main() -> None:
     ap.add_argument("--rescore", type=int, default=0, metavar="K",
                     help="also score evolution's top K again (3 BN recalibrations on 4x the "
                     "batches, averaged), train the best alone and report it as rescored_*")
+    ap.add_argument("--finalists", type=int, metavar="K",
+                    help="evolution's top K fine-tuned and re-ranked, as the search step does "
+                    "(default: the spec's evolution.finalists; 0: the supernet's pick)")
+    ap.add_argument("--finalist-iterations", type=int, metavar="N",
+                    help="fine-tuning steps per finalist (default: the spec's)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     base = load_spec(a.spec)
@@ -315,8 +353,11 @@ def main() -> None:
     lr = {"spos": a.spos_lr, "shared": a.shared_lr, "family": a.family_lr}
     known = known_standalone(a.standalone_from)
     runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations, known, a.trainings,
-                     a.rescore) for s in a.seeds]
-    doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.relative_to(ROOT)),
+                     a.rescore, (
+                         base.evolution.finalists if a.finalists is None else a.finalists,
+                         a.finalist_iterations or base.evolution.finalist_iterations))
+            for s in a.seeds]
+    doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.resolve().relative_to(ROOT)),
            "dataset": "cluttered-digits", "archs_per_seed": a.archs, "seeds": a.seeds,
            "standalone_trainings": a.trainings,
            "recipes": {r: RECIPES[r] for r in a.recipes},

@@ -129,6 +129,10 @@ def run(
         typer.echo(f"  {name}: top-1 {d['top1']:.2%}, latency {shown} "
                    f"/ {d['predicted_latency_ms']:.3f} ms predicted "
                    f"(budget {d['budget_ms']:.3f} ms)\n    arch {d['arch']}")
+        if d.get("finalists"):
+            typer.echo(f"    picked among evolution's top {d['finalists']} fine-tuned from the "
+                       f"supernet ({d['finetuned_top1']:.1%} validation; "
+                       f"{d['supernet_rank']} of {d['finalists']} through the supernet)")
         for k, v in d["artifacts"].items():
             typer.echo(f"    {k:11s} {v}")
     typer.echo(f"  report      {st.uri(search_key(sid, 'report.json'))}")

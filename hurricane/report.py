@@ -66,6 +66,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "arch": win["winner"],
             "top1": results["retrain"]["devices"][n]["test_top1"],
             "supernet_top1": win["supernet_accuracy"],
+            **({"finetuned_top1": win["finetuned_accuracy"], "supernet_rank": win["supernet_rank"],
+                "finalists": win["finalists"]} if "finetuned_accuracy" in win else {}),
             "budget_ms": win["budget_ms"],
             "predicted_latency_ms": exp["predicted_latency_ms"],
             "measured_latency_ms": measured,
@@ -110,6 +112,10 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
     }
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     per_stage = ", ".join(f"{k} {v}" for k, v in report["iterations_per_stage"].items())
     lines = [f"# Search {report['search_id']}", "",
@@ -146,6 +152,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{d['predicted_latency_ms']:.3f} | "
                      f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | {ok} | "
                      f"`{d['arch']}` |")
+    for n, d in report["devices"].items():
+        if d.get("finalists"):
+            lines.append(f"\n{n}: evolution's top {d['finalists']} fine-tuned from the supernet; "
+                         f"the winner was {_ordinal(d['supernet_rank'])} through the supernet "
+                         f"({d['supernet_top1']:.1%}) and first fine-tuned "
+                         f"({d['finetuned_top1']:.1%} validation).")
     for n, d in report["devices"].items():
         p = d.get("predictor")
         if p:

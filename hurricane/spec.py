@@ -344,6 +344,14 @@ class EvolutionSpec(_Strict):
     bn_batch_size: int = Field(256, ge=1)
     eval_batches: int | None = Field(None, ge=1, description="validation batches; all if unset")
     keep_top: int = Field(10, ge=1, description="architectures returned")
+    finalists: int = Field(
+        5, ge=0, le=100, description="evolution's top candidates (at most keep_top) fine-tuned "
+        "alone from the supernet's weights and re-ranked by validation accuracy: the supernet "
+        "scores its best candidates within noise of each other, a short fine-tune separates "
+        "them (bench/supernet_ranking.py --finalists); 0 or 1: the supernet's order stands")
+    finalist_iterations: int = Field(300, ge=1, description="fine-tuning steps per finalist "
+                                     "(batches of supernet.batch_size)")
+    finalist_lr: float = Field(0.02, gt=0, description="fine-tuning learning rate (linear decay)")
 
     @model_validator(mode="after")
     def _sizes(self) -> EvolutionSpec:

@@ -49,6 +49,7 @@ def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
     r = hurricane("run", str(spec), "--store", str(store), "--search-id", "cli-1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "search cli-1 finished" in r.stdout and "model.onnx" in r.stdout
+    assert "picked among evolution's top 3 fine-tuned from the supernet" in r.stdout
     base = store / "searches" / "cli-1"
     for rel in ("retrain/cpu/final.pt", "retrain/cpu/arch.json", "export/cpu/model.onnx",
                 "report.json"):

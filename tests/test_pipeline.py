@@ -58,6 +58,15 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
     assert store.exists(search_key(sid, "predictor", "cpu", "predictor.json"))
     evo = store.get_json(search_key(sid, "search1", "cpu", "evolution.json"))
     assert all(c["latency_ms"] <= evo["budget_ms"] for c in evo["top"])
+    # the top 3 (keep_top) were fine-tuned and re-ranked; the winner is the best fine-tuned
+    fin = [c for c in evo["top"] if "finetuned_accuracy" in c]
+    assert evo["finalists"]["count"] == len(fin) == 3 and evo["finalists"]["iterations"] == 2
+    assert [c["finetuned_accuracy"] for c in fin] == sorted(
+        (c["finetuned_accuracy"] for c in fin), reverse=True)
+    assert sorted(c["supernet_rank"] for c in fin) == [1, 2, 3]
+    assert d["arch"] == fin[0]["arch"] and d["finetuned_top1"] == fin[0]["finetuned_accuracy"]
+    assert d["supernet_rank"] == fin[0]["supernet_rank"] and d["finalists"] == 3
+    assert "fine-tuned from the supernet" in store.get_bytes(search_key(sid, "report.md")).decode()
     net = load_final(store, sid, "cpu")
     assert str(net.arch) == d["arch"]
     status = summarize(store, sid)

@@ -67,6 +67,9 @@ def test_non_monotone_target_adapts_the_proxy_predictor(store, tmp_path) -> None
     evo = store.get_json(search_key(sid, "transfer", "target-dev", "evolution.json"))
     win = report["devices"]["target-dev"]
     assert win["arch"] == evo["top"][0]["arch"]
+    # its own evolution's finalists were fine-tuned and re-ranked, as a search step's are
+    assert win["finalists"] == evo["finalists"]["count"] == 3
+    assert win["finetuned_top1"] == max(c.get("finetuned_accuracy", -1) for c in evo["top"])
     # the adapted predictor is the target's latency model, and it ranks the target's truth
     table = load_table(store, sid, "target-dev")
     model = latency_model(store, sid, "target-dev", table)

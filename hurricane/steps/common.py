@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,13 +13,13 @@ from hurricane.backbone import Layout
 from hurricane.contract import JobSpec
 from hurricane.data import Data, DatasetError, load_data
 from hurricane.devices import DeviceProfile, device_profile
-from hurricane.evolution import EvolutionConfig, InfeasibleBudget
+from hurricane.evolution import EvolutionConfig, EvolutionResult, InfeasibleBudget
 from hurricane.profiling import LatencyTable, Protocol, Timing, measure_arch
 from hurricane.records import result_key
 from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainingSpec, TrainSettings
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Supernet, recalibrate_bn
-from hurricane.train import TrainConfig, evaluate
+from hurricane.train import TrainConfig, evaluate, train
 
 DISTRIBUTED_STEPS = ("stage1", "stage2", "retrain")  # trained by torchrun (spec.training)
 
@@ -178,6 +179,47 @@ class SupernetScorer:
         recalibrate_bn(self.net, self.bn_batches, arch=arch)
         return evaluate(self.net, self.val, limit=self.limit,
                         forward=lambda x: self.net(x, arch))
+
+
+def finetuned_accuracy(net: Supernet, arch: Arch, data: Data, spec: SearchSpec,
+                       bn_batches: Sequence[Any], *, description: str = "finalist") -> float:
+    """``arch`` taken out of the supernet (BN recalibrated on ``bn_batches``), trained alone for
+    ``evolution.finalist_iterations`` steps (the supernet's batch size and regularisation,
+    ``finalist_lr`` decaying linearly; the same batches for every architecture) and scored on
+    the validation split as evolution scores it. The supernet is left as it was."""
+    ev, sn = spec.evolution, spec.supernet
+    recalibrate_bn(net, bn_batches, arch=arch)
+    sub = net.extract(arch)
+    cfg = TrainConfig(iterations=ev.finalist_iterations, batch_size=sn.batch_size,
+                      lr=ev.finalist_lr, momentum=sn.momentum, weight_decay=sn.weight_decay,
+                      label_smoothing=sn.label_smoothing, seed=spec.seed + 6271,
+                      threads=sn.threads, log_every=max(1, ev.finalist_iterations // 10))
+    train(sub, data.train, cfg, description=description)
+    return evaluate(sub, data.val, limit=ev.eval_batches)
+
+
+def rank_finalists(found: EvolutionResult, scorer: SupernetScorer, data: Data,
+                   spec: SearchSpec) -> dict[str, Any]:
+    """``found`` as stored (``to_json``), its first ``evolution.finalists`` candidates re-ranked
+    by :func:`finetuned_accuracy` (ties keep the supernet's order). The supernet scores its best
+    candidates within noise of each other, so its top-1 is close to a coin toss among them; a
+    short fine-tune from the shared weights separates them (bench/supernet_ranking.py). Each
+    finalist records ``finetuned_accuracy`` and ``supernet_rank``; ``finalists`` says what ran."""
+    out = found.to_json()
+    k = min(spec.evolution.finalists, len(found.top))
+    if k < 2:
+        return out
+    t0 = time.monotonic()
+    tuned = [finetuned_accuracy(scorer.net, c.arch, data, spec, scorer.bn_batches,
+                                description=f"finalist {i + 1}/{k} {c.arch.digest}")
+             for i, c in enumerate(found.top[:k])]
+    order = sorted(range(k), key=lambda i: (-tuned[i], i))
+    out["top"] = [{**found.top[i].to_json(), "finetuned_accuracy": round(tuned[i], 4),
+                   "supernet_rank": i + 1} for i in order] + out["top"][k:]
+    out["finalists"] = {"count": k, "iterations": spec.evolution.finalist_iterations,
+                        "lr": spec.evolution.finalist_lr, "supernet_pick": str(found.top[0].arch),
+                        "changed": order[0] != 0, "seconds": round(time.monotonic() - t0, 2)}
+    return out
 
 
 def quality_verdict(accuracies: list[float], *, num_classes: int,

@@ -25,6 +25,7 @@ from hurricane.steps.common import (
     load_table,
     loss_curve,
     quality_warnings,
+    rank_finalists,
     resolve_budget,
     searched_devices,
     supernet_quality,
@@ -239,7 +240,7 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
         finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
                                  budget_ms=resolve_budget(spec, name, full, table, latency),
                                  seeds=[table.fastest(space)])
-        res = finder.run().to_json()
+        res = rank_finalists(finder.run(), scorer, data, spec)
         res["supernet"] = stage
         store.put_json(evolution_key(search_id, step, name, "pareto.json"),
                        {"device": name, "step": step, "budget_ms": res["budget_ms"],
@@ -253,7 +254,11 @@ def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
     for name in searched_devices(spec):
         res = store.get_json(evolution_key(search_id, step, name))
         win = res["top"][0]
+        fin = res.get("finalists")
         out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
+                     **({"finetuned_accuracy": win["finetuned_accuracy"],
+                         "supernet_rank": win["supernet_rank"], "finalists": fin["count"]}
+                        if fin else {}),
                      "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
                      "evaluated": res["evaluated"], "supernet": res.get("supernet"),
                      "pareto": evolution_key(search_id, step, name, "pareto.json"),

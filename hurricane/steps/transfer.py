@@ -26,6 +26,7 @@ from hurricane.steps.common import (
     measure_archs,
     predictor_key,
     protocol_of,
+    rank_finalists,
     resolve_budget,
     target_profile,
     transfer_key,
@@ -110,14 +111,19 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
             stage = supernet_stage(spec, store, search_id, winner_step, t.proxy)
             sub, net = load_supernet(spec, store, search_id, stage)
             set_threads(spec.supernet.threads)
-            finder = EvolutionSearch(sub, evolution_config(spec),
-                                     accuracy=SupernetScorer(net, data_of(spec, store, search_id), spec),
+            data = data_of(spec, store, search_id)
+            scorer = SupernetScorer(net, data, spec)
+            finder = EvolutionSearch(sub, evolution_config(spec), accuracy=scorer,
                                      latency=latency, budget_ms=budget,
                                      seeds=[table.fastest(sub)])
-            res = finder.run()
+            res = rank_finalists(finder.run(), scorer, data, spec)
             store.put_json(transfer_key(search_id, t.name, "evolution.json"),
-                           {**res.to_json(), "supernet": stage})
-            winner = res.top[0]
+                           {**res, "supernet": stage})
+            winner = Candidate.from_json(res["top"][0])
+            if "finalists" in res:
+                out["finalists"] = {"count": res["finalists"]["count"],
+                                    "finetuned_accuracy": res["top"][0]["finetuned_accuracy"],
+                                    "supernet_rank": res["top"][0]["supernet_rank"]}
             out["supernet"] = stage
         out["winner"] = winner.to_json()
         store.put_json(transfer_key(search_id, t.name), out)
@@ -133,7 +139,10 @@ def transfer_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> d
         out[t.name] = {"winner": w["arch"], "supernet_accuracy": w["accuracy"],
                        "latency_ms": w["latency_ms"], "budget_ms": r["budget_ms"],
                        "proxy": r["proxy"], "method": r["method"], "srcc": r["decision"]["srcc"],
-                       "samples": r["samples"]}
+                       "samples": r["samples"],
+                       **({"finetuned_accuracy": r["finalists"]["finetuned_accuracy"],
+                           "supernet_rank": r["finalists"]["supernet_rank"],
+                           "finalists": r["finalists"]["count"]} if "finalists" in r else {})}
     return {"devices": out}
 
 
