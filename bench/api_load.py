@@ -28,6 +28,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _results import emit
+
 from hurricane.stack import Stack, StackConfig, free_port
 from tests.conftest import tiny_spec_dict
 
@@ -191,11 +193,7 @@ def main() -> None:
                               if lv["clients"] == 200 and lv["model"] == "paced"},
            "goal_met_closed": all(lv["p99_ms"] < 50 for lv in levels
                                   if lv["clients"] == 200 and lv["model"] == "closed")}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

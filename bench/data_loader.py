@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from _results import emit
 
 from hurricane.batching import IMAGENET_MEAN, IMAGENET_STD
 from hurricane.packed import PackedIndex, load_index, pack
@@ -485,11 +486,7 @@ def main(argv: list[str] | None = None) -> None:
         "ru_maxrss counts shared pages too (a forked worker's RSS includes the parent's "
         "pages it touched)",
     ]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 def throughput_part(args: argparse.Namespace, work: Path, sizes: list[int], sources: list[str],

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import emit
 
 from hurricane.arch import SearchSpace
 from hurricane.backbone import Layout
@@ -108,10 +109,7 @@ def main() -> None:
            "speedup_2_processes": {k: round(v / base, 3) for k, v in best.items()
                                    if k != "1 process"},
            "goal": ">= 1.6x at 2 processes on 2 cores"}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ and a PNG heatmap beside it. --ablations adds the adapted predictor with each te
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import emit
 from predictor_nb201 import DEFAULT_DATA, EDGES, OPS_PER_EDGE, Dataset, load
 from threadpoolctl import threadpool_limits
 
@@ -247,11 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": res["pairs"],
     }
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(report, indent=1)
-    print(text)
+    emit(report, args.out, indent=1)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
         plot(res, cfg, args.out.with_suffix(".png"))
     return 0
 

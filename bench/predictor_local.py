@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import emit
 
 from hurricane.devices import DEVICES
 from hurricane.machine import machine_info
@@ -109,10 +110,7 @@ def main() -> None:
                            "max": float(lat.max())},
         }
         print(json.dumps({name: out["devices"][name]}), flush=True)  # type: ignore[index]
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _results import emit
 from sklearn.linear_model import BayesianRidge
 from threadpoolctl import threadpool_limits
 
@@ -248,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=1)
     return 0
 
 

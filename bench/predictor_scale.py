@@ -16,6 +16,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _results import emit
 
 from hurricane.machine import machine_info
 from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
@@ -80,10 +81,7 @@ def main() -> None:
            "goals": {"20x32_n1000_fit_s<=10": big["fit_s"] <= 10,
                      "20x32_n1000_fit_peak<=1GB": big["fit_peak_mb"] <= 1024,
                      "predictions_per_s>=1M": all(r["predictions_per_s"] >= 1e6 for r in results)}}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
 
 
 if __name__ == "__main__":

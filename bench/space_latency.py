@@ -12,7 +12,6 @@ to check the table against reality. Prints JSON; --out writes it and a PNG besid
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import emit
 from scipy.stats import spearmanr
 
 from hurricane.arch import SearchSpace
@@ -99,11 +99,8 @@ def main() -> None:
             [v["median_ms"] for _, v in all_e2e], [v["e2e_median_ms"] for _, v in all_e2e])[0])
         result["devices"][name] = summary  # type: ignore[index]
         per_device[name] = dist
-    text = json.dumps(result, indent=2)
-    print(text)
+    emit(result, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
         import matplotlib
 
         matplotlib.use("Agg")

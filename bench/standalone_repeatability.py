@@ -22,6 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _results import emit
 from scipy import stats
 from supernet_ranking import GroundTruth
 
@@ -80,10 +81,7 @@ def main() -> None:
            "recipe": a.recipe, "summary": summarize(runs), "runs": runs,
            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info("torch"),
            "command": "python " + " ".join(sys.argv)}
-    text = json.dumps(doc, indent=1)
-    if a.out:
-        a.out.write_text(text + "\n")
-    print(text)
+    emit(doc, a.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ shared ``--store`` reuses searches bench/two_stage.py already ran. Prints JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import statistics
@@ -31,6 +30,7 @@ from hurricane.spec import load_spec
 from hurricane.store import LocalStore, search_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import emit
 from two_stage import ROOT, run_seed
 
 SEARCH_STEPS = {"spos": ("stage1", "search1"),
@@ -92,11 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         "device": base.devices[0].name, "seeds": seeds, "machine": machine_info("torch"),
         "wall_seconds": time.perf_counter() - t0, "summary": summary, "runs": runs,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

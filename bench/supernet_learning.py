@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import emit
 
 from hurricane.arch import SearchSpace
 from hurricane.backbone import Layout
@@ -110,10 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     result = run(args.spec, args.archs, args.only)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import emit
 from scipy import stats
 
 from hurricane.arch import Arch, SearchSpace
@@ -367,10 +368,7 @@ def main() -> None:
            "summary": summarize(runs, a.recipes), "runs": runs,
            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info("torch"),
            "command": "python " + " ".join(sys.argv)}
-    text = json.dumps(doc, indent=1)
-    if a.out:
-        a.out.write_text(text + "\n")
-    print(text)
+    emit(doc, a.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _results import emit
 
 from hurricane.arch import SearchSpace
 from hurricane.hwspace import hardware_space
@@ -123,10 +124,7 @@ def main() -> None:
     doc = {"benchmark": "supernet_remedies", "chance": 0.1, "runs": rows,
            "wall_seconds": round(time.time() - t0, 1), "machine": machine_info("torch"),
            "command": "python bench/supernet_remedies.py " + " ".join(sys.argv[1:])}
-    text = json.dumps(doc, indent=1)
-    if a.out:
-        a.out.write_text(text + "\n")
-    print(text)
+    emit(doc, a.out, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import emit
 from torch import nn
 
 from hurricane.arch import SearchSpace
@@ -130,11 +130,7 @@ def main() -> None:
                    "supernet_params": sum(p.numel() for p in supernet.parameters())},
         "machine": machine_info("torch"),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ ratio to SPOS, and the retrained top-1 of every winner. Prints JSON; --out write
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import statistics
@@ -25,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import emit
 
 from hurricane.arch import Arch
 from hurricane.executor import InlineExecutor
@@ -192,11 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine_info("torch"), "wall_seconds": time.perf_counter() - t0,
         "summary": summary, "runs": runs,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
+    emit(result, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
         plot(runs, summary, args.out.with_suffix(".png"))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _results import emit
 from torch import nn
 
 from hurricane.arch import SearchSpace
@@ -151,8 +152,7 @@ def main() -> None:
     doc = {"spec": "examples/digits-cpu.yaml", "iterations": 600, "random_archs": 10,
            "runs": runs, "machine": machine_info("torch"),
            "command": "python bench/weight_sharing_probe.py --out " + str(a.out)}
-    a.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(doc, indent=2))
+    emit(doc, a.out)
 
 
 if __name__ == "__main__":
