@@ -345,10 +345,10 @@ class EvolutionSpec(_Strict):
     eval_batches: int | None = Field(None, ge=1, description="validation batches; all if unset")
     keep_top: int = Field(10, ge=1, description="architectures returned")
     finalists: int = Field(
-        5, ge=0, le=100, description="evolution's top candidates (at most keep_top) fine-tuned "
-        "alone from the supernet's weights and re-ranked by validation accuracy: the supernet "
-        "scores its best candidates within noise of each other, a short fine-tune separates "
-        "them (bench/supernet_ranking.py --finalists); 0 or 1: the supernet's order stands")
+        0, ge=0, le=100, description="evolution's top candidates (at most keep_top) fine-tuned "
+        "alone from the supernet's weights and re-ranked by validation accuracy; 0 or 1: the "
+        "supernet's order stands (the default: measured on cluttered-digits, 5 finalists x 300 "
+        "steps picked no better than the supernet, bench/results/supernet_ranking_finalists.json)")
     finalist_iterations: int = Field(300, ge=1, description="fine-tuning steps per finalist "
                                      "(batches of supernet.batch_size)")
     finalist_lr: float = Field(0.02, gt=0, description="fine-tuning learning rate (linear decay)")

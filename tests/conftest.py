@@ -29,7 +29,7 @@ def tiny_spec_dict(**overrides: Any) -> dict[str, Any]:
                      "threads": 1},
         "evolution": {"iterations": 2, "population": 6, "top_k": 3, "crossover": 3,
                       "mutation": 3, "bn_batches": 1, "bn_batch_size": 32, "eval_batches": 1,
-                      "keep_top": 3, "finalist_iterations": 2},
+                      "keep_top": 3, "finalists": 3, "finalist_iterations": 2},
         "retrain": {"iterations": 8, "batch_size": 32, "lr": 0.05, "checkpoint_every": 4},
     }
     for k, v in overrides.items():

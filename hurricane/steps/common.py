@@ -202,9 +202,11 @@ def rank_finalists(found: EvolutionResult, scorer: SupernetScorer, data: Data,
                    spec: SearchSpec) -> dict[str, Any]:
     """``found`` as stored (``to_json``), its first ``evolution.finalists`` candidates re-ranked
     by :func:`finetuned_accuracy` (ties keep the supernet's order). The supernet scores its best
-    candidates within noise of each other, so its top-1 is close to a coin toss among them; a
-    short fine-tune from the shared weights separates them (bench/supernet_ranking.py). Each
-    finalist records ``finetuned_accuracy`` and ``supernet_rank``; ``finalists`` says what ran."""
+    candidates within noise of each other; a short fine-tune from the shared weights was meant
+    to separate them, but measured on cluttered-digits it picked no better than the supernet
+    (bench/results/supernet_ranking_finalists.json), so ``evolution.finalists`` is 0 by
+    default. Each finalist records ``finetuned_accuracy`` and ``supernet_rank``; ``finalists``
+    says what ran."""
     out = found.to_json()
     k = min(spec.evolution.finalists, len(found.top))
     if k < 2:
