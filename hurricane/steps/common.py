@@ -224,6 +224,17 @@ def rank_finalists(found: EvolutionResult, scorer: SupernetScorer, data: Data,
     return out
 
 
+def finalist_summary(evolution: dict[str, Any]) -> dict[str, Any]:
+    """What a step's result says of a stored evolution's finalists: the winner's fine-tuned
+    accuracy, its rank through the supernet, how many were fine-tuned; {} when none were."""
+    fin = evolution.get("finalists")
+    if not fin:
+        return {}
+    win = evolution["top"][0]
+    return {"finetuned_accuracy": win["finetuned_accuracy"], "supernet_rank": win["supernet_rank"],
+            "finalists": fin["count"]}
+
+
 def quality_verdict(accuracies: list[float], *, num_classes: int,
                     margin: float) -> dict[str, Any]:
     """Mean and spread of random architectures' accuracy through a supernet, against chance:

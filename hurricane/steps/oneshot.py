@@ -18,6 +18,7 @@ from hurricane.steps.common import (
     devices_of,
     evolution_config,
     evolution_key,
+    finalist_summary,
     job_spec,
     latency_model,
     layout_of,
@@ -254,11 +255,8 @@ def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
     for name in searched_devices(spec):
         res = store.get_json(evolution_key(search_id, step, name))
         win = res["top"][0]
-        fin = res.get("finalists")
         out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
-                     **({"finetuned_accuracy": win["finetuned_accuracy"],
-                         "supernet_rank": win["supernet_rank"], "finalists": fin["count"]}
-                        if fin else {}),
+                     **finalist_summary(res),
                      "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
                      "evaluated": res["evaluated"], "supernet": res.get("supernet"),
                      "pareto": evolution_key(search_id, step, name, "pareto.json"),

@@ -18,6 +18,7 @@ from hurricane.steps.common import (
     data_of,
     evolution_config,
     evolution_key,
+    finalist_summary,
     job_spec,
     latency_model,
     layout_of,
@@ -120,10 +121,7 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
             store.put_json(transfer_key(search_id, t.name, "evolution.json"),
                            {**res, "supernet": stage})
             winner = Candidate.from_json(res["top"][0])
-            if "finalists" in res:
-                out["finalists"] = {"count": res["finalists"]["count"],
-                                    "finetuned_accuracy": res["top"][0]["finetuned_accuracy"],
-                                    "supernet_rank": res["top"][0]["supernet_rank"]}
+            out["finalists"] = finalist_summary(res)
             out["supernet"] = stage
         out["winner"] = winner.to_json()
         store.put_json(transfer_key(search_id, t.name), out)
@@ -139,10 +137,7 @@ def transfer_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> d
         out[t.name] = {"winner": w["arch"], "supernet_accuracy": w["accuracy"],
                        "latency_ms": w["latency_ms"], "budget_ms": r["budget_ms"],
                        "proxy": r["proxy"], "method": r["method"], "srcc": r["decision"]["srcc"],
-                       "samples": r["samples"],
-                       **({"finetuned_accuracy": r["finalists"]["finetuned_accuracy"],
-                           "supernet_rank": r["finalists"]["supernet_rank"],
-                           "finalists": r["finalists"]["count"]} if "finalists" in r else {})}
+                       "samples": r["samples"], **r.get("finalists", {})}
     return {"devices": out}
 
 
