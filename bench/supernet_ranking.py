@@ -72,19 +72,14 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 
 def recipe_spec(base: SearchSpec, recipe: str, seed: int, lr: float | None,
-                iterations: int | None, finalists: tuple[int, int] | None = None) -> SearchSpec:
+                iterations: int | None) -> SearchSpec:
     r = RECIPES[recipe]
     sup: dict[str, Any] = {"sharing": r["sharing"], "quality_archs": 0}
     if lr is not None:
         sup["lr"] = lr
     if iterations is not None:
         sup["iterations"] = iterations
-    ev = base.evolution
-    if finalists is not None:
-        ev = ev.model_copy(update={"finalists": finalists[0],
-                                   "finalist_iterations": finalists[1]})
     return base.model_copy(update={
-        "evolution": ev,
         "seed": seed,
         "dataset": base.dataset.model_copy(update={"name": "cluttered-digits"}),
         "backbone": base.backbone.model_copy(
@@ -189,14 +184,15 @@ def run_recipe(spec: SearchSpec, recipe: str, archs: list[Arch], alone: list[flo
         # them as training alone does? And the random architectures fine-tuned the same way
         fin = [c for c in ranked["top"] if "finetuned_accuracy" in c]
         pick = found.top[0].arch
+        pick_alone = truth(pick)
         tuned = [finetuned_accuracy(net, a, data, spec, scorer.bn_batches,
                                     description=f"fine-tune {a.digest}") for a in archs]
         extra = {"finalists": ranked["finalists"],
                  "finalists_top": [{**c, "standalone": round(truth(Arch.parse(c["arch"])), 4)}
                                    for c in fin],
-                 "supernet_pick": str(pick), "supernet_pick_standalone": round(truth(pick), 4),
-                 "supernet_pick_percentile": percentile(truth(pick)),
-                 "supernet_pick_above_p75": truth(pick) > p75,
+                 "supernet_pick": str(pick), "supernet_pick_standalone": round(pick_alone, 4),
+                 "supernet_pick_percentile": percentile(pick_alone),
+                 "supernet_pick_above_p75": pick_alone > p75,
                  "finetuned_accuracy": [round(x, 4) for x in tuned],
                  "finetuned_kendall_tau": round(float(stats.kendalltau(tuned, alone).statistic),
                                                 3)}
@@ -261,11 +257,10 @@ def known_standalone(paths: list[Path]) -> Known:
 
 def run_seed(base: SearchSpec, seed: int, n: int, recipes: list[str],
              lr: dict[str, float | None], iterations: int | None, known: Known,
-             trainings: int, rescore: int = 0,
-             finalists: tuple[int, int] | None = None) -> dict[str, Any]:
+             trainings: int, rescore: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": seed, "recipes": {}}
     for recipe in recipes:
-        spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations, finalists)
+        spec = recipe_spec(base, recipe, seed, lr.get(recipe), iterations)
         layout = layout_of(spec)
         space = SearchSpace.uniform(spec.space.ops, layout.num_layers)
         table = profile_table(layout, space, target_profile(spec, spec.devices[0].name),
@@ -349,15 +344,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     base = load_spec(a.spec)
+    ev = base.evolution
+    base = base.model_copy(update={"evolution": ev.model_copy(update={
+        "finalists": ev.finalists if a.finalists is None else a.finalists,
+        "finalist_iterations": a.finalist_iterations or ev.finalist_iterations})})
     set_threads(None)
     t0 = time.time()
     lr = {"spos": a.spos_lr, "shared": a.shared_lr, "family": a.family_lr}
     known = known_standalone(a.standalone_from)
     runs = [run_seed(base, s, a.archs, a.recipes, lr, a.supernet_iterations, known, a.trainings,
-                     a.rescore, (
-                         base.evolution.finalists if a.finalists is None else a.finalists,
-                         a.finalist_iterations or base.evolution.finalist_iterations))
-            for s in a.seeds]
+                     a.rescore) for s in a.seeds]
     doc = {"benchmark": "supernet_ranking", "spec": str(a.spec.resolve().relative_to(ROOT)),
            "dataset": "cluttered-digits", "archs_per_seed": a.archs, "seeds": a.seeds,
            "standalone_trainings": a.trainings,

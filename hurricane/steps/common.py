@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from hurricane import progress
@@ -187,13 +188,12 @@ def finetuned_accuracy(net: Supernet, arch: Arch, data: Data, spec: SearchSpec,
     ``evolution.finalist_iterations`` steps (the supernet's batch size and regularisation,
     ``finalist_lr`` decaying linearly; the same batches for every architecture) and scored on
     the validation split as evolution scores it. The supernet is left as it was."""
-    ev, sn = spec.evolution, spec.supernet
+    ev = spec.evolution
     recalibrate_bn(net, bn_batches, arch=arch)
     sub = net.extract(arch)
-    cfg = TrainConfig(iterations=ev.finalist_iterations, batch_size=sn.batch_size,
-                      lr=ev.finalist_lr, momentum=sn.momentum, weight_decay=sn.weight_decay,
-                      label_smoothing=sn.label_smoothing, seed=spec.seed + 6271,
-                      threads=sn.threads, log_every=max(1, ev.finalist_iterations // 10))
+    cfg = replace(train_config(spec.supernet, spec.seed + 6271, iterations=ev.finalist_iterations),
+                  lr=ev.finalist_lr, stop_loss=None,
+                  log_every=max(1, ev.finalist_iterations // 10))
     train(sub, data.train, cfg, description=description)
     return evaluate(sub, data.val, limit=ev.eval_batches)
 
