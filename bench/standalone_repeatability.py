@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _results import emit
 from scipy import stats
-from supernet_ranking import GroundTruth
+from supernet_ranking import GroundTruth, test_copies
 
 from hurricane.arch import Arch
 from hurricane.machine import machine_info
@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def repeat(base: Any, run: dict[str, Any], recipe: str) -> dict[str, Any]:
     r = run["recipes"][recipe]
     seed, sc = run["seed"], r["backbone_shortcut"]
-    first = {(seed, sc, a): acc for a, acc in zip(r["archs"], r["standalone"], strict=True)}
+    tc = test_copies(base)
+    first = {(seed, sc, a, tc): acc for a, acc in zip(r["archs"], r["standalone"], strict=True)}
     truth = GroundTruth(base, "family" if sc else "spos", seed, 2, first)
     t0 = time.time()
     again = [truth.runs(Arch.parse(a))[1] for a in r["archs"]]

@@ -217,20 +217,29 @@ def load_cluttered_digits_data(spec: DatasetSpec, *, input_size: int, seed: int)
     """The bundled digits made hard enough to rank architectures on a CPU: ``spec.copies``
     cluttered renderings of each of the 1,797 digits at ``input_size``² (see
     :func:`clutter_images`). Train, validation and test come from disjoint source digits, so
-    no digit is seen in training and scored again in another rendering."""
+    no digit is seen in training and scored again in another rendering. ``spec.eval_copies``
+    renders each validation and test digit that many times (the extra renderings drawn with
+    their own seed), which steadies the scores without changing the training images."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
     images, labels, src = clutter_images(d.images / 16.0, d.target, copies=spec.copies,
                                          canvas=input_size)
+    train_only = len(src)
+    extra = (spec.eval_copies or spec.copies) - spec.copies
+    if extra:  # drawn apart, so the training images are those of `copies` alone
+        more = clutter_images(d.images / 16.0, d.target, copies=extra, canvas=input_size,
+                              seed=CLUTTER_SEED + 1)
+        images, labels, src = (np.concatenate(p) for p in zip((images, labels, src), more,
+                                                              strict=True))
     keep, test_src = _stratified(d.target, spec.test_fraction, seed)
     tr_pos, va_pos = _stratified(d.target[keep], spec.val_fraction, seed + 1)
     x = torch.from_numpy(images)[:, None].expand(-1, 3, -1, -1).contiguous()
 
-    def rows(sources: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.flatnonzero(np.isin(src, sources)))
+    def rows(sources: np.ndarray, upto: int | None = None) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(np.isin(src[:upto], sources)))
 
-    tr, va, te = rows(keep[tr_pos]), rows(keep[va_pos]), rows(test_src)
+    tr, va, te = rows(keep[tr_pos], train_only), rows(keep[va_pos]), rows(test_src)
     mean, std = _channel_stats(x[tr])
 
     def mk(idx: torch.Tensor, aug: bool) -> Split:

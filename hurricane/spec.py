@@ -50,6 +50,11 @@ class DatasetSpec(_Strict):
     augment: bool = Field(True, description="random crop + flip (cifar10, imagefolder, packed)")
     copies: int = Field(3, ge=1, le=20, description="cluttered-digits: renderings of each of "
                         "the 1,797 bundled digits")
+    eval_copies: int | None = Field(
+        None, ge=1, le=40, description="cluttered-digits: renderings of each validation and "
+        "test digit (at least copies; default: copies). The first copies are those of every "
+        "digit, the rest are drawn apart; more make the search's scores and the final test "
+        "steadier without adding training images")
     num_workers: int = Field(0, ge=0, le=64, description="packed: DataLoader worker processes "
                              "that read, decode and augment batches (0: in the training process)")
     shuffle_window: int | None = Field(
@@ -61,6 +66,17 @@ class DatasetSpec(_Strict):
     @classmethod
     def _path_text(cls, v: object) -> object:
         return str(v) if isinstance(v, PurePath) else v
+
+    @model_validator(mode="after")
+    def _eval_copies(self) -> DatasetSpec:
+        if self.eval_copies is not None:
+            if self.name != "cluttered-digits":
+                raise ValueError(f"eval_copies applies to dataset 'cluttered-digits' only, "
+                                 f"not {self.name!r}; remove it")
+            if self.eval_copies < self.copies:
+                raise ValueError(f"eval_copies {self.eval_copies} is below copies "
+                                 f"{self.copies}; allowed: {self.copies} to 40")
+        return self
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:

@@ -114,6 +114,39 @@ def test_cluttered_digits_are_generated_deterministically_from_disjoint_digits()
     assert not np.array_equal(imgs[0], imgs[1])
 
 
+def test_cluttered_digits_eval_copies_grow_validation_and_test_only() -> None:
+    base = load_data(DatasetSpec(name="cluttered-digits", copies=2), input_size=32, seed=0,
+                     num_classes=10)
+    more = load_data(DatasetSpec(name="cluttered-digits", copies=2, eval_copies=5),
+                     input_size=32, seed=0, num_classes=10)
+    # the training images and their normalisation are those of `copies` alone
+    assert torch.equal(more.train.images, base.train.images)
+    assert torch.equal(more.train.mean, base.train.mean)
+    for b, m in ((base.val, more.val), (base.test, more.test)):
+        assert len(m) == len(b) // 2 * 5
+        # the first renderings are kept, the extra ones are new images of the same digits
+        assert torch.equal(m.images[:len(b)], b.images)
+        assert torch.equal(m.labels[:len(b)].sort().values, b.labels.sort().values)
+        assert torch.equal(torch.bincount(m.labels[len(b):]) * 2, torch.bincount(b.labels) * 3)
+        assert not any(torch.equal(m.images[len(b)], b.images[i]) for i in range(len(b)))
+    again = load_data(DatasetSpec(name="cluttered-digits", copies=2, eval_copies=5),
+                      input_size=32, seed=0, num_classes=10)
+    assert torch.equal(again.test.images, more.test.images)
+
+
+@pytest.mark.parametrize(("fields", "needle"), [
+    ({"name": "cluttered-digits", "copies": 4, "eval_copies": 3},
+     "eval_copies 3 is below copies 4; allowed: 4 to 40"),
+    ({"name": "digits", "eval_copies": 6}, "eval_copies applies to dataset 'cluttered-digits'"),
+    ({"name": "cluttered-digits", "eval_copies": 41}, "eval_copies"),
+])
+def test_eval_copies_errors_name_the_field(fields, needle) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=needle):
+        DatasetSpec.model_validate(fields)
+
+
 def test_cluttered_digits_need_no_path() -> None:
     from hurricane.spec import SearchSpec
 
