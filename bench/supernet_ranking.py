@@ -102,7 +102,8 @@ def standalone(spec: SearchSpec, arch: Arch, data: Any) -> float:
 
 
 TRAINING_SEED_STEP = 100  # training k of a seed's architectures uses seed + 100·k
-Known = dict[tuple[int, bool, str, int], float]  # training seed, shortcut, arch, test renderings
+Key = tuple[int, bool, str, int]  # training seed, shortcut, arch, test renderings
+Known = dict[Key, float]
 
 
 class GroundTruth:
@@ -119,8 +120,8 @@ class GroundTruth:
         self.shortcut = RECIPES[recipe]["downsample_shortcut"]
         self.test_copies = test_copies(base)
         self._data: dict[int, Any] = {}
-        self._used: set[tuple[int, bool, str]] = set()
-        self._new: set[tuple[int, bool, str]] = set()
+        self._used: set[Key] = set()
+        self._new: set[Key] = set()
 
     @property
     def trained(self) -> int:
@@ -356,7 +357,7 @@ def main() -> None:
                     help="fine-tuning steps per finalist (default: the spec's)")
     ap.add_argument("--eval-copies", type=int, metavar="N",
                     help="renderings of each validation and test digit (dataset.eval_copies; "
-                    "default: the training's 3): steadier supernet scores and yardstick")
+                    "default: dataset.copies, 3): steadier supernet scores and yardstick")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     base = load_spec(a.spec)
