@@ -246,7 +246,8 @@ def known_standalone(paths: list[Path]) -> Known:
     out: Known = {}
     for path in paths:
         doc = json.loads(path.read_text())
-        tc = doc.get("eval_copies") or 3  # results before the option: 3 renderings each
+        # results before the option were scored on the default renderings
+        tc = doc.get("eval_copies") or DatasetSpec.model_fields["copies"].default
         if doc["benchmark"] == "standalone_repeatability":
             ranking = {r["seed"]: r for r in json.loads(
                 (ROOT / doc["ranking"]).read_text())["runs"]}
