@@ -6,6 +6,7 @@ local process), and Kubeflow Trainer TrainJobs (create, adopt on 409, complete, 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -29,6 +30,11 @@ from tests.kube_fake import FakeKubeServer, LocalKubelet, condition, pod
 from tests.servers import wait_for
 
 NS = "team-a"
+POD_GATE = Path(__file__).parent / "pod_gate"  # holds a training process at a step (sitecustomize)
+HOLD = 60
+# Bounds on events that a real process must reach (a pod importing torch, a torchrun start): they
+# only catch a hang, so they are generous; nothing is asserted about how soon an event comes.
+EVENT_S = 600
 QUOTA = ("couldn't assign flavors to pod set main: insufficient unused quota for cpu in flavor "
          "default-flavor, 2 more needed")
 PREEMPTED = ("Preempted to accommodate a workload (UID: 6d2e) due to prioritization in the "
@@ -314,10 +320,18 @@ def test_an_evicted_training_job_continues_from_its_checkpoint_when_readmitted( 
     """The stage1 Job is created suspended (queued: no quota), admitted (its pod, a real
     torchrun process, trains), evicted by Kueue mid-training (SIGTERM: it checkpoints the step
     it reached and ends), admitted again (a new pod resumes from that step) and completes: one
-    step, never failed, with the iterations continuing."""
+    step, never failed, with the iterations continuing.
+
+    The first pod's training holds before step HOLD until it receives SIGTERM
+    (tests/pod_gate): the eviction lands at a known step on any machine, never after the
+    training has already finished."""
     store, sid, spec = ready
     k = kube.kube
-    LocalKubelet(k, tmp_path / "node", env_from={"hurricane-settings": {}})
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    LocalKubelet(k, tmp_path / "node", env_from={"hurricane-settings": {
+        "PYTHONPATH": os.pathsep.join([str(POD_GATE), os.environ.get("PYTHONPATH", "")]),
+        "HURRICANE_TEST_HOLD_AT": str(HOLD), "HURRICANE_TEST_HOLD_DIR": str(gate)}})
     ex = KubernetesExecutor(settings=settings(k8s_kueue=KUEUE, k8s_poll_s=0.1),
                             api_client=kube.client())
     rec = Recorder()
@@ -329,37 +343,39 @@ def test_an_evicted_training_job_continues_from_its_checkpoint_when_readmitted( 
     t, out = _run_in_thread(run)
     name = job_name(JobSpec(sid, "stage1", store.url))
     try:
-        wait_for(lambda: ("Job", name) in k.objects, 20)
+        wait_for(lambda: ("Job", name) in k.objects, 60)
         uid = k.uid("Job", name)
         k.workloads[uid] = [workload(uid, QuotaReserved=("False", "Pending", QUOTA))]  # type: ignore[index]
         unit = lambda: read_unit_state(store, sid, "stage1", WHOLE) or {}  # noqa: E731
-        wait_for(lambda: QUOTA in (unit().get("reason") or ""), 20)
+        wait_for(lambda: QUOTA in (unit().get("reason") or ""), 60)
         status = summarize(store, sid)["steps"]["stage1"]
         assert status["state"] == "queued" and QUOTA in status["reason"]
         assert not k.kubelet.procs  # nothing runs before admission
 
         k.workloads[uid] = [workload(uid, Admitted=("True", "Admitted", ""))]  # type: ignore[index]
         k.set_suspend("Job", name, False)
-        wait_for(lambda: rec.tasks and rec.tasks[-1][3] >= 60, 120)  # trained 60+ steps
-        assert unit()["state"] == "running"
+        reached = wait_for(lambda: list(gate.glob("reached-*")), EVENT_S, "the training's hold")
+        assert [int(p.read_text()) for p in reached] == [HOLD]  # one process, held there
+        wait_for(lambda: unit().get("state") == "running", EVENT_S, "the unit running")
 
         k.workloads[uid] = [workload(uid, Evicted=("True", "Preempted", PREEMPTED))]  # type: ignore[index]
         k.set_suspend("Job", name, True)
-        wait_for(lambda: "evicted by Kueue (Preempted)" in (unit().get("reason") or ""), 60)
+        wait_for(lambda: "evicted by Kueue (Preempted)" in (unit().get("reason") or ""), EVENT_S)
         stopped = wait_for(lambda: next((int(m) for x in rec.messages
                                          for m in re.findall(r"stopped after step (\d+)", x)),
-                                        None), 60)
-        wait_for(lambda: k.kubelet.ended.get(k.kubelet.pod_of[name]) is not None, 60)
-        assert 60 <= stopped < 500
+                                        None), EVENT_S)
+        wait_for(lambda: k.kubelet.ended.get(k.kubelet.pod_of[name]) is not None, EVENT_S)
+        assert stopped == HOLD + 1  # the held step ends, checkpoints, and the pod exits
         assert summarize(store, sid)["steps"]["stage1"]["state"] == "queued"
 
         k.workloads[uid] = [workload(uid, Admitted=("True", "Admitted", ""))]  # type: ignore[index]
         k.set_suspend("Job", name, False)
-        t.join(300)
+        t.join(EVENT_S)
         assert not t.is_alive() and "error" not in out, out.get("error")
     finally:
         k.kubelet.close()
     assert out["result"] is True
+    assert len(list(gate.glob("reached-*"))) == 1  # the resumed pod started past the hold
     train = store.get_json(f"searches/{sid}/stage1/train.json")
     assert train["resumed_from"] == stopped and train["iterations"] == 500
     first, second = [task for task in rec.tasks if task[1] == 500][:2]
