@@ -107,6 +107,7 @@ def run(
     from hurricane.evolution import InfeasibleBudget
     from hurricane.executor import JobFailed, create_executor
     from hurricane.pipeline import SearchConflict, run_search
+    from hurricane.report import verdict_words
     from hurricane.store import search_key
     from hurricane.stores import open_store
 
@@ -139,9 +140,14 @@ def run(
     for label, t in (report.get("supernets") or {}).items():
         q = t.get("quality")
         if q:
+            ranking = ("" if q.get("split_half_rho") is None else
+                       f", split-half rank agreement {q['split_half_rho']:.2f}"
+                       + ("" if q.get("stability_rho") is None
+                          else f", {q['stability_rho']:.2f} with the check before"))
             typer.echo(f"  supernet {label}: random architectures {q['accuracy_mean']:.1%} "
-                       f"± {q['accuracy_std']:.1%} through it (chance {q['chance']:.1%}), final "
-                       f"training loss {t['final_loss']:.3f}")
+                       f"± {q['accuracy_std']:.1%} through it (chance {q['chance']:.1%}"
+                       f"{ranking}), {t['iterations']} iterations, final training loss "
+                       f"{t['final_loss']:.3f}: {verdict_words(q).replace('**', '')}")
     for w in report.get("warnings") or ():
         typer.echo(f"WARNING: {w}", err=True)
 

@@ -112,6 +112,24 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
     }
 
 
+def verdict_words(q: dict[str, Any]) -> str:
+    """A quality verdict in a few words: reliable, or which of its tests failed."""
+    if q.get("reliable"):
+        return "reliable"
+    failed = [t for t, ok in (q.get("tests") or {"learned": False}).items() if not ok]
+    words = {"learned": "did not learn", "consistent": "inconsistent scores",
+             "stable": "ranking still moving"}
+    return "**unreliable**: " + ", ".join(words.get(t, t) for t in failed)
+
+
+def _ranking(q: dict[str, Any]) -> str:
+    rho = q.get("split_half_rho")
+    if rho is None:
+        return ""
+    stab = q.get("stability_rho")
+    return f"; ρ {rho:.2f}" + ("" if stab is None else f", {stab:.2f}")
+
+
 def _ordinal(n: int) -> str:
     return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
 
@@ -129,15 +147,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", f"> **WARNING** {w}"]
     if report.get("supernets"):
         lines += ["", "| supernet | iterations | training loss (step: loss) | random architectures "
-                  "through it | verdict |", "|---|---|---|---|---|"]
+                  "through it (split-half ρ, ρ to the check before) | verdict |",
+                  "|---|---|---|---|---|"]
         for label, t in report["supernets"].items():
             curve = " → ".join(f"{int(st)}: {loss:.2f}" for st, loss in t["loss_curve"])
             q = t.get("quality")
             scored = ("not measured" if not q else
                       f"{q['accuracy_mean']:.1%} ± {q['accuracy_std']:.1%} over {q['archs']} "
                       f"({q['accuracy_min']:.1%}-{q['accuracy_max']:.1%}; chance "
-                      f"{q['chance']:.1%})")
-            verdict = "" if not q else ("learned" if q["reliable"] else "**did not learn**")
+                      f"{q['chance']:.1%}){_ranking(q)}")
+            verdict = "" if not q else verdict_words(q)
             lines.append(f"| {label} | {t['iterations']} | {curve} | {scored} | {verdict} |")
     lines += ["",
               "| device | top-1 | budget ms | predicted ms | measured ms | within budget | "

@@ -267,6 +267,23 @@ class SupernetTrainSpec(TrainSettings):
         "shortcut per layer), layer (family, plus one output projection for the whole "
         "layer); "
         "bench/supernet_ranking.py measures them")
+    sampling: Literal["uniform", "fair", "sandwich"] = Field(
+        "uniform", description="paths trained per step: uniform (SPOS: `paths` random paths), "
+        "fair (FairNAS: every candidate of every layer once per step, as many paths as the "
+        "widest layer has candidates), sandwich (BigNAS: the largest path, the smallest and "
+        "`paths` - 2 random ones); bench/supernet_recipes.py measures them")
+    paths: int = Field(1, ge=1, le=64, description="paths per step for uniform and sandwich "
+                       "sampling (each a forward and backward pass; their gradients add up)")
+    distill: bool = Field(
+        False, description="in-place distillation: the step's first path (sandwich: the "
+        "largest; otherwise the largest path is added) learns from the labels, the others from "
+        "its predictions")
+    shrink_phases: int = Field(
+        0, ge=0, le=16, description="progressive shrinking (OFA): during the first "
+        "`shrink_until` of the iterations, split into this many phases, phase p trains only "
+        "each layer's ceil(n·p/phases) largest candidates; 0: off")
+    shrink_until: float = Field(0.5, gt=0, lt=1, description="share of the iterations that "
+                                "progressive shrinking spans")
     quality_archs: int = Field(
         10, ge=0, le=1000, description="random architectures of the stage's space scored "
         "through the trained supernet (BN recalibrated, validation split) to measure whether it "
@@ -274,6 +291,35 @@ class SupernetTrainSpec(TrainSettings):
     quality_margin: float = Field(
         0.2, ge=0, lt=1, description="the supernet's ranking is reported unreliable when those "
         "architectures' mean accuracy is below chance + this share of the way to 100%")
+    rank_consistency: float = Field(
+        0.5, ge=-1, le=1, description="unreliable when two halves of the validation split, "
+        "each after its own BN recalibration, rank the quality architectures with a lower "
+        "Spearman correlation (evaluation noise as large as what it ranks by)")
+    rank_stability: float = Field(
+        0.6, ge=-1, le=1, description="unreliable when the quality architectures' ranking "
+        "correlates less than this (Spearman) with the previous check's (still moving)")
+    check_every: int | None = Field(
+        None, ge=1, description="iterations between quality checks while the supernet trains "
+        "(from min_iterations); null: one check after three quarters and one at the end")
+    min_iterations: int = Field(0, ge=0, description="no quality check (so no early end) "
+                                "before this many iterations")
+    until_reliable: bool = Field(
+        False, description="iterations become a cap: training ends at the first check whose "
+        "verdict passes (learned, consistent and stable); needs check_every. The iterations "
+        "used are recorded")
+
+    @model_validator(mode="after")
+    def _sampling(self) -> SupernetTrainSpec:
+        if self.sampling == "sandwich" and self.paths < 2:
+            raise ValueError(f"sampling 'sandwich' trains the largest and the smallest path "
+                             f"each step: paths must be >= 2, got {self.paths}")
+        if self.until_reliable and self.check_every is None:
+            raise ValueError("until_reliable needs check_every: the iterations between the "
+                             "checks that may end the training")
+        if self.sampling == "fair" and self.paths != 1:
+            raise ValueError("sampling 'fair' sets its own number of paths (the widest layer's "
+                             f"candidates): leave paths at 1, got {self.paths}")
+        return self
 
 
 class OneProxySpec(_Strict):

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -32,6 +32,22 @@ from hurricane.store import ArtifactStore
 from hurricane.torchio import load_torch, save_torch
 
 ForwardFn = Callable[[nn.Module, torch.Tensor, int], torch.Tensor]
+# (model, images, labels, step) -> (loss to backpropagate, loss to report)
+StepLossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int],
+                      tuple[torch.Tensor, torch.Tensor]]
+
+
+class Monitor(Protocol):
+    """Watches a training (``steps.quality.RankMonitor``): ``stop(step, model)`` after each
+    step may end it there; its state travels in the checkpoints."""
+
+    def due(self, step: int) -> bool: ...  # the same on every rank: a check runs at step
+
+    def stop(self, step: int, model: nn.Module) -> bool: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class TrainResult:
     seconds: float
     images_per_s: float
     converged: bool = False  # stopped early at cfg.stop_loss
+    settled: bool = False  # stopped early: the monitor said so
     history: tuple[tuple[int, float], ...] = ()  # (step, mean loss since the previous entry)
     total: int = 0  # cfg.iterations
     world_size: int = 1  # training processes
@@ -69,7 +86,7 @@ class TrainResult:
     @property
     def complete(self) -> bool:
         """Ran to its end: all iterations, or converged at the stop loss."""
-        return self.converged or self.steps >= self.total
+        return self.converged or self.settled or self.steps >= self.total
 
 
 def step_seed(seed: int, step: int, salt: int = 0) -> int:
@@ -170,6 +187,8 @@ def train(
     cfg: TrainConfig,
     *,
     forward: ForwardFn | None = None,
+    step_loss: StepLossFn | None = None,
+    monitor: Monitor | None = None,
     checkpointer: Checkpointer | None = None,
     description: str = "train",
     stop_after: int | None = None,
@@ -179,9 +198,13 @@ def train(
 
     ``forward(model, x, step)`` lets the supernet pick the path of each step; batches, paths
     and dropout masks depend only on (seed, step), so resuming reproduces a straight run
-    exactly. ``cfg.stop_loss`` ends training once the mean loss of the last ``cfg.stop_window``
-    steps reaches it (the lr schedule still spans ``cfg.iterations``). ``stop_after`` ends the
-    run after that step as if interrupted (used to test resumption).
+    exactly. ``step_loss(model, x, y, step)`` replaces forward and loss for steps that train
+    several paths (``steps.oneshot.plan_loss``): it returns the summed loss to backpropagate
+    (one backward, so each gradient is complete and all-reduced once) and the loss to report.
+    ``monitor.stop(step, model)`` runs after every step on every rank (rank 0's answer counts)
+    and may end the training there. ``cfg.stop_loss`` ends training once the mean loss of the
+    last ``cfg.stop_window`` steps reaches it (the lr schedule still spans ``cfg.iterations``).
+    ``stop_after`` ends the run after that step as if interrupted (used to test resumption).
 
     Distributed (``where`` from torchrun's environment): every rank takes the same path and its
     own equal share of each global batch of ``cfg.batch_size``; the active path's gradients and
@@ -206,7 +229,7 @@ def train(
     recent: deque[float] = deque(maxlen=cfg.stop_window)
     history: list[tuple[int, float]] = []
     pending: list[float] = []
-    converged = False
+    converged = settled = False
     start, state = _resume(checkpointer, where)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -215,11 +238,14 @@ def train(
         history = [tuple(h) for h in state.get("history", [])]  # type: ignore[misc]
         pending = list(state.get("pending_losses", []))
         converged = bool(state.get("converged", False))
+        settled = bool(state.get("settled", False))
+        if monitor is not None and "monitor" in state:
+            monitor.load_state_dict(state["monitor"])
     model.train()
     t0 = time.perf_counter()
     loss_val = recent[-1] if recent else float("nan")
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
-    if converged:
+    if converged or settled:
         end = start
     bar_cm = (progress.task(description, total=cfg.iterations, completed=start) if where.main
               else contextlib.nullcontext(_Silent()))
@@ -239,10 +265,13 @@ def train(
             torch.manual_seed(step_seed(cfg.seed, step, 1))  # dropout masks
             with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16
                   else contextlib.nullcontext()):
-                loss = loss_fn(fwd(model, x, step), y)
+                if step_loss is not None:
+                    loss, shown = step_loss(model, x, y, step)
+                else:
+                    loss = shown = loss_fn(fwd(model, x, step), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # gradients travel to the other ranks while this runs
-            loss_val = sync.wait(loss, stop.requested)
+            loss_val = sync.wait(shown, stop.requested)
             preempted = sync.stop  # any rank asked: every rank stops after this step
             opt.step()
             done = step + 1
@@ -253,14 +282,20 @@ def train(
                 pending.clear()
             converged = (cfg.stop_loss is not None and len(recent) == cfg.stop_window
                          and sum(recent) / len(recent) <= cfg.stop_loss)
+            if monitor is not None and not converged and monitor.due(done):
+                settled = bool(agree(int(monitor.stop(done, model)), where.world))
             if where.main and checkpointer is not None and (
-                    done % cfg.checkpoint_every == 0 or done == end or converged or preempted):
+                    done % cfg.checkpoint_every == 0 or done == end or converged or settled
+                    or preempted):
                 checkpointer.save(done, {"step": done, "model": model.state_dict(),
                                          "optimizer": opt.state_dict(),
                                          "recent_losses": list(recent), "history": history,
-                                         "pending_losses": pending, "converged": converged})
+                                         "pending_losses": pending, "converged": converged,
+                                         "settled": settled,
+                                         **({"monitor": monitor.state_dict()}
+                                            if monitor is not None else {})})
             bar.advance(1, loss=loss_val, lr=lr)
-            if converged:
+            if converged or settled:
                 end = done
                 break
             if preempted and done < end:
@@ -281,7 +316,8 @@ def train(
     model.to(memory_format=torch.contiguous_format)
     return TrainResult(steps=end, resumed_from=start, final_loss=loss_val, seconds=seconds,
                        images_per_s=steps * bs / seconds if seconds > 0 else 0.0,
-                       converged=converged, history=tuple(history), total=cfg.iterations,
+                       converged=converged, settled=settled, history=tuple(history),
+                       total=cfg.iterations,
                        world_size=where.world)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -256,23 +255,6 @@ def quality_verdict(accuracies: list[float], *, num_classes: int,
             f"validation accuracy through it ({min(accuracies):.1%}-{max(accuracies):.1%}; "
             f"chance is {chance:.1%}, reliable from {floor:.1%}), so its ranking is unreliable "
             "and the search's winner is close to a random pick among feasible architectures")
-    return out
-
-
-def supernet_quality(net: Supernet, space: SearchSpace, data: Data,
-                     spec: SearchSpec) -> dict[str, Any] | None:
-    """``spec.supernet.quality_archs`` random architectures of ``space`` (seeded by the spec)
-    scored through ``net`` as evolution scores them; None when not asked for or the space has
-    one architecture."""
-    n = spec.supernet.quality_archs
-    if n == 0 or space.size <= 1:
-        return None
-    rng = random.Random(spec.seed + 104_729)
-    archs = [space.sample(rng) for _ in range(n)]
-    scorer = SupernetScorer(net, data, spec)
-    accs = [scorer(a) for a in archs]
-    out = quality_verdict(accs, num_classes=data.num_classes, margin=spec.supernet.quality_margin)
-    out["accuracies"] = {str(a): round(x, 4) for a, x in zip(archs, accs, strict=True)}
     return out
 
 

@@ -11,6 +11,7 @@ from hurricane.arch import Arch, SearchSpace
 from hurricane.contract import JOBS, STEPS, WHOLE, Step
 from hurricane.distributed import barrier, place
 from hurricane.evolution import EvolutionSearch
+from hurricane.sampling import PathPlan
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     SupernetScorer,
@@ -29,14 +30,14 @@ from hurricane.steps.common import (
     rank_finalists,
     resolve_budget,
     searched_devices,
-    supernet_quality,
     train_config,
 )
+from hurricane.steps.quality import RankMonitor, supernet_quality
 from hurricane.store import ArtifactStore, search_key
 from hurricane.strategies import STRATEGIES
 from hurricane.supernet import Supernet
 from hurricane.torchio import load_torch, save_torch
-from hurricane.train import Checkpointer, set_threads, step_seed, train
+from hurricane.train import Checkpointer, StepLossFn, set_threads, step_seed, train
 
 
 def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
@@ -46,6 +47,52 @@ def path_sampler(space: SearchSpace, seed: int):  # type: ignore[no-untyped-def]
         return model(x, space.sample(random.Random(step_seed(seed, step, 2))))
 
     return forward
+
+
+def op_sizes(spec: SearchSpec, space: SearchSpace) -> dict[int, dict[str, float]]:
+    """Multiply-adds of each candidate at its layer's shape (what "largest" means)."""
+    from hurricane.flops import op_cost
+
+    return {s.index: {op: float(op_cost(op, s.cin, s.cout, s.stride, s.in_hw, s.shortcut).macs)
+                      for op in c}
+            for s, c in zip(layout_of(spec).layers, space.choices, strict=True)}
+
+
+def path_plan(spec: SearchSpec, space: SearchSpace, iterations: int) -> PathPlan:
+    """The spec's sampling rule over ``space`` (``supernet.sampling`` and friends)."""
+    s = spec.supernet
+    sized = s.sampling == "sandwich" or s.distill or s.shrink_phases > 0
+    return PathPlan(space, sampling=s.sampling, paths=s.paths, distill=s.distill,
+                    shrink_phases=s.shrink_phases, shrink_until=s.shrink_until,
+                    iterations=iterations, sizes=op_sizes(spec, space) if sized else None,
+                    seed=spec.seed)
+
+
+def plan_loss(plan: PathPlan, label_smoothing: float) -> StepLossFn:
+    """step_loss(model, x, y, step) for :func:`train`: the sum of the step's path losses
+    (cross-entropy with the labels; with distillation, the students' cross-entropy with the
+    teacher path's detached softmax), reporting the label-trained paths' mean loss."""
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def step_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        total: torch.Tensor | None = None
+        shown: list[torch.Tensor] = []
+        soft: torch.Tensor | None = None
+        for p in plan(step):
+            out = model(x, p.arch)
+            if soft is not None:
+                loss = -(soft * out.float().log_softmax(1)).sum(1).mean()
+            else:
+                loss = ce(out, y)
+                shown.append(loss)
+                if p.teacher:
+                    soft = out.detach().float().softmax(1)
+            total = loss if total is None else total + loss
+        assert total is not None
+        return total, torch.stack([v.detach().float() for v in shown]).mean()
+
+    return step_loss
 
 
 def inherit_weights(net: Supernet, state: dict[str, torch.Tensor]) -> int:
@@ -68,7 +115,10 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
     data = data_of(spec, store, search_id)
     cfg = train_config(spec.supernet, spec.seed, iterations=iterations, training=spec.training)
     ckpt = Checkpointer(store, search_key(search_id, stage, "ckpt"), keep=cfg.keep_checkpoints)
-    res = train(net, data.train, cfg, forward=path_sampler(space, spec.seed), checkpointer=ckpt,
+    plan = path_plan(spec, space, cfg.iterations)
+    monitor = RankMonitor(space, data, spec, cfg.iterations)
+    res = train(net, data.train, cfg, step_loss=plan_loss(plan, cfg.label_smoothing),
+                monitor=monitor if monitor.enabled else None, checkpointer=ckpt,
                 description=f"{stage}: supernet", stop_after=stop_after, where=where)
     if not where.main:  # rank 0 writes the stage's outputs; the others wait for them
         barrier(where.world)
@@ -78,15 +128,18 @@ def train_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, stage
         return {"stopped_at": res.steps}
     save_torch(store, search_key(search_id, stage, "supernet.pt"),
                     {"model": net.state_dict(), "space": space.to_json(), "sharing": net.sharing})
-    quality = supernet_quality(net, space, data, spec)
+    quality = supernet_quality(net, space, data, spec, monitor, iterations=res.steps)
     fixed = {str(i): c[0] for i, c in enumerate(space.choices) if len(c) == 1}
     summary = {"iterations": res.steps, "iteration_cap": cfg.iterations,
                "converged": res.converged, "stop_loss": cfg.stop_loss,
+               "settled": res.settled, "until_reliable": spec.supernet.until_reliable,
                "resumed_from": res.resumed_from, "final_loss": res.final_loss,
                "train_seconds": res.seconds, "images_per_s": res.images_per_s,
                "space_size": space.size, "active_layers": list(space.active_layers),
                "fixed_layers": fixed, "inherited_tensors": inherited,
                "loss_history": [list(h) for h in res.history], "world_size": res.world_size,
+               "sampling": {"rule": plan.sampling, "paths_per_step": plan.cost(),
+                            "distill": plan.distill, "shrink_phases": plan.shrink_phases},
                **({"quality": quality} if quality is not None else {}), **(extra or {})}
     store.put_json(search_key(search_id, stage, "train.json"), summary)
     barrier(where.world)

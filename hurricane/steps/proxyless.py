@@ -22,9 +22,9 @@ from hurricane.steps.common import (
     quality_warnings,
     resolve_budget,
     searched_devices,
-    supernet_quality,
     train_config,
 )
+from hurricane.steps.quality import supernet_quality
 from hurricane.store import ArtifactStore, search_key
 from hurricane.supernet import Supernet
 from hurricane.train import Checkpointer
