@@ -51,11 +51,13 @@ class EvolutionResult:
     budget_ms: float = 0.0
     config: dict[str, Any] = field(default_factory=dict)
     pareto: list[Candidate] = field(default_factory=list)  # of every evaluated (feasible) arch
+    rescored: dict[str, Any] | None = None  # the top scored again (steps.common.rescore_top)
 
     def to_json(self) -> dict[str, Any]:
         return {"budget_ms": self.budget_ms, "evaluated": self.evaluated, "config": self.config,
                 "top": [c.to_json() for c in self.top], "history": self.history,
-                "pareto": [c.to_json() for c in self.pareto]}
+                "pareto": [c.to_json() for c in self.pareto],
+                **({"rescored": self.rescored} if self.rescored else {})}
 
 
 def pareto_front(cands: Iterable[Candidate]) -> list[Candidate]:

@@ -406,6 +406,13 @@ class EvolutionSpec(_Strict):
     bn_batch_size: int = Field(256, ge=1)
     eval_batches: int | None = Field(None, ge=1, description="validation batches; all if unset")
     keep_top: int = Field(10, ge=1, description="architectures returned")
+    rescore: int = Field(
+        5, ge=0, le=100, description="evolution's best candidates (at most keep_top) scored "
+        "again, each over rescore_recalibrations BN recalibrations on the whole validation "
+        "split, and re-ranked by the mean: evolution's first is the best of some hundred noisy "
+        "scores; 0 or 1: off")
+    rescore_recalibrations: int = Field(3, ge=1, le=32, description="BN recalibrations "
+                                        "(other training batches each) per rescored candidate")
     finalists: int = Field(
         0, ge=0, le=100, description="evolution's top candidates (at most keep_top) fine-tuned "
         "alone from the supernet's weights and re-ranked by validation accuracy; 0 or 1: the "

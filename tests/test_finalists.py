@@ -69,3 +69,32 @@ def test_finalists_are_reranked_by_their_fine_tuned_accuracy() -> None:
     for k in (0, 1):
         spec_k, *_ = _setup(finalists=k)
         assert rank_finalists(found, scorer, data, spec_k) == found.to_json()
+
+
+def test_evolutions_top_is_rescored_over_several_recalibrations() -> None:
+    """rescore_top: the first ``rescore`` candidates get the mean of R BN recalibrations on the
+    whole validation split (the first recalibration is evolution's own batches), in that order;
+    the rest keep theirs; what changed is recorded."""
+    from hurricane.steps.common import rescore_top
+    from hurricane.steps.quality import MultiScorer
+
+    spec, net, space, data = _setup(rescore=3, rescore_recalibrations=2, finalists=0)
+    rng = random.Random(2)
+    archs = list(dict.fromkeys(space.sample(rng) for _ in range(6)))[:4]
+    found = EvolutionResult(top=[Candidate(a, 0.5 - 0.01 * i, 1.0 + i)
+                                 for i, a in enumerate(archs)], evaluated=4, budget_ms=9.0)
+    out = rescore_top(found, net, data, spec)
+    scores = {a: MultiScorer(net, data, spec, 2)(a) for a in archs[:3]}
+    assert all(len(v) == 2 for v in scores.values())
+    assert scores[archs[0]][0] == SupernetScorer(net, data, spec)(archs[0])  # evolution's own
+    means = {a: round(sum(v) / 2, 4) for a, v in scores.items()}
+    assert [c.accuracy for c in out.top[:3]] == sorted(means.values(), reverse=True)
+    assert {c.arch: c.accuracy for c in out.top[:3]} == means
+    assert out.top[3] == found.top[3]
+    r = out.rescored
+    assert r is not None and r["count"] == 3 and r["recalibrations"] == 2
+    assert r["evolution_pick"] == str(archs[0]) and r["changed"] == (out.top[0].arch != archs[0])
+    assert sorted(r["evolution_rank"]) == [1, 2, 3]
+    assert out.to_json()["rescored"] == r
+    spec0, *_ = _setup(rescore=0)
+    assert rescore_top(found, net, data, spec0) is found

@@ -28,6 +28,7 @@ from hurricane.steps.common import (
     loss_curve,
     quality_warnings,
     rank_finalists,
+    rescore_top,
     resolve_budget,
     searched_devices,
     train_config,
@@ -294,7 +295,8 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
         finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
                                  budget_ms=resolve_budget(spec, name, full, table, latency),
                                  seeds=[table.fastest(space)])
-        res = rank_finalists(finder.run(), scorer, data, spec)
+        found = rescore_top(finder.run(), scorer.net, data, spec)
+        res = rank_finalists(found, scorer, data, spec)
         res["supernet"] = stage
         store.put_json(evolution_key(search_id, step, name, "pareto.json"),
                        {"device": name, "step": step, "budget_ms": res["budget_ms"],
@@ -310,6 +312,9 @@ def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
         win = res["top"][0]
         out[name] = {"winner": win["arch"], "supernet_accuracy": win["accuracy"],
                      **finalist_summary(res),
+                     **({"evolution_pick": res["rescored"]["evolution_pick"],
+                         "rescore_changed": res["rescored"]["changed"]}
+                        if res.get("rescored") else {}),
                      "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
                      "evaluated": res["evaluated"], "supernet": res.get("supernet"),
                      "pareto": evolution_key(search_id, step, name, "pareto.json"),

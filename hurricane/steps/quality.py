@@ -169,6 +169,33 @@ def _warning(v: dict[str, Any], n: int, iterations: int | None, spec: SearchSpec
             "architectures. To change: " + "; ".join(dict.fromkeys(fix)))
 
 
+class MultiScorer:
+    """An architecture's mean validation accuracy over ``recalibrations`` BN recalibrations,
+    each on its own draw of ``bn_batches`` training batches (the first is evolution's own), on
+    the whole validation split: evolution's final pick among its best candidates is made
+    with this steadier estimate (``evolution.rescore``)."""
+
+    def __init__(self, net: nn.Module, data: Data, spec: SearchSpec, recalibrations: int) -> None:
+        ev = spec.evolution
+        self.net, self.val = net, data.val
+        self.bn = [[data.train.train_batch(i, ev.bn_batch_size, seed=spec.seed + BN_SEED + j)[0]
+                    for i in range(ev.bn_batches)] for j in range(recalibrations)]
+
+    def __call__(self, arch: Arch) -> list[float]:
+        net = self.net
+        out = []
+        for batches in self.bn:
+            recalibrate_bn(net, batches, arch=arch)
+            net.eval()
+            correct = total = 0
+            with torch.no_grad():
+                for x, y in self.val.eval_batches(256):
+                    correct += int((net(x, arch).argmax(1) == y).sum())
+                    total += len(y)
+            out.append(correct / max(1, total))
+        return out
+
+
 class RankMonitor:
     """The quality check while a supernet trains: every ``supernet.check_every`` steps from
     ``supernet.min_iterations`` and at the end (without check_every: after three quarters of

@@ -28,6 +28,7 @@ from hurricane.steps.common import (
     predictor_key,
     protocol_of,
     rank_finalists,
+    rescore_top,
     resolve_budget,
     target_profile,
     transfer_key,
@@ -117,7 +118,8 @@ def transfer_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device:
             finder = EvolutionSearch(sub, evolution_config(spec), accuracy=scorer,
                                      latency=latency, budget_ms=budget,
                                      seeds=[table.fastest(sub)])
-            res = rank_finalists(finder.run(), scorer, data, spec)
+            found = rescore_top(finder.run(), scorer.net, data, spec)
+            res = rank_finalists(found, scorer, data, spec)
             store.put_json(transfer_key(search_id, t.name, "evolution.json"),
                            {**res, "supernet": stage})
             winner = Candidate.from_json(res["top"][0])
