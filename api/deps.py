@@ -47,7 +47,7 @@ StoreDep = Annotated[ArtifactStore, Depends(store)]
 
 
 async def redis_dep(s: SettingsDep) -> redis.Redis:
-    return redis_client(s.redis_url)
+    return redis_client(s.redis_dsn)
 
 
 RedisDep = Annotated[redis.Redis, Depends(redis_dep)]
@@ -61,7 +61,7 @@ def _celery(url: str) -> Celery:
 
 
 async def celery(s: SettingsDep) -> Celery:
-    return _celery(s.redis_url)
+    return _celery(s.redis_dsn)
 
 
 _per_settings: dict[tuple[str, int], tuple[Settings, Any]] = {}
@@ -78,7 +78,7 @@ def _once(kind: str, s: Settings, make: Callable[[Settings], Any]) -> Any:
 
 def _service(s: Settings) -> SearchService:
     return _once("service", s, lambda s: SearchService(
-        s, _store(s.store), _celery(s.redis_url), redis_client(s.redis_url)))  # type: ignore[no-any-return]
+        s, _store(s.store), _celery(s.redis_dsn), redis_client(s.redis_dsn)))  # type: ignore[no-any-return]
 
 
 async def service(s: SettingsDep) -> SearchService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -215,6 +216,42 @@ class Settings(BaseSettings):
     events_poll_s: float = Field(0.5, gt=0, description="event stream refresh period")
     status_cache_s: float = Field(0.5, ge=0, description="how long the API reuses a computed "
                                   "search status (0: never)")
+
+    # ---- security (issue 24): Redis password, metrics access ------------------------------
+    redis_password: SecretStr = Field(SecretStr(""), description="password of the Redis in "
+                                      "redis_url (the chart passes it from a Secret, so the "
+                                      "URL in the settings ConfigMap holds none)")
+    metrics: Literal["disabled", "token", "open"] = Field(
+        "disabled", description="/metrics: disabled (404), token (a bearer token whose SHA-256 "
+        "is metrics_token_sha256), or open (anyone who reaches the API)")
+    metrics_token_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the token Prometheus sends "
+        "(`hurricane token create prometheus --metrics` prints both)")
+
+    @property
+    def redis_dsn(self) -> str:
+        """``redis_url`` with ``redis_password`` in it: what clients connect with. Never log
+        it; ``redis_url`` is the printable form."""
+        pw = self.redis_password.get_secret_value()
+        if not pw:
+            return self.redis_url
+        parts = urlsplit(self.redis_url)
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[-1]
+        return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(pw, safe='')}@{host}"))
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        if self.redis_password.get_secret_value() and urlsplit(self.redis_url).password:
+            raise ValueError("HURRICANE_REDIS_URL holds a password and HURRICANE_REDIS_PASSWORD "
+                             "is set too: give the password once (HURRICANE_REDIS_PASSWORD keeps "
+                             "it out of the URL)")
+        if self.metrics == "token" and not self.metrics_token_sha256:
+            raise ValueError("HURRICANE_METRICS=token needs HURRICANE_METRICS_TOKEN_SHA256 (the "
+                             "SHA-256 of the token Prometheus sends; `hurricane token create "
+                             "prometheus --metrics` prints both)")
+        return self
+    # ---- end of security block -------------------------------------------------------------
 
     @field_validator("store")
     @classmethod

@@ -136,6 +136,7 @@ EXTERNAL = {"redis": {"enabled": False, "external": {"url": "rediss://redis.data
             "minio": {"enabled": False},
             "s3": {"endpoint": "https://s3.eu-west-1.amazonaws.com", "existingSecret": "team-s3",
                    "secretKey": ""},
+            "security": {"jobsS3": {"existingSecret": "team-s3-jobs"}},
             "auth": {"existingSecret": "team-tokens", "existingSecretKey": "users.yaml"}}
 
 CASES = {"default": (None, None), "gpu-example": (None, GPU_VALUES), "external": (EXTERNAL, None)}
@@ -169,7 +170,11 @@ def test_default_install_objects(default_objs: list[dict[str, Any]]) -> None:
         "Deployment/control", "Deployment/train", "Deployment/profile-cpu", "Deployment/beat",
         "StatefulSet/redis", "Service/redis", "Service/redis-headless",
         "StatefulSet/minio", "Service/minio", "Service/minio-headless",
-        "Pod/test-readyz"])
+        "Pod/test-readyz",
+        # security (tests/test_chart_security.py)
+        "Secret/redis-auth", "Secret/s3-jobs", "ConfigMap/s3-jobs-policy", "Job/s3-jobs-user",
+        "NetworkPolicy/default-deny", "NetworkPolicy/api", "NetworkPolicy/redis",
+        "NetworkPolicy/minio", "NetworkPolicy/jobs"])
 
 
 # -- 2. the Kubernetes schema ----------------------------------------------------------------
@@ -253,10 +258,16 @@ def _settings(objs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
               secret: dict[str, str] | None = None) -> settings_mod.Settings:
     """hurricane.settings.Settings read from the environment a pod of the release gets."""
     env = dict(settings_data(objs))
-    secrets = of_kind(objs, "Secret")
-    s3 = [s for s in secrets if "HURRICANE_S3_SECRET_KEY" in s.get("data", {})]
-    if s3:
-        env.update({k: base64.b64decode(v).decode() for k, v in s3[0]["data"].items()})
+    secrets = {s["metadata"]["name"]: s for s in of_kind(objs, "Secret")}
+    (api,) = pod_spec(find(objs, "Deployment", f"{FULLNAME}-api"))["containers"]
+    for ref in api["envFrom"]:  # the service's S3 Secret, as the API pod gets it
+        found = secrets.get(ref.get("secretRef", {}).get("name", ""))
+        if found:
+            env.update({k: base64.b64decode(v).decode() for k, v in found["data"].items()})
+    for e in api.get("env", []):  # single variables from Secrets (the Redis password)
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref and ref["name"] in secrets:
+            env[e["name"]] = base64.b64decode(secrets[ref["name"]]["data"][ref["key"]]).decode()
     env.update(secret or {})
     for key in [k for k in os.environ if k.startswith("HURRICANE_")]:
         monkeypatch.delenv(key)
@@ -279,7 +290,7 @@ def test_settings_configmap_parses_with_the_defaults(default_objs: list[dict[str
     assert s.s3_secret_key.get_secret_value() == REQUIRED_VALUES["s3"]["secretKey"]
     assert (s.k8s_namespace, s.k8s_release) == (NAMESPACE, RELEASE)
     assert s.k8s_settings_configmap == f"{FULLNAME}-settings"
-    assert s.k8s_s3_secret == f"{FULLNAME}-s3"
+    assert s.k8s_s3_secret == f"{FULLNAME}-s3-jobs"  # job pods: scoped keys, never the root's
     assert [(p.name, p.label) for p in s.k8s_pools] == [("cpu", "cpu")]
     assert s.k8s_pools[0].resources.requests == {"cpu": "2", "memory": "4Gi"}
     assert s.k8s_training.gpus_per_node == 0
@@ -458,7 +469,7 @@ def test_existing_secrets_replace_the_rendered_ones() -> None:
     objs = render(EXTERNAL)
     assert not of_kind(objs, "Secret")
     data = settings_data(objs)
-    assert data["HURRICANE_K8S_S3_SECRET"] == "team-s3"
+    assert data["HURRICANE_K8S_S3_SECRET"] == "team-s3-jobs"
     api = pod_spec(find(objs, "Deployment", f"{FULLNAME}-api"))
     assert api["containers"][0]["envFrom"][1] == {"secretRef": {"name": "team-s3"}}
     (vol,) = [v for v in api["volumes"] if v["name"] == "tokens"]

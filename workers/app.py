@@ -22,7 +22,7 @@ def profile_queue(label: str) -> str:
 
 def create_app(settings: Settings | None = None) -> Celery:
     s = settings or get_settings()
-    app = Celery("hurricane", broker=s.redis_url, backend=s.redis_url,
+    app = Celery("hurricane", broker=s.redis_dsn, backend=s.redis_dsn,
                  include=["hurricane.workers.tasks"])
     transport = {
         # Redis hands an unacknowledged task to another worker after this long. Jobs run
@@ -60,5 +60,5 @@ app = create_app()
 def point_at(celery: Celery, settings: Settings) -> None:
     """Re-points an app at the Redis of ``settings`` (tests, embedding): its configuration and
     its pooled connections (Celery's own reset after a fork drops them)."""
-    celery.conf.update(broker_url=settings.redis_url, result_backend=settings.redis_url)
+    celery.conf.update(broker_url=settings.redis_dsn, result_backend=settings.redis_dsn)
     celery._after_fork()

@@ -35,7 +35,7 @@ def unit_queue(node_label: str | None) -> str:
 def enqueue_advance(app: Celery, search_id: str, *, settings: Settings | None = None,
                     countdown: float | None = None) -> str:
     s = settings or get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     res = app.send_task(ADVANCE_TASK, args=[search_id], queue=CONTROL, countdown=countdown)
     flight.mark(r, search_id, flight.ADVANCE, "queued", task_id=res.id)
     return str(res.id)
@@ -44,7 +44,7 @@ def enqueue_advance(app: Celery, search_id: str, *, settings: Settings | None = 
 def enqueue_unit(app: Celery, search_id: str, step: str, unit: str, *, queue: str,
                  job: str, settings: Settings | None = None) -> str:
     s = settings or get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     res = app.send_task(UNIT_TASK, args=[search_id, step, unit], queue=queue)
     flight.mark(r, search_id, flight.field(step, unit), "queued", task_id=res.id, queue=queue,
                 job=job)
@@ -56,7 +56,7 @@ def revoke_queued(app: Celery, search_id: str, *, settings: Settings | None = No
     """Revokes the search's queued tasks (running ones stop on their own: their executor
     sees the durable cancel record)."""
     s = settings or get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     ids = [e["task_id"] for e in flight.entries(r, search_id).values()
            if e.get("state") == "queued" and e.get("task_id")]
     if ids:

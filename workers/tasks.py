@@ -59,7 +59,7 @@ def _backoff(retries: int) -> float:
 def advance(self: Task, search_id: str) -> str:
     """Moves a search as far as its stored results allow; returns what it did last."""
     s = get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     try:
         flight.mark(r, search_id, flight.ADVANCE, "started", task_id=self.request.id)
         lock = r.lock(f"hurricane:lock:{search_id}", timeout=1800, blocking_timeout=20)
@@ -81,7 +81,7 @@ def _advance(search_id: str) -> str:
 
     s = get_settings()
     store = open_store(s.store)
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     try:
         spec = load_spec(store, search_id)
     except SearchNotFound:
@@ -133,7 +133,7 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     from hurricane.workers.progress import RedisReporter
 
     s = get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     name = flight.field(step, unit)
     outcome = "done"
     try:
@@ -226,7 +226,7 @@ def reconcile(self: Task) -> list[str]:
     """Re-enqueues an advance for every active search with nothing queued or running: its
     tasks were lost (Redis flushed, workers gone) or it was never enqueued."""
     s = get_settings()
-    r = redis_client(s.redis_url)
+    r = redis_client(s.redis_dsn)
     lock = r.lock("hurricane:lock:reconcile", timeout=600, blocking_timeout=0)
     if not lock.acquire():
         return []

@@ -196,6 +196,7 @@ settings ConfigMap, so every install and upgrade runs them.
 {{- fail (printf "settings.%s would put a secret into the settings ConfigMap: set s3.accessKey/s3.secretKey or s3.existingSecret" $key) -}}
 {{- end -}}
 {{- end -}}
+{{- include "hurricane.validateSecurity" . -}}
 {{- $seen := dict -}}
 {{- range $i, $pool := $v.devicePools -}}
 {{- if hasKey $seen $pool.name -}}
@@ -289,4 +290,118 @@ envFrom:
 {{- define "hurricane.configChecksums" -}}
 checksum/settings: {{ include (print .Template.BasePath "/settings-configmap.yaml") . | sha256sum }}
 checksum/s3: {{ include (print .Template.BasePath "/s3-secret.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/* ---- Security (what the chart locks down): names and pieces ---------------------------- */}}
+
+{{/* The Secret with the Redis password: security.redis.existingSecret, or the chart's own
+     (bundled Redis only). Empty when there is none (an external Redis without a password). */}}
+{{- define "hurricane.redisSecretName" -}}
+{{- if .Values.security.redis.existingSecret -}}
+{{- .Values.security.redis.existingSecret -}}
+{{- else if .Values.redis.enabled -}}
+{{- include "hurricane.componentName" (dict "ctx" . "suffix" "redis-auth") -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "hurricane.redisSecretKey" -}}
+{{- ternary .Values.security.redis.existingSecretKey "password" (ne .Values.security.redis.existingSecret "") -}}
+{{- end -}}
+
+{{/* HURRICANE_REDIS_PASSWORD from the Redis Secret, as env items (nothing without one). */}}
+{{- define "hurricane.redisPasswordEnv" -}}
+{{- with include "hurricane.redisSecretName" . }}
+- name: HURRICANE_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ include "hurricane.redisSecretKey" $ }}
+{{- end }}
+{{- end -}}
+
+{{/* The Secret with the S3 keys of job pods (HURRICANE_K8S_S3_SECRET): never the root keys.
+     security.jobsS3.existingSecret, or the chart's MinIO user (bundled MinIO). */}}
+{{- define "hurricane.jobsS3SecretName" -}}
+{{- .Values.security.jobsS3.existingSecret | default (include "hurricane.componentName" (dict "ctx" . "suffix" "s3-jobs")) -}}
+{{- end -}}
+
+{{/* The MinIO policy of the job user: read and write under s3.bucket/s3.prefix only, read
+     under each of security.jobsS3.readOnly ("bucket" or "bucket/prefix"). */}}
+{{- define "hurricane.jobsS3Policy" -}}
+{{- $v := .Values -}}
+{{- $grants := list (dict "where" (trimAll "/" (printf "%s/%s" $v.s3.bucket ($v.s3.prefix | default ""))) "write" true) -}}
+{{- range $v.security.jobsS3.readOnly -}}
+{{- $grants = append $grants (dict "where" (trimAll "/" .) "write" false) -}}
+{{- end -}}
+{{- $statements := list -}}
+{{- range $g := $grants -}}
+{{- $parts := splitn "/" 2 $g.where -}}
+{{- $bucket := $parts._0 -}}
+{{- $prefix := $parts._1 | default "" -}}
+{{- $bucketArn := printf "arn:aws:s3:::%s" $bucket -}}
+{{- $objects := ternary (printf "%s/%s/*" $bucketArn $prefix) (printf "%s/*" $bucketArn) (ne $prefix "") -}}
+{{- $statements = append $statements (dict "Effect" "Allow" "Action" (list "s3:GetBucketLocation") "Resource" (list $bucketArn)) -}}
+{{- $list := dict "Effect" "Allow" "Action" (list "s3:ListBucket") "Resource" (list $bucketArn) -}}
+{{- if $prefix -}}
+{{- $_ := set $list "Condition" (dict "StringLike" (dict "s3:prefix" (list $prefix (printf "%s/*" $prefix)))) -}}
+{{- end -}}
+{{- $statements = append $statements $list -}}
+{{- if $g.write -}}
+{{- $statements = append $statements (dict "Effect" "Allow" "Action" (list "s3:ListBucketMultipartUploads") "Resource" (list $bucketArn)) -}}
+{{- $statements = append $statements (dict "Effect" "Allow" "Action" (list "s3:GetObject" "s3:PutObject" "s3:DeleteObject" "s3:AbortMultipartUpload" "s3:ListMultipartUploadParts") "Resource" (list $objects)) -}}
+{{- else -}}
+{{- $statements = append $statements (dict "Effect" "Allow" "Action" (list "s3:GetObject") "Resource" (list $objects)) -}}
+{{- end -}}
+{{- end -}}
+{{- toPrettyJson (dict "Version" "2012-10-17" "Statement" $statements) -}}
+{{- end -}}
+
+{{/* Pods of the chart itself (API, workers, beat, Redis, MinIO, hooks): NetworkPolicy peers. */}}
+{{- define "hurricane.releasePodLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: hurricane-nas
+{{- end -}}
+
+{{/* Job pods the operator creates (hurricane.operator.manifests.labels): NetworkPolicy peers. */}}
+{{- define "hurricane.jobPodLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: hurricane-operator
+{{- end -}}
+
+{{/* app.kubernetes.io/component of the chart's pods that are Redis and MinIO clients. */}}
+{{- define "hurricane.clientComponents" -}}
+{{- $out := list "api" "beat" "worker-control" "worker-train" -}}
+{{- range .Values.devicePools -}}
+{{- $out = append $out (printf "worker-profile-%s" .name) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* The port of s3.endpoint (external S3): explicit, else 443 (https) or 80 (http). */}}
+{{- define "hurricane.s3EndpointPort" -}}
+{{- $u := urlParse .Values.s3.endpoint -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else -}}
+{{- ternary "443" "80" (eq $u.scheme "https") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Checks of the security block (rendered through "hurricane.validate"). */}}
+{{- define "hurricane.validateSecurity" -}}
+{{- $v := .Values -}}
+{{- $j := $v.security.jobsS3 -}}
+{{- if and (not $v.minio.enabled) (not $j.existingSecret) -}}
+{{- fail (printf "security.jobsS3.existingSecret is empty while minio.enabled is false: job pods never get the service's S3 keys; create keys on your S3 that reach only s3://%s and name a Secret holding them (HURRICANE_S3_ACCESS_KEY, HURRICANE_S3_SECRET_KEY) in security.jobsS3.existingSecret" (trimSuffix "/" (printf "%s/%s" $v.s3.bucket ($v.s3.prefix | default "")))) -}}
+{{- end -}}
+{{- if and $j.existingSecret (eq $j.existingSecret (include "hurricane.s3SecretName" .)) -}}
+{{- fail (printf "security.jobsS3.existingSecret (%s) is the service's S3 Secret: job pods would get the root keys; name a Secret with keys scoped to the bucket and prefix" $j.existingSecret) -}}
+{{- end -}}
+{{- if and $v.minio.enabled (not $j.existingSecret) (eq $j.accessKey $v.s3.accessKey) -}}
+{{- fail (printf "security.jobsS3.accessKey (%s) equals s3.accessKey: the job user must be another MinIO user than the root user" $j.accessKey) -}}
+{{- end -}}
+{{- if and (eq $v.security.metrics.mode "token") (not $v.security.metrics.tokenSha256) -}}
+{{- fail "security.metrics.tokenSha256 is empty while security.metrics.mode is token: `hurricane token create prometheus --metrics` prints a token and its SHA-256" -}}
+{{- end -}}
 {{- end -}}
