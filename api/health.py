@@ -3,12 +3,14 @@ the API serves itself for a local-directory store (signed, time-limited URLs).""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from typing import Annotated, Any
 
 import redis
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
@@ -26,6 +28,12 @@ router = APIRouter(tags=["health"])
 files = APIRouter(tags=["artifacts"])
 
 STEP_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 48 * 3600)
+# The method label takes these values and "other": a client's made-up methods never add series.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
 
 
 @router.get("/healthz")
@@ -149,14 +157,33 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], path, str(status[0])).inc()
-            self.metrics.latency.labels(scope["method"], path).observe(time.perf_counter() - t0)
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, path, str(status[0])).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - t0)
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}})
+async def metrics_allowed(request: Request, s: SettingsDep) -> None:
+    """/metrics per HURRICANE_METRICS: disabled (404), token (the bearer token whose SHA-256
+    is HURRICANE_METRICS_TOKEN_SHA256, else 401), or open."""
+    if s.metrics == "disabled":
+        raise HTTPException(404, "metrics are disabled: set HURRICANE_METRICS=token (with "
+                            "HURRICANE_METRICS_TOKEN_SHA256) or open (chart: security.metrics)")
+    if s.metrics == "token":
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if (scheme.lower() != "bearer" or not token.strip()
+                or not hmac.compare_digest(digest, s.metrics_token_sha256 or "")):
+            raise HTTPException(401, "metrics need the metrics token (Authorization: Bearer "
+                                "<token>)", headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(metrics_allowed)],
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+                       401: {"description": "HURRICANE_METRICS=token and no or another token"},
+                       404: {"description": "HURRICANE_METRICS=disabled (the default)"}})
 def metrics(request: Request, s: SettingsDep, store: StoreDep, r: RedisDep) -> Response:
-    """Prometheus metrics: searches by state, step durations, queue depth, HTTP requests."""
+    """Prometheus metrics: searches by state, step durations, queue depth, HTTP requests
+    (behind HURRICANE_METRICS)."""
     m: Metrics = request.app.state.metrics
     m.attach(SearchCollector(s, store, r))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

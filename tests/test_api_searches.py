@@ -253,6 +253,10 @@ def test_readyz_metrics_and_openapi(app, alice, service_env, monkeypatch) -> Non
     anon = client(app, None)
     assert anon.get("/readyz").json() == {"status": "ready", "checks": {"redis": "ok", "store": "ok"}}
     post_spec(alice)
+    monkeypatch.setenv("HURRICANE_METRICS", "open")  # off by default (tests/test_api_metrics.py)
+    from hurricane.settings import get_settings as _get
+
+    _get.cache_clear()
     text = anon.get("/metrics").text
     assert 'hurricane_searches{state="queued"} 1.0' in text
     assert 'hurricane_queue_depth{queue="control"} 1.0' in text
