@@ -103,7 +103,7 @@ async def current_user(s: SettingsDep, creds: Annotated[HTTPAuthorizationCredent
                             headers=unauthorized)
     user = _tokens(s).lookup(creds.credentials)
     if user is None:
-        raise HTTPException(401, "invalid or revoked token", headers=unauthorized)
+        raise HTTPException(401, "invalid, expired or revoked token", headers=unauthorized)
     return user
 
 

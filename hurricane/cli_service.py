@@ -247,22 +247,79 @@ def stack_status(state_dir: StackDir = None) -> None:
         raise typer.Exit(1)
 
 
+TokensFile = Annotated[Path, typer.Option(
+    "--file", help="token file the API reads (HURRICANE_TOKENS_FILE)")]
+
+
 @token_app.command("create")
 def token_create(
     user: Annotated[str, typer.Argument(help="user name")],
     admin: Annotated[bool, typer.Option(help="sees every user's searches")] = False,
-    file: Annotated[Path, typer.Option(help="token file the API reads (HURRICANE_TOKENS_FILE)")] = Path(
-        "tokens.yaml"),
+    expires: Annotated[str | None, typer.Option(
+        help="the token stops working then: 30d, 12h, 90m from now, or an ISO 8601 time "
+        "(2027-01-06T00:00:00Z)")] = None,
+    metrics: Annotated[bool, typer.Option(
+        help="a token for Prometheus to read /metrics with (HURRICANE_METRICS=token): prints "
+        "the token and its SHA-256 for HURRICANE_METRICS_TOKEN_SHA256 (chart: "
+        "security.metrics.tokenSha256); the token file is not touched")] = False,
+    file: TokensFile = Path("tokens.yaml"),
 ) -> None:
     """Create a token: its SHA-256 goes into the token file, the token is printed once."""
-    from hurricane.tokens import TokenError, add_token
+    from hurricane.tokens import TokenError, add_token, hash_token, new_token
 
+    if metrics:
+        if admin or expires:
+            _fail("--metrics takes neither --admin nor --expires (rotate it by making a new one)")
+        tok = new_token()
+        typer.echo(tok)
+        typer.echo(f"sha256: {hash_token(tok)}  (HURRICANE_METRICS_TOKEN_SHA256, chart "
+                   "security.metrics.tokenSha256; the token itself is stored nowhere)", err=True)
+        return
     try:
-        tok = add_token(file, user, "admin" if admin else "user")
+        tok = add_token(file, user, "admin" if admin else "user", expires=expires)
     except TokenError as err:
         _fail(str(err))
     typer.echo(tok)
     typer.echo(f"(its SHA-256 was added to {file}; the token itself is stored nowhere)", err=True)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    user: Annotated[str, typer.Argument(help="user whose tokens stop working")],
+    sha256: Annotated[str | None, typer.Option(
+        help="only the token whose SHA-256 starts with these hex digits (`token list`)")] = None,
+    file: TokensFile = Path("tokens.yaml"),
+) -> None:
+    """Revoke a user's tokens (all, or one by --sha256): their hashes leave the token file and
+    the API refuses them within a second."""
+    from hurricane.tokens import TokenError, revoke_tokens
+
+    try:
+        gone = revoke_tokens(file, user, sha256_prefix=sha256)
+    except (TokenError, OSError) as err:
+        _fail(str(err))
+    for e in gone:
+        typer.echo(f"revoked {e['user']} ({e.get('role', 'user')}) sha256 {str(e['sha256'])[:12]}…")
+    typer.echo(f"({len(gone)} token(s) removed from {file}; with the chart, copy the file's "
+               "entries into auth.tokens and upgrade)", err=True)
+
+
+@token_app.command("list")
+def token_list(file: TokensFile = Path("tokens.yaml")) -> None:
+    """The token file's entries: user, role, hash prefix, expiry (expired ones say so)."""
+    import datetime as dt
+
+    from hurricane.tokens import TokenError, load_file
+
+    try:
+        grants = load_file(file)
+    except (TokenError, OSError, ValueError) as err:
+        _fail(str(err))
+    for digest, g in grants.items():
+        until = ("never" if g.expires is None else dt.datetime.fromtimestamp(
+            g.expires, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        state = "" if g.valid() else "  EXPIRED"
+        typer.echo(f"{g.user.name:<20} {g.user.role:<6} {digest[:12]}…  expires {until}{state}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -462,3 +463,25 @@ def test_the_redis_password_goes_into_the_client_url_quoted_and_only_once() -> N
     assert Settings(redis_url="redis://r.example:6379/0").redis_dsn == "redis://r.example:6379/0"
     with pytest.raises(ValidationError, match="give the password once"):
         Settings(redis_url="redis://:a@r.example:6379/0", redis_password="b")
+
+
+# -- 6. tokens with an expiry ----------------------------------------------------------------
+
+def test_token_expiry_reaches_the_api_through_the_chart() -> None:
+    from hurricane.tokens import hash_token, load_file
+
+    tokens = [{"user": "ci", "sha256": hash_token("t-ci"), "expires": "2027-01-06T00:00:00Z"},
+              {"user": "alice", "role": "admin", "sha256": hash_token("t-a")}]
+    objs = render({"auth": {"tokens": tokens}})
+    text = secrets_of(objs)[f"{FULLNAME}-auth"]["tokens.yaml"]
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "tokens.yaml"
+        f.write_text(text)
+        grants = load_file(f)
+    import datetime as dt
+
+    assert grants[hash_token("t-ci")].expires == dt.datetime(2027, 1, 6, tzinfo=dt.UTC).timestamp()
+    assert grants[hash_token("t-a")].expires is None and grants[hash_token("t-a")].user.is_admin
+    with pytest.raises(helm.HelmError, match="expires"):
+        render({"auth": {"tokens": [{**tokens[0], "expires": "next week"}]}})
