@@ -226,6 +226,12 @@ def stack_up(
         info = st.up(cfg)
     except StackError as err:
         _fail(str(err), 1)
+    if info.get("restarted"):
+        pids = ", ".join(f"{n} (pid {info['processes'][n]['pid']})" for n in info["restarted"])
+        typer.echo(f"hurricane stack up: restarted {pids}; kept running: "
+                   f"{', '.join(info['kept']) or 'nothing'} ({info['url']}, the stack's own "
+                   "settings)")
+        return
     typer.echo(f"hurricane stack up: {info['url']} (store {info['store']})")
     typer.echo(f"  token for {info['user']} (admin): in {st.dir / 'token'}; the CLI uses it")
     typer.echo(f"  logs: {st.dir / 'logs'}   stop: hurricane stack down")
@@ -240,9 +246,12 @@ def stack_down(state_dir: StackDir = None) -> None:
 
 @stack_app.command("status")
 def stack_status(state_dir: StackDir = None) -> None:
-    """Pids, liveness and readiness of the local stack."""
+    """Pids, liveness and readiness of the local stack (exit 1 unless ready)."""
     s = _stack(state_dir).status()
     typer.echo(json.dumps(s, indent=2))
+    if s["dead"]:
+        typer.echo(f"not ready: {', '.join(s['dead'])} died; `hurricane stack up` restarts "
+                   "them and leaves the others running", err=True)
     if not s["ready"]:
         raise typer.Exit(1)
 

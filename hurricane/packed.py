@@ -132,6 +132,56 @@ class PackedIndex:
                                                         "test_fraction", "layout", "shard_bytes")}}
 
 
+# A shard is named by its split and number (what `pack` writes): no directory, no '..', no
+# absolute path, no URL scheme can pass, so an index cannot point a reader outside its set.
+SHARD_NAME = re.compile(r"^(train|val|test)-[0-9]{5,9}\.tar$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHARD_KEYS = ("name", "split", "samples", "bytes", "sha256")
+
+
+def check_shard_entry(entry: object, where: str) -> Shard:
+    """One ``shards[]`` entry of an index, checked before anything reads it: a name of the
+    strict pattern (``train-00000.tar``), its split, counts and sha256 (the cache's file name)."""
+    if not isinstance(entry, dict) or sorted(entry) != sorted(_SHARD_KEYS):
+        got = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+        raise DatasetError(f"{where}: expected {{{', '.join(_SHARD_KEYS)}}}, got {got}")
+    name = entry["name"]
+    if not isinstance(name, str) or not SHARD_NAME.fullmatch(name):
+        raise DatasetError(f"{where}.name: {name!r} is not a shard name (e.g. train-00000.tar: "
+                           "a split and a number; no directories, '..', absolute paths or "
+                           "URLs)")
+    if entry["split"] not in SPLITS or not name.startswith(f"{entry['split']}-"):
+        raise DatasetError(f"{where}.split: {entry['split']!r} (shard {name}); allowed: "
+                           f"{', '.join(SPLITS)}, the one its name starts with")
+    for key in ("samples", "bytes"):
+        v = entry[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise DatasetError(f"{where}.{key}: {v!r} is not a count")
+    if not isinstance(entry["sha256"], str) or not _SHA256.fullmatch(entry["sha256"]):
+        raise DatasetError(f"{where}.sha256: expected 64 lowercase hex digits")
+    return Shard(name, entry["split"], entry["samples"], entry["bytes"], entry["sha256"])
+
+
+def check_index(meta: dict[str, Any], source: str) -> tuple[Shard, ...]:
+    """The shards of ``index.json`` (every entry checked, names unique) and its other fields'
+    types; raises DatasetError naming the field."""
+    where = f"{source}/{INDEX}"
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise DatasetError(f"{where}: shards must be a non-empty list")
+    out = tuple(check_shard_entry(e, f"{where}: shards[{i}]") for i, e in enumerate(shards))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise DatasetError(f"{where}: shard {dup} is listed twice")
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        raise DatasetError(f"{where}: classes must be a list of names")
+    if not isinstance(meta.get("samples_sha256"), str) or not _SHA256.fullmatch(meta["samples_sha256"]):
+        raise DatasetError(f"{where}: samples_sha256 must be 64 lowercase hex digits")
+    return out
+
+
 def _open_source(source: str) -> tuple[ArtifactStore | None, Path | None]:
     """(store, None) for ``s3://``; (None, directory) for a local or mounted directory."""
     if is_remote(source):
@@ -165,6 +215,7 @@ def _meta(source: str, store: ArtifactStore | None, root: Path | None) -> tuple[
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else None
         raise DatasetError(f"{source}/{INDEX}: format {got!r}, expected {FORMAT!r}")
+    check_index(meta, source)
     return meta, raw
 
 
@@ -184,8 +235,11 @@ def load_index(source: str) -> PackedIndex:
     if digest != meta["samples_sha256"]:
         raise DatasetError(f"{source}/{SAMPLES} has sha256 {digest[:12]}…, the index says "
                            f"{meta['samples_sha256'][:12]}…: corrupt or from another packing")
-    arr = np.load(io.BytesIO(blob))
-    shards = tuple(Shard(**s) for s in meta["shards"])
+    arr = np.load(io.BytesIO(blob), allow_pickle=False)
+    shards = check_index(meta, source)
+    for col, top in (("shard", len(shards)), ("label", len(meta["classes"])), ("split", len(SPLITS))):
+        if arr[col].size and (int(arr[col].min()) < 0 or int(arr[col].max()) >= top):
+            raise DatasetError(f"{source}/{SAMPLES}: column {col} holds values outside [0, {top})")
     idx = PackedIndex(source=source, classes=tuple(meta["classes"]), shards=shards,
                       shard=arr["shard"], offset=arr["offset"], size=arr["size"],
                       label=arr["label"].astype(np.int64), split=arr["split"],
@@ -397,6 +451,8 @@ class ShardCache:
 
     def __init__(self, index: PackedIndex, *, cache_dir: str | Path | None = None,
                  max_bytes: int | None = None) -> None:
+        for k, shard in enumerate(index.shards):  # an index not made by load_index, too
+            check_shard_entry(dict(shard.__dict__), f"{index.source}/{INDEX}: shards[{k}]")
         self.index = index
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.max_bytes = max_bytes if max_bytes is not None else default_cache_bytes()

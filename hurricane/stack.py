@@ -113,11 +113,13 @@ class Stack:
         log = self.dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        offset = log.stat().st_size if log.is_file() else 0  # this start's lines begin here
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, env=env, cwd=self.dir,
                                     start_new_session=True)
-        procs[name] = {"pid": proc.pid, "argv": argv, "log": str(log), "started": time.time()}
+        procs[name] = {"pid": proc.pid, "argv": argv, "log": str(log), "started": time.time(),
+                       "log_offset": offset}
         self._save(st)
         return proc.pid
 
@@ -156,9 +158,15 @@ class Stack:
     # -- the stack ----------------------------------------------------------------------------
 
     def up(self, cfg: StackConfig, *, timeout: float = 90.0) -> dict[str, Any]:
-        """Starts every process and waits until the API is ready and the workers listen."""
-        if self.state().get("processes") and any(self.alive(n) for n in self.state()["processes"]):
+        """Starts every process and waits until the API is ready and the workers listen. When
+        a stack runs from this directory and some of its members died, restarts those (with
+        the commands they ran, ``cfg`` aside) and leaves the live ones running."""
+        procs = self.state().get("processes") or {}
+        dead = [n for n in procs if not self.alive(n)]
+        if procs and not dead:
             raise StackError(f"a stack already runs from {self.dir}: `hurricane stack down` first")
+        if procs and len(dead) < len(procs):
+            return self.revive(dead, timeout=timeout)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o700)
         py = sys.executable
@@ -220,13 +228,42 @@ class Stack:
             raise
         return self.state()
 
-    def worker_ready(self, name: str, since: float = 0.0) -> bool:
-        """The worker's log says it is ready (after ``since``, a log offset)."""
+    def revive(self, names: list[str], *, timeout: float = 90.0) -> dict[str, Any]:
+        """Restarts the members ``names`` (dead ones), in start order, after what is left of
+        each (its pool children, in its process group) is gone; the others keep running.
+        Returns the state with ``restarted`` and ``kept``."""
+        st = self.state()
+        procs = st.get("processes", {})
+        kept = [n for n in procs if n not in names]
+        order: list[str] = [n for n in ("redis", "control", "jobs", "api") if n in names]
+        order += [n for n in names if n not in order]
+        cfg = st.get("config", {})
+        for name in order:
+            old = self.pid(name)
+            if old is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(old, signal.SIGKILL)  # the dead leader's group: orphans only
+                self._wait(lambda o=old: not group_alive(o), f"{name}'s old processes", timeout)  # type: ignore[misc]
+            self.start(name)
+            if name == "redis":
+                host, port = cfg.get("host", "127.0.0.1"), int(cfg.get("redis_port", 6379))
+                self._wait(lambda h=host, p=port: port_open(h, p), "redis", timeout)  # type: ignore[misc]
+        for name in order:
+            if name == "api":
+                self._wait(self.api_ready, "api", timeout)
+            elif name in ("control", "jobs"):
+                self._wait(lambda n=name: self.worker_ready(n), name, timeout)  # type: ignore[misc]
+        return {**self.state(), "restarted": order, "kept": kept}
+
+    def worker_ready(self, name: str, since: float | None = None) -> bool:
+        """The worker's log says it is ready (after ``since``, a log offset; default: where
+        its latest start began)."""
         p = self.state().get("processes", {}).get(name)
         if not p:
             return False
+        start = int(p.get("log_offset", 0) if since is None else since)
         with contextlib.suppress(OSError), open(p["log"], "rb") as f:
-            f.seek(int(since))
+            f.seek(start)
             return b" ready." in f.read()
         return False
 
@@ -272,9 +309,31 @@ class Stack:
         return stopped
 
     def status(self) -> dict[str, Any]:
+        """Pids and liveness of every member; ready only while every member lives and the
+        API answers /readyz (``dead`` names the others: `stack up` restarts them)."""
         st = self.state()
         procs = {n: {"pid": p["pid"], "alive": pid_alive(int(p["pid"])), "log": p["log"]}
                  for n, p in st.get("processes", {}).items()}
+        dead = [n for n, p in procs.items() if not p["alive"]]
         return {"dir": str(self.dir), "url": st.get("url"), "store": st.get("store"),
-                "redis_url": st.get("redis_url"), "processes": procs,
-                "ready": bool(procs) and self.api_ready()}
+                "redis_url": st.get("redis_url"), "processes": procs, "dead": dead,
+                "ready": bool(procs) and not dead and self.api_ready()}
+
+
+def group_alive(pgid: int) -> bool:
+    """A process of group ``pgid`` runs (zombies, which nobody may have reaped, do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (d / "stat").read_text().rsplit(") ", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+                return True
+    return False

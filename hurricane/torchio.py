@@ -25,4 +25,4 @@ def load_torch(store: ArtifactStore, key: str) -> Any:
     with tempfile.TemporaryDirectory(prefix="hurricane-") as d:
         tmp = Path(d) / "obj.pt"
         store.get_file(key, tmp)
-        return torch.load(tmp, map_location="cpu", weights_only=False)
+        return torch.load(tmp, map_location="cpu", weights_only=True)
