@@ -485,3 +485,84 @@ def test_token_expiry_reaches_the_api_through_the_chart() -> None:
     assert grants[hash_token("t-a")].expires is None and grants[hash_token("t-a")].user.is_admin
     with pytest.raises(helm.HelmError, match="expires"):
         render({"auth": {"tokens": [{**tokens[0], "expires": "next week"}]}})
+
+
+# -- 7. the job user's policy, enforced by an S3-protocol server -----------------------------
+
+def _iam_server(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """moto_server with IAM enforcement: the first 3 requests (making an admin) go
+    unauthenticated, every later one is checked against its user's policies."""
+    from tests.servers import MotoServer
+
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+    return MotoServer()
+
+
+def _user_with_policy(iam: Any, name: str, policy: str) -> tuple[str, str]:
+    iam.create_user(UserName=name)
+    iam.put_user_policy(UserName=name, PolicyName=f"{name}-policy", PolicyDocument=policy)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@pytest.mark.parametrize("case", ["whole-bucket", "prefix-and-datasets"])
+def test_job_keys_reach_only_what_the_rendered_policy_names(case: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy the chart renders, given to a user of an S3-protocol server that enforces
+    IAM policies (moto): the job pod's store (its own S3Store, the job user's keys) reads and
+    writes the searches location and nothing else, and never creates a bucket. (moto does not
+    evaluate the s3:prefix condition of ListBucket, which MinIO does: listings are checked on
+    the unprefixed case only.)"""
+    import boto3
+    from minio.error import S3Error
+
+    from hurricane.s3store import S3Store
+
+    values = None if case == "whole-bucket" else SCOPED
+    objs = render(values)
+    policy = find(objs, "ConfigMap", f"{FULLNAME}-s3-jobs-policy")["data"]["policy.json"]
+    prefix = "" if case == "whole-bucket" else "prod"
+    with _iam_server(monkeypatch) as srv:
+        def client(service: str, key: str = "bootstrap", secret: str = "bootstrap") -> Any:
+            return boto3.client(service, endpoint_url=srv.endpoint, region_name="us-east-1",
+                                aws_access_key_id=key, aws_secret_access_key=secret)
+
+        admin = _user_with_policy(client("iam"), "admin", json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        iam, s3 = client("iam", *admin), client("s3", *admin)
+        for bucket in ("hurricane", "other", "datasets", "public-sets"):
+            s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket="datasets", Key="imagenet-packed/index.json", Body=b"{}")
+        s3.put_object(Bucket="datasets", Key="private/secret.json", Body=b"{}")
+        s3.put_object(Bucket="hurricane", Key="prodx/other-release.json", Body=b"{}")
+        job_key, job_secret = _user_with_policy(iam, "hurricane-jobs", policy)
+
+        def store(bucket: str, where: str = "") -> S3Store:
+            return S3Store(endpoint=srv.endpoint, access_key=job_key, secret_key=job_secret,
+                           bucket=bucket, prefix=where, retry_s=0)
+
+        job = store("hurricane", prefix)  # what a job pod opens
+        job.put_bytes("searches/s1/stage1/train.json", b"{}")
+        assert job.get_bytes("searches/s1/stage1/train.json") == b"{}"
+        job.delete("searches/s1/stage1/train.json")
+        assert not job.exists("searches/s1/stage1/train.json")
+        if not prefix:
+            job.put_bytes("searches/s1/a.json", b"1")
+            assert job.list("searches/s1") == ["searches/s1/a.json"]
+        denied = [lambda: store("other").put_bytes("x.json", b"1"),
+                  lambda: store("other").get_bytes("x.json"),
+                  lambda: store("made-by-a-job").put_bytes("x.json", b"1")]
+        if prefix:  # outside the prefix, and a prefix that merely starts the same
+            denied += [lambda: store("hurricane", "other").put_bytes("x.json", b"1"),
+                       lambda: store("hurricane").get_bytes("prodx/other-release.json"),
+                       lambda: store("datasets", "imagenet-packed").put_bytes("x.json", b"1"),
+                       lambda: store("datasets").get_bytes("private/secret.json")]
+            # read-only datasets: readable
+            assert store("datasets", "imagenet-packed").get_bytes("index.json") == b"{}"
+        for i, op in enumerate(denied):
+            with pytest.raises(S3Error) as err:
+                op()
+            assert err.value.code in ("AccessDenied", "NoSuchBucket"), i
+        # the job's keys never made a bucket (a store on a missing one only fails)
+        assert "made-by-a-job" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
