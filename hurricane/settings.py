@@ -182,7 +182,8 @@ class Settings(BaseSettings):
     k8s_settings_configmap: str = Field("hurricane-settings", description="ConfigMap with "
                                         "these HURRICANE_* settings, given to every job")
     k8s_s3_secret: str = Field("hurricane-s3", description="Secret with HURRICANE_S3_ACCESS_KEY "
-                               "and HURRICANE_S3_SECRET_KEY, given to every job")
+                               "and HURRICANE_S3_SECRET_KEY, given to every job (the chart "
+                               "names keys scoped to the bucket and prefix, never the root's)")
     k8s_pools: tuple[DevicePool, ...] = Field(
         (DevicePool(name="cpu", label="cpu"),), description="device node pools (JSON)")
     k8s_training: TrainingPool = Field(default_factory=TrainingPool, description="(JSON)")

@@ -73,8 +73,9 @@ def render_chart(chart: Path, values: dict[str, Any], *, release: str,
 
 
 def release_env(objs: list[dict[str, Any]]) -> dict[str, str]:
-    """The HURRICANE_* environment of the release's workers: its settings ConfigMap plus the
-    S3 keys of its Secret (placeholders when the values name an existing Secret)."""
+    """The HURRICANE_* environment the release's settings load from: its settings ConfigMap
+    plus the S3 keys of the Secret its jobs get (HURRICANE_K8S_S3_SECRET, the scoped job
+    user's; placeholders when the values name an existing Secret)."""
     cms = [o for o in objs if o["kind"] == "ConfigMap"
            and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "settings"]
     if len(cms) != 1:
