@@ -72,11 +72,32 @@ def create_app() -> FastAPI:
             comps = doc.setdefault("components", {}).setdefault("schemas", {})
             comps.update(schema.pop("$defs", {}))
             comps["SearchSpec"] = schema
+            add_links(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def add_links(doc: dict[str, Any]) -> None:
+    """OpenAPI links: a created search's id feeds every route of that search, an imported
+    table's name the table's routes (clients and stateful testers follow them)."""
+    paths = doc.get("paths", {})
+
+    def link(source: tuple[str, str, str], param: str, expr: str, prefix: str) -> None:
+        links = paths[source[0]][source[1]]["responses"][source[2]].setdefault("links", {})
+        for path, ops in paths.items():
+            if not path.startswith(prefix) or "{" + param + "}" not in path:
+                continue
+            for op in ops.values():
+                name = op["operationId"]
+                links[name] = {"operationId": name, "parameters": {param: expr}}
+
+    link(("/v1/searches", "post", "201"), "search_id", "$response.body#/search_id",
+         "/v1/searches/")
+    link(("/v1/devices/{name}/table", "put", "201"), "name", "$response.body#/name",
+         "/v1/devices/")
 
 
 app = create_app()

@@ -36,7 +36,10 @@ SPEC_BODY: dict[str, Any] = {
         "required": True,
         "description": "a search spec (`hurricane spec schema`) as JSON or YAML, at most 1 MiB",
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SearchSpec"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchSpec"},
+                                 "example": {"name": "digits-small", "dataset": {"name": "digits"},
+                                             "devices": [{"name": "cpu",
+                                                          "budget_fraction": 0.5}]}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }

@@ -229,7 +229,7 @@ def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops:
             for row in reader:
                 rows.append(row)
         except csv.Error as err:
-            raise TableErrors([(f"line {reader.line_num + 1}", f"not CSV: {err}")]) from None
+            raise TableErrors([(f"line {reader.line_num}", f"not CSV: {err}")]) from None
         if not rows or [h.strip() for h in rows[0][:3]] != ["layer", "op", "median_ms"]:
             raise TableErrors([("line 1", "a latency table CSV starts with the header "
                                 "layer,op,median_ms[,iqr_ms]")])

@@ -152,7 +152,7 @@ class S3Store(ArtifactStore):
         if self._client.bucket_exists(self.bucket):
             return
         if not self.create_bucket:
-            raise BucketNotFound(f"no bucket {self.bucket!r} on {self.endpoint}")
+            raise BucketNotFound(f"no bucket {self.bucket!r}")
         try:
             self._client.make_bucket(self.bucket)
         except S3Error as e:

@@ -95,3 +95,17 @@ def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped
     get_settings.cache_clear()
     yield {"tokens": tokens, "store": LocalStore(tmp_path / "store"), "env": env}
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def live_api(redis_server, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The API as a real uvicorn process over real Redis and an S3-protocol store (moto), with
+    users alice, bob, carol, quota and root (admin): tests/api_server.py."""
+    import redis
+
+    from tests.api_server import ApiServer
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    redis.Redis.from_url(url).flushdb()
+    with ApiServer(tmp_path_factory.mktemp("live-api"), url) as srv:
+        yield srv
