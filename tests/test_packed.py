@@ -257,7 +257,12 @@ def test_s3_cache_downloads_once_verifies_and_stays_bounded(packed_dir: Path, s3
     with pytest.raises(DatasetError, match=rf"shard {idx.shards[1].name} of {url} is missing"):
         fresh.path(1)
     with pytest.raises(DatasetError, match=r"has no index.json: not a packed dataset"):
-        load_index(f"s3://{_bucket()}/nothing")
+        load_index(url.rsplit("/", 1)[0] + "/nothing")
+    missing = _bucket()
+    with pytest.raises(DatasetError, match=rf"no bucket '{missing}'"):  # and never created
+        load_index(f"s3://{missing}/nothing")
+    with pytest.raises(DatasetError, match=rf"no bucket '{missing}'"):
+        load_index(f"s3://{missing}/nothing")
 
 
 def test_tiny_search_from_s3(image_dir: Path, s3_env: dict[str, str], tmp_path: Path) -> None:
