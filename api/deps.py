@@ -34,13 +34,19 @@ async def settings() -> Settings:
 SettingsDep = Annotated[Settings, Depends(settings)]
 
 
-@functools.lru_cache(maxsize=8)
+_stores: dict[str, ArtifactStore] = {}
+
+
 def _store(url: str) -> ArtifactStore:
-    return open_store(url)
+    hit = _stores.get(url)
+    if hit is None:  # opening an s3:// store checks its bucket: network, with retries
+        hit = _stores.setdefault(url, open_store(url))
+    return hit
 
 
 async def store(s: SettingsDep) -> ArtifactStore:
-    return _store(s.store)
+    hit = _stores.get(s.store)
+    return hit if hit is not None else await run_in_threadpool(_store, s.store)
 
 
 StoreDep = Annotated[ArtifactStore, Depends(store)]
@@ -82,7 +88,10 @@ def _service(s: Settings) -> SearchService:
 
 
 async def service(s: SettingsDep) -> SearchService:
-    return _service(s)
+    hit = _per_settings.get(("service", id(s)))
+    if hit is not None and hit[0] is s:
+        return hit[1]  # type: ignore[no-any-return]
+    return await run_in_threadpool(_service, s)  # the first one opens the store
 
 
 ServiceDep = Annotated[SearchService, Depends(service)]

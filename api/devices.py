@@ -1,4 +1,5 @@
-"""Device routes: the profiles the platform knows and the latency-monotonicity (SRCC) matrix."""
+"""Device routes: the profiles the platform knows, imported latency tables (each its owner's
+unless an admin shares it) and the latency-monotonicity (SRCC) matrix."""
 
 from __future__ import annotations
 
@@ -7,25 +8,40 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.exceptions import RequestValidationError
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from hurricane.api.body import read_limited
+from hurricane import tables
+from hurricane.api.body import invalid, media_type, parse_document, pydantic_errors, read_limited
 from hurricane.api.deps import CurrentUser, SettingsDep, StoreDep
-from hurricane.api.schemas import TableImported
+from hurricane.api.schemas import TableImported, TablePublic
 from hurricane.devices import DEVICES
 from hurricane.latency_table import TableErrors, check_table
 from hurricane.oppool import OPS
 from hurricane.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
 from hurricane.records import now
-from hurricane.store import ArtifactNotFound
+from hurricane.store import ArtifactNotFound, ArtifactStore
+from hurricane.tokens import USER, User
 
 DEVICE_NAME = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
+MAX_CORRELATE_DEVICES = 64
+MAX_CORRELATE_ARCHS = 100_000
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+DeviceName = Annotated[str, PathParam(pattern=DEVICE_NAME, description="the device's name in "
+                                      "specs")]
 
 
 class CorrelateRequest(BaseModel):
@@ -34,9 +50,12 @@ class CorrelateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    latencies: dict[str, list[float | None]] = Field(
-        ..., description="device name -> latency per architecture (ms), equal lengths")
-    proxy: str | None = Field(None, description="decide reuse/adapt for every other device")
+    latencies: dict[Annotated[str, StringConstraints(min_length=1, max_length=100)],
+                    Annotated[list[float | None], Field(max_length=MAX_CORRELATE_ARCHS)]] = Field(
+        ..., max_length=MAX_CORRELATE_DEVICES,
+        description="device name -> latency per architecture (ms), equal lengths")
+    proxy: str | None = Field(None, max_length=100,
+                              description="decide reuse/adapt for every other device")
     threshold: float = Field(0.9, gt=0, le=1, description="SRCC at or above which to reuse")
 
     @field_validator("latencies")
@@ -46,11 +65,12 @@ class CorrelateRequest(BaseModel):
             raise ValueError(f"needs at least 2 devices, got {len(v)}")
         lengths = {name: len(xs) for name, xs in v.items()}
         if len(set(lengths.values())) != 1:
-            raise ValueError(f"every device needs the same number of architectures, got {lengths}")
+            shown = dict(list(lengths.items())[:8])
+            raise ValueError(f"every device needs the same number of architectures, got {shown}")
         for name, xs in v.items():
             bad = [i for i, x in enumerate(xs) if x is not None and not (math.isfinite(x) and x > 0)]
             if bad:
-                raise ValueError(f"{name}: latencies must be finite and > 0 (ms); bad at "
+                raise ValueError(f"{name!r}: latencies must be finite and > 0 (ms); bad at "
                                  f"positions {bad[:5]}")
         return v
 
@@ -58,25 +78,65 @@ class CorrelateRequest(BaseModel):
     def _proxy_known(self) -> CorrelateRequest:
         if self.proxy is not None and self.proxy not in self.latencies:
             raise ValueError(f"proxy {self.proxy!r} is not among the devices: "
-                             f"{', '.join(self.latencies)}")
+                             f"{', '.join(list(self.latencies)[:10])}")
         return self
 
+
+# ----- the table a request is about (lookup and permission, in one place) --------------------
+
+def _scope_owner(user: User, shared: bool, owner: str | None) -> str | None:
+    """Whose table a request names: the caller's own; ``shared`` (reading: anyone; writing:
+    admins); ``owner`` (admins only: a non-admin gets 404, as for a table that is not there)."""
+    if shared and owner:
+        invalid(["query", "owner"], "give either shared=true or owner, not both")
+    if shared:
+        return None
+    if owner and owner != user.name:
+        if not user.is_admin:
+            raise HTTPException(404, "no such table")
+        return owner
+    return user.name
+
+
+async def table_scope(
+    user: CurrentUser,
+    shared: Annotated[bool, Query(description="the table an admin shared with everyone")] = False,
+    owner: Annotated[str | None, Query(max_length=64, pattern=USER.pattern,
+                                       description="admins: this user's table")] = None,
+) -> str | None:
+    return _scope_owner(user, shared, owner)
+
+
+TableOwner = Annotated[str | None, Depends(table_scope)]
+
+
+def _record(store: ArtifactStore, key: str) -> dict[str, Any]:
+    try:
+        rec = store.get_json(key.rsplit("/", 1)[0] + "/imported.json")
+    except (ArtifactNotFound, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+# ----- routes ------------------------------------------------------------------------------
 
 @router.get("")
 def list_devices(user: CurrentUser, store: StoreDep) -> list[dict[str, Any]]:
     """Every registered device profile (backend, engine options, node label) and every
-    device whose latency table was imported (``table: imported`` in a spec)."""
+    imported table the caller's searches can use (``table: imported`` in a spec): their own
+    and the shared ones."""
+    seen = tables.visible(store, user.name)
     out = []
     for name in DEVICES:
         d = DEVICES.get(name)
         out.append({"name": name, "backend": d.backend, "node_label": d.node_label,
                     "description": d.description, "options": dict(d.options),
-                    "imported_table": store.exists(f"devices/{name}/table.json")})
-    for name in store.children("devices"):
-        if name not in DEVICES and store.exists(f"devices/{name}/table.json"):
+                    "imported_table": name in seen, "table_scope": seen.get(name)})
+    for name, scope in sorted(seen.items()):
+        if name not in DEVICES:
             out.append({"name": name, "backend": "table", "node_label": None,
                         "description": "imported latency table", "options": {},
-                        "imported_table": True})
+                        "imported_table": True, "table_scope": scope})
     return out
 
 
@@ -84,63 +144,136 @@ TABLE_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/json": 
                "text/plain": "csv"}
 
 
+def _import(raw: bytes, ctype: str, name: str, owner: str | None, user: User,
+            store: ArtifactStore) -> dict[str, Any]:
+    """Parses, checks and stores a table (a worker thread: parsing and the store block)."""
+    fmt = TABLE_TYPES[ctype]
+    doc: str | dict[str, Any]
+    if fmt == "json":
+        doc = parse_document(raw, ctype, "the table", yaml_ok=False)
+        if not isinstance(doc, dict):
+            invalid(["body"], f"a JSON table is an object with 'ops', got {type(doc).__name__}")
+    else:
+        from hurricane.api.body import decode_text
+
+        doc = decode_text(raw, "the table")
+    try:
+        table = check_table(doc, device=name, fmt=fmt, known_ops=set(OPS.names()))
+    except TableErrors as err:
+        from fastapi.exceptions import RequestValidationError
+
+        raise RequestValidationError([{"loc": ["body", where], "msg": msg, "type": "value_error"}
+                                      for where, msg in err.errors]) from None
+    record = {"by": user.name, "at": now(), "owner": owner, "shared": owner is None}
+    tables.write(store, owner, name, table.to_json(), table.to_csv(), record)
+    all_ops = sorted({o for row in table.ops.values() for o in row})
+    return {"name": name, "layers": len(table.ops), "ops": all_ops,
+            "entries": sum(len(r) for r in table.ops.values()), "fixed_ms": table.fixed_ms,
+            "imported_by": user.name, "owner": owner, "shared": owner is None}
+
+
 @router.put("/{name}/table", status_code=201, response_model=TableImported,
             openapi_extra={"requestBody": {"required": True, "content": {
                 "text/csv": {"schema": {"type": "string"}},
                 "application/json": {"schema": {"type": "object"}}}}},
-            responses={409: {"description": "imported by another user"},
+            responses={403: {"description": "only an admin writes a shared table"},
                        413: {"description": "larger than 10 MiB"}})
-async def import_table(
-    request: Request, user: CurrentUser, s: SettingsDep, store: StoreDep,
-    name: Annotated[str, PathParam(pattern=DEVICE_NAME, description="the device's name in specs")],
-) -> dict[str, Any]:
+async def import_table(request: Request, user: CurrentUser, s: SettingsDep, store: StoreDep,
+                       name: DeviceName, owner: TableOwner) -> dict[str, Any]:
     """Import a layer × op latency table (CSV ``layer,op,median_ms[,iqr_ms]`` or JSON as
-    `hurricane profile --out x.json` writes it): searches then target the device with
-    ``{name: <name>, table: imported}``. Every bad row is reported with its line."""
-    raw = await read_limited(request, s.max_table_bytes, "the table")
-    ctype = (request.headers.get("content-type") or "text/csv").split(";")[0].strip().lower()
-    fmt = TABLE_TYPES.get(ctype)
-    if fmt is None:
+    `hurricane profile --out x.json` writes it) as the caller's own: their searches then
+    target the device with ``{name: <name>, table: imported}``. An admin may write the shared
+    table (``?shared=true``, every user's searches read it unless they have their own) or a
+    user's (``?owner=``). Every bad row is reported with its line."""
+    if owner is None and not user.is_admin:
+        raise HTTPException(403, "only an admin writes a shared table; import your own "
+                            "without shared=true")
+    ctype = media_type(request.headers.get("content-type"), "text/csv")
+    if ctype not in TABLE_TYPES:
         raise HTTPException(415, f"Content-Type {ctype!r} is not accepted; send text/csv or "
                             "application/json")
-    try:
-        text = raw.decode("utf-8")
-        table = check_table(text, device=name, fmt=fmt, known_ops=set(OPS.names()))
-    except UnicodeDecodeError as err:
-        raise RequestValidationError([{"loc": ["body"], "type": "value_error",
-                                       "msg": f"the table is not UTF-8 text (byte {err.start})"}]
-                                     ) from None
-    except TableErrors as err:
-        raise RequestValidationError([{"loc": ["body", where], "msg": msg, "type": "value_error"}
-                                      for where, msg in err.errors]) from None
-    key = f"devices/{name}/table.json"
-    try:
-        prev = store.get_json(f"devices/{name}/imported.json")
-    except ArtifactNotFound:
-        prev = None
-    if prev and prev.get("by") != user.name and not user.is_admin:
-        raise HTTPException(409, f"device {name!r}'s table was imported by another user; "
-                            "an admin may replace it")
-    store.put_json(key, table.to_json())
-    store.put_bytes(f"devices/{name}/table.csv", table.to_csv().encode())
-    store.put_json(f"devices/{name}/imported.json", {"by": user.name, "at": now()})
-    all_ops = sorted({o for row in table.ops.values() for o in row})
-    return {"name": name, "layers": len(table.ops), "ops": all_ops,
+    raw = await read_limited(request, s.max_table_bytes, "the table")
+    return await run_in_threadpool(_import, raw, ctype, name, owner, user, store)
+
+
+def _found(store: ArtifactStore, owner: str | None, user: User, name: str) -> str:
+    """The key of the table a GET or DELETE names; 404 when the caller may not see one."""
+    if owner is None:
+        key = tables.table_key(None, name)
+        if store.exists(key):
+            return key
+    else:
+        hit = tables.resolve(store, owner, name)
+        if hit is not None and hit[1] == "own":
+            return hit[0]
+    raise HTTPException(404, f"no table {name!r}" + (" shared" if owner is None else
+                                                      "" if owner == user.name else
+                                                      f" of user {owner!r}"))
+
+
+@router.get("/{name}/table", response_model=TablePublic,
+            responses={404: {"description": "no such table (or not yours)"}})
+def get_table(user: CurrentUser, store: StoreDep, name: DeviceName,
+              owner: TableOwner) -> dict[str, Any]:
+    """An imported table: the caller's own (or, with ``?shared=true``, the shared one)."""
+    key = _found(store, owner, user, name)
+    rec = _record(store, key)
+    return {"name": name, "owner": owner, "shared": owner is None,
+            "imported_by": rec.get("by"), "imported_at": rec.get("at"),
+            "table": store.get_json(key)}
+
+
+@router.delete("/{name}/table", status_code=204, response_class=Response,
+               responses={404: {"description": "no such table (or not yours)"},
+                          403: {"description": "only an admin deletes a shared table"}})
+def delete_table(user: CurrentUser, store: StoreDep, name: DeviceName,
+                 owner: TableOwner) -> Response:
+    """Delete the caller's own table (admins: a shared one or a user's). Searches already
+    submitted keep their copy."""
+    _found(store, owner, user, name)
+    if owner is None and not user.is_admin:
+        raise HTTPException(403, "only an admin deletes a shared table")
+    tables.remove(store, owner, name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/table/share", status_code=201, response_model=TableImported,
+             responses={403: {"description": "only an admin shares a table"},
+                        404: {"description": "the user has no such table"}})
+def share_table(user: CurrentUser, store: StoreDep, name: DeviceName,
+                owner: Annotated[str, Query(max_length=64, pattern=USER.pattern,
+                                            description="whose table to share")]) -> dict[str, Any]:
+    """Admins: make a user's table the shared one, which every user's searches read for this
+    device name unless they imported their own."""
+    if not user.is_admin:
+        raise HTTPException(403, "only an admin shares a table")
+    hit = tables.resolve(store, owner, name)
+    if hit is None or hit[1] != "own":
+        raise HTTPException(404, f"no table {name!r} of user {owner!r}")
+    doc = store.get_json(hit[0])
+    from hurricane.latency_table import LatencyTable
+
+    table = LatencyTable.from_json({**doc, "device": name})
+    tables.write(store, None, name, table.to_json(), table.to_csv(),
+                 {"by": user.name, "at": now(), "owner": None, "shared": True, "from": owner})
+    return {"name": name, "layers": len(table.ops),
+            "ops": sorted({o for row in table.ops.values() for o in row}),
             "entries": sum(len(r) for r in table.ops.values()), "fixed_ms": table.fixed_ms,
-            "imported_by": user.name}
+            "imported_by": user.name, "owner": None, "shared": True}
 
 
-@router.post("/correlate")
-def correlate(req: CorrelateRequest, user: CurrentUser,
-              format: Annotated[str, Query(pattern="^(json|png)$")] = "json") -> Any:
-    """SRCC of architecture latencies between every pair of devices (on the architectures both
-    measured), the reuse/adapt decision for each device against ``proxy``, or a PNG heatmap."""
-    data = {k: [math.nan if x is None else x for x in v] for k, v in req.latencies.items()}
+def _correlate(raw: bytes, ctype: str | None, fmt: str) -> Any:
+    data = parse_document(raw, ctype, "the request", yaml_ok=False)
     try:
-        names, matrix, counts = srcc_matrix_counts(data)
+        req = CorrelateRequest.model_validate(data)
+    except ValidationError as err:
+        pydantic_errors(err)
+    values = {k: [math.nan if x is None else x for x in v] for k, v in req.latencies.items()}
+    try:
+        names, matrix, counts = srcc_matrix_counts(values)
     except ValueError as err:  # e.g. too few common architectures
-        raise HTTPException(status_code=422, detail=str(err)) from None
-    if format == "png":
+        invalid(["body", "latencies"], str(err))
+    if fmt == "png":
         with tempfile.TemporaryDirectory() as tmp:
             png = plot_srcc(names, matrix, Path(tmp) / "srcc.png").read_bytes()
         return Response(content=png, media_type="image/png")
@@ -150,3 +283,16 @@ def correlate(req: CorrelateRequest, user: CurrentUser,
         out["decisions"] = {k: d.to_json() for k, d in
                             proxy_decisions(names, matrix, req.proxy, req.threshold).items()}
     return out
+
+
+@router.post("/correlate", openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": CorrelateRequest.model_json_schema()}}}},
+             responses={200: {"content": {"image/png": {}}},
+                        413: {"description": "larger than the spec limit (1 MiB)"}})
+async def correlate(request: Request, user: CurrentUser, s: SettingsDep,
+                    format: Annotated[str, Query(pattern="^(json|png)$")] = "json") -> Any:
+    """SRCC of architecture latencies between every pair of devices (on the architectures both
+    measured), the reuse/adapt decision for each device against ``proxy``, or a PNG heatmap.
+    The body (at most ``max_spec_bytes``) is read only after the token is checked."""
+    raw = await read_limited(request, s.max_spec_bytes, "the request")
+    return await run_in_threadpool(_correlate, raw, request.headers.get("content-type"), format)

@@ -121,3 +121,14 @@ class TableImported(BaseModel):
     entries: int
     fixed_ms: float
     imported_by: str
+    owner: str | None = Field(None, description="whose table it is; null: shared by an admin")
+    shared: bool = False
+
+
+class TablePublic(BaseModel):
+    name: str
+    owner: str | None = Field(None, description="whose table it is; null: shared by an admin")
+    shared: bool
+    imported_by: str | None = None
+    imported_at: str | None = None
+    table: dict[str, Any] = Field(description="device, fixed_ms, ops {layer: {op: ms}}, iqr")

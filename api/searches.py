@@ -10,66 +10,114 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 
+from hurricane import admission, tables
+from hurricane.admission import Limits
 from hurricane.api.body import invalid, parse_document, pydantic_errors, read_limited
 from hurricane.api.deps import CurrentUser, OwnedSearch, ServiceDep, SettingsDep, StoreDep, base_url
 from hurricane.api.schemas import ArtifactsPublic, SearchCreated, SearchesPublic, SearchPublic
-from hurricane.api.service import FETCHED, Conflict, signed_path
+from hurricane.api.service import FETCHED, Conflict, TooManyActive, signed_path
 from hurricane.packed import DatasetError, peek
 from hurricane.records import SEARCH_STATES, TERMINAL
+from hurricane.settings import Settings
+from hurricane.sources import SourceNotAllowed, SourcePolicy
 from hurricane.spec import SearchSpec
-from hurricane.store import ArtifactStore, check_key
+from hurricane.store import ArtifactStore, check_folder, check_key
+from hurricane.tokens import User
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
+RETRY_AFTER_S = 30  # a 429's Retry-After: searches take minutes, a retry within seconds is noise
 
 SPEC_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "a search spec (`hurricane spec schema`) as JSON or YAML, at most 1 MiB",
         "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/SearchSpec"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/SearchSpec"},
+                                 "example": {"name": "digits-small", "dataset": {"name": "digits"},
+                                             "devices": [{"name": "cpu",
+                                                          "budget_fraction": 0.5}]}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
 }
 
 
-def imported_table_key(name: str) -> str:
-    return f"devices/{name}/table.json"
+def admission_errors(spec: SearchSpec, user: User, s: Settings,
+                     store: ArtifactStore) -> list[dict[str, Any]]:
+    """Everything about ``spec`` that this service refuses though the schema allows it: the
+    operator's limits, data sources outside the allowed roots and buckets, and what only the
+    service can check (workers see the object store, not the API's machine). Blocking: run
+    it in a worker thread."""
+    errors: list[dict[str, Any]] = []
 
+    def add(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> None:
+        errors.append({"loc": ["body", *loc], "msg": msg, "type": kind})
 
-def check_reachable(spec: SearchSpec, store: ArtifactStore) -> None:
-    """What only the service can check: workers see the object store, not this machine."""
+    exempt = user.is_admin and s.admins_exempt
+    if not exempt:
+        for loc, msg in admission.check(spec, Limits.from_settings(s)):
+            add(loc, msg, "limit")
     ds = spec.dataset
-    if ds.name == "packed" and ds.path and ds.path.startswith("s3://"):
-        try:
-            meta = peek(ds.path)
-        except (DatasetError, ValueError) as err:
-            invalid(["body", "dataset", "path"], str(err))
-        if len(meta["classes"]) != spec.backbone.num_classes:
-            invalid(["body", "backbone", "num_classes"],
-                    f"the packed dataset at {ds.path} has {len(meta['classes'])} classes; "
-                    f"backbone.num_classes is {spec.backbone.num_classes}")
+    try:
+        SourcePolicy.from_settings(s).check(ds, user=None if user.is_admin else user.name)
+    except SourceNotAllowed as err:
+        add(("dataset", "path"), str(err), "source_not_allowed")
+    else:
+        if ds.name == "packed" and ds.path and ds.path.startswith("s3://"):
+            try:
+                meta = peek(ds.path)
+            except (DatasetError, ValueError) as err:
+                add(("dataset", "path"), str(err))
+            else:
+                if len(meta.get("classes", ())) != spec.backbone.num_classes:
+                    add(("backbone", "num_classes"),
+                        f"the packed dataset at {ds.path} has {len(meta['classes'])} classes; "
+                        f"backbone.num_classes is {spec.backbone.num_classes}")
     for i, d in enumerate(spec.devices):
         if d.table is None:
             continue
         if d.table != "imported":
-            invalid(["body", "devices", i, "table"],
-                    f"a file path ({d.table}) on the API's machine is not visible to the "
-                    f"workers; import the table with PUT /v1/devices/{d.name}/table and give "
-                    "table: imported")
-        if not store.exists(imported_table_key(d.name)):
-            invalid(["body", "devices", i, "table"],
-                    f"no table is imported for device {d.name!r}; PUT /v1/devices/{d.name}/table "
-                    "first")
+            add(("devices", i, "table"),
+                f"a file path ({d.table[:200]}) on the API's machine is not visible to the "
+                f"workers; import the table with PUT /v1/devices/{d.name}/table and give "
+                "table: imported")
+        elif tables.resolve(store, user.name, d.name) is None:
+            add(("devices", i, "table"),
+                f"no table is imported for device {d.name!r} (yours or shared); PUT "
+                f"/v1/devices/{d.name}/table first")
+    return errors
+
+
+def _admit(raw: bytes, ctype: str | None, user: User, s: Settings,
+           store: ArtifactStore) -> SearchSpec:
+    """Parses, validates and admits a spec (a worker thread: YAML parsing and the store's
+    checks block); 422 names every refused field."""
+    data = parse_document(raw, ctype, "the spec")
+    if not isinstance(data, dict):
+        invalid(["body"], f"a search spec is a mapping of fields, got {type(data).__name__}")
+    try:
+        spec = SearchSpec.model_validate(data)
+    except ValidationError as err:
+        pydantic_errors(err)
+    errors = admission_errors(spec, user, s, store)
+    if errors:
+        raise RequestValidationError(errors)
+    return spec
+
+
+def too_many(err: TooManyActive) -> HTTPException:
+    return HTTPException(429, str(err), headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 @router.post("", status_code=201, response_model=SearchCreated, openapi_extra=SPEC_BODY,
              responses={200: {"model": SearchCreated, "description": "Idempotency-Key replay"},
                         409: {"description": "Idempotency-Key reused with another spec"},
-                        413: {"description": "spec larger than 1 MiB"}})
+                        413: {"description": "spec larger than 1 MiB"},
+                        429: {"description": "too many active searches (Retry-After)"}})
 async def create_search(
     request: Request, response: Response, user: CurrentUser, svc: ServiceDep, s: SettingsDep,
     store: StoreDep,
@@ -77,27 +125,24 @@ async def create_search(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="a retried POST with the same key returns the same search")] = None,
 ) -> SearchCreated:
-    """Submit a search spec (JSON or YAML); it is recorded durably, then enqueued."""
+    """Submit a search spec (JSON or YAML); it is checked against the operator's limits and
+    data sources, recorded durably, then enqueued."""
     raw = await read_limited(request, s.max_spec_bytes, "the spec")
-    data = parse_document(raw, request.headers.get("content-type"), "the spec")
-    if not isinstance(data, dict):
-        invalid(["body"], f"a search spec is a mapping of fields, got {type(data).__name__}")
-    try:
-        spec = SearchSpec.model_validate(data)
-    except ValidationError as err:
-        pydantic_errors(err)
-    check_reachable(spec, store)
+    spec = await run_in_threadpool(_admit, raw, request.headers.get("content-type"), user, s,
+                                   store)
     try:
         sid, created = await run_in_threadpool(svc.submit, spec, user, idempotency=idempotency_key)
     except Conflict as err:
         raise HTTPException(409, str(err)) from None
+    except TooManyActive as err:
+        raise too_many(err) from None
     location = f"/v1/searches/{sid}"
     response.headers["Location"] = location
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return SearchCreated(search_id=sid, state=svc.view(sid)["state"], location=location,
-                         created=created)
+    view = await run_in_threadpool(svc.view, sid)
+    return SearchCreated(search_id=sid, state=view["state"], location=location, created=created)
 
 
 @router.get("", response_model=SearchesPublic)
@@ -139,13 +184,16 @@ def cancel_search(search_id: OwnedSearch, user: CurrentUser, svc: ServiceDep,
         raise HTTPException(409, str(err)) from None
 
 
-@router.post("/{search_id}/resume", status_code=202, response_model=SearchPublic)
+@router.post("/{search_id}/resume", status_code=202, response_model=SearchPublic,
+             responses={429: {"description": "too many active searches (Retry-After)"}})
 def resume_search(search_id: OwnedSearch, user: CurrentUser, svc: ServiceDep) -> dict[str, Any]:
     """Run a failed or cancelled search again from its stored step results."""
     try:
         return svc.resume(search_id, user)
     except Conflict as err:
         raise HTTPException(409, str(err)) from None
+    except TooManyActive as err:
+        raise too_many(err) from None
 
 
 def _url(store: ArtifactStore, s: SettingsDep, base: str, key: str) -> str:
@@ -164,8 +212,11 @@ def list_artifacts(
     records: Annotated[bool, Query(description="also the search's state records")] = False,
 ) -> dict[str, Any]:
     """Artifact keys (relative to the search), sizes and checksums, with presigned URLs."""
-    if ".." in prefix.split("/"):
-        invalid(["query", "prefix"], "must not contain '..'")
+    try:
+        check_folder(prefix.strip("/"))
+    except ValueError:
+        invalid(["query", "prefix"], f"invalid prefix {prefix!r}: '/'-separated names of "
+                "[A-Za-z0-9._=+-], no empty, '.' or '..' parts")
     base = base_url(request, s)
     if device is not None:
         meta = svc.meta(search_id)

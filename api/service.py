@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -17,9 +18,11 @@ from urllib.parse import quote
 import redis
 from celery import Celery
 
+from hurricane import tables
 from hurricane.records import (
     TERMINAL,
     SearchNotFound,
+    active_searches,
     idempotency_key,
     load_meta,
     mark_active,
@@ -49,6 +52,16 @@ INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
 
 class Conflict(ValueError):
     """The request contradicts the search's state (HTTP 409); the message says why."""
+
+
+class TooManyActive(RuntimeError):
+    """The user already has as many queued or running searches as allowed (HTTP 429)."""
+
+    def __init__(self, user: str, active: int, limit: int) -> None:
+        self.active, self.limit = active, limit
+        super().__init__(f"user {user!r} has {active} queued or running searches; the limit is "
+                         f"{limit} (setting HURRICANE_MAX_ACTIVE_SEARCHES): wait for one to "
+                         "finish, or cancel one")
 
 
 @dataclass
@@ -197,13 +210,43 @@ class SearchService:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def active_count(self, user: str) -> int:
+        """The user's searches that are queued or running (two listings, no per-search read)."""
+        active = set(active_searches(self.store))
+        return sum(1 for _, sid in owned_searches(self.store, user) if sid in active)
+
+    @contextlib.contextmanager
+    def _admission(self, user: User) -> Iterator[None]:
+        """Checks the user's active searches and holds a per-user lock (Redis, so every API
+        process agrees) until the new one is recorded: two racing POSTs cannot both pass."""
+        limit = self.settings.max_active_searches
+        if user.is_admin and self.settings.admins_exempt:
+            yield
+            return
+        lock = self.redis.lock(f"hurricane:lock:admit:{user.name}", timeout=60,
+                               blocking_timeout=15)
+        try:
+            held = bool(lock.acquire())
+        except redis.RedisError:
+            held = False  # the count is still checked; only the race stays open meanwhile
+        try:
+            n = self.active_count(user.name)
+            if n >= limit:
+                raise TooManyActive(user.name, n, limit)
+            yield
+        finally:
+            if held:
+                with contextlib.suppress(redis.RedisError):
+                    lock.release()
+
     def submit(self, spec: SearchSpec, user: User, *,
                idempotency: str | None = None) -> tuple[str, bool]:
         """Records the search and enqueues it; (id, created). With an idempotency key a
         retried submission returns the first one's id; the same key with another spec is a
-        conflict."""
+        conflict. A user at their limit of active searches gets TooManyActive."""
         digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True)
                                 .encode()).hexdigest()
+        claim: dict[str, Any] | None = None
         if idempotency is not None:
             from hurricane.records import new_search_id
 
@@ -215,15 +258,17 @@ class SearchService:
                     raise Conflict("this Idempotency-Key was used for another spec; use a new key")
                 if self.store.exists(search_key(claim["search_id"], "search.json")):
                     return claim["search_id"], False
-            sid = submit(spec, self.store, claim["search_id"], owner=user.name)
-        else:
-            sid = submit(spec, self.store, owner=user.name)
-        for d in spec.devices:  # the search keeps the imported table it was submitted with
-            if d.table == "imported":
-                self.store.put_bytes(search_key(sid, "inputs", "tables", f"{d.name}.json"),
-                                     self.store.get_bytes(f"devices/{d.name}/table.json"),
-                                     if_absent=True)
-        mark_active(self.store, sid)
+        with self._admission(user):
+            sid = submit(spec, self.store, claim["search_id"] if claim else None,
+                         owner=user.name)
+            for d in spec.devices:  # the search keeps the imported table it was submitted with
+                if d.table == "imported":
+                    found = tables.resolve(self.store, user.name, d.name)
+                    if found is None:
+                        raise Conflict(f"the table of device {d.name!r} was deleted meanwhile")
+                    self.store.put_bytes(search_key(sid, "inputs", "tables", f"{d.name}.json"),
+                                         self.store.get_bytes(found[0]), if_absent=True)
+            mark_active(self.store, sid)
         self._enqueue(sid)
         return sid, True
 
@@ -250,8 +295,9 @@ class SearchService:
         v = self.view(search_id, fresh=True)
         if v["state"] not in ("failed", "cancelled"):
             raise Conflict(f"the search is {v['state']}; only failed or cancelled searches resume")
-        record_action(self.store, search_id, "resume", by=user.name)
-        mark_active(self.store, search_id)
+        with self._admission(user):
+            record_action(self.store, search_id, "resume", by=user.name)
+            mark_active(self.store, search_id)
         self._enqueue(search_id)
         return self.view(search_id, fresh=True)
 

@@ -77,6 +77,18 @@ def spec_validate(path: Path) -> None:
                f"× {n_ops} ops, devices: {', '.join(d.name for d in spec.devices)})")
 
 
+def _check_source(spec) -> None:  # type: ignore[no-untyped-def]
+    """Data outside the roots and buckets an operator set (HURRICANE_DATA_ROOTS/_BUCKETS)
+    fails now, naming dataset.path and what is allowed; without them a local run reads what
+    its user names."""
+    from hurricane.data import DatasetError, check_readable
+
+    try:
+        check_readable(spec.dataset)
+    except DatasetError as err:
+        _fail(str(err))
+
+
 def _check_packed_source(spec) -> None:  # type: ignore[no-untyped-def]
     """A packed set that is not there fails now, not after profiling."""
     ds = spec.dataset
@@ -116,6 +128,7 @@ def run(
         ex = create_executor(executor)
     except KeyError as err:
         _fail(f"--executor: {err}")
+    _check_source(spec)
     _check_packed_source(spec)
     st = open_store(store)
     with progress.use_reporter(_reporter(quiet)):

@@ -359,7 +359,27 @@ LOADERS = {
 }
 
 
+def check_readable(spec: DatasetSpec) -> None:
+    """Once an operator set data roots or buckets (``HURRICANE_DATA_ROOTS``/``_BUCKETS``), a
+    job reads only inside them, symlinks resolved: CIFAR's pickles and image folders from
+    elsewhere are never opened, whatever the stored spec says."""
+    if spec.name in ("digits", "cluttered-digits") or spec.path is None:
+        return
+    from hurricane.settings import get_settings
+    from hurricane.sources import SourceNotAllowed, SourcePolicy
+
+    policy = SourcePolicy.from_settings(get_settings())
+    try:
+        if spec.path.startswith("s3://"):
+            policy.check_bucket(spec.path)
+        else:
+            policy.check_local_read(spec.path)
+    except SourceNotAllowed as err:
+        raise DatasetError(str(err)) from None
+
+
 def load_data(spec: DatasetSpec, *, input_size: int, seed: int, num_classes: int | None = None) -> Data:
+    check_readable(spec)
     data = LOADERS[spec.name](spec, input_size=input_size, seed=seed)
     if num_classes is not None and data.num_classes != num_classes:
         raise DatasetError(

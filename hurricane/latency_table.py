@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -124,36 +125,61 @@ class TableErrors(ValueError):
         super().__init__(f"{len(errors)} problem(s) in the latency table: {shown}{more}")
 
 
-def _number(text: str) -> float | None:
+MAX_LAYER = 9_999  # far beyond any backbone (6 stages of at most 64 layers)
+_LAYER = re.compile(r"[0-9]{1,4}")  # ASCII digits only: '²'.isdigit() is true, int('²') fails
+
+
+def _number(text: object) -> float | None:
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        return None
+    if isinstance(text, str) and len(text) > 64:
+        return None  # no latency needs more characters; int() would refuse a long one anyway
     try:
         v = float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return v if math.isfinite(v) else None
 
 
-def check_table(text: str, *, device: str, fmt: str, known_ops: set[str],
+def _layer(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if 0 <= value <= MAX_LAYER else None
+    if isinstance(value, str) and _LAYER.fullmatch(value):
+        return int(value)
+    return None
+
+
+def _shown(v: object) -> str:
+    """A value in an error message: short, and printable whatever it holds."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops: set[str],
                 max_errors: int = 50) -> LatencyTable:
     """Parses an imported table strictly: CSV ``layer,op,median_ms[,iqr_ms]`` rows (plus an
-    optional ``fixed`` row) or ``to_json``'s JSON; every problem is reported with its line
-    (CSV) or field path (JSON), up to ``max_errors``."""
+    optional ``fixed`` row) or ``to_json``'s JSON (text, or a document already parsed with
+    ``hurricane.documents``); every problem is reported with its line (CSV) or field path
+    (JSON), up to ``max_errors``."""
     errors: list[tuple[str, str]] = []
     ops: dict[int, dict[str, float]] = {}
     iqr: dict[int, dict[str, float]] = {}
     fixed = 0.0
 
     def add(layer: Any, op: Any, ms: Any, spread: Any, where: str) -> None:
-        lay = int(layer) if isinstance(layer, int | str) and str(layer).isdigit() else None
+        lay = _layer(layer)
         if lay is None:
-            errors.append((where, f"layer must be an integer >= 0, got {layer!r}"))
+            errors.append((where, f"layer must be an integer 0..{MAX_LAYER}, got "
+                           f"{_shown(layer)}"))
         if op not in known_ops:
-            errors.append((where, f"unknown op {op!r}; allowed: the 32 ops of `hurricane ops list`"))
+            errors.append((where, f"unknown op {_shown(op)}; allowed: the 32 ops of "
+                           "`hurricane ops list`"))
         v = _number(ms)
         if v is None or v < 0:
-            errors.append((where, f"median_ms must be a finite number >= 0, got {ms!r}"))
+            errors.append((where, f"median_ms must be a finite number >= 0, got {_shown(ms)}"))
         s = None if spread in (None, "") else _number(spread)
         if spread not in (None, "") and (s is None or s < 0):
-            errors.append((where, f"iqr_ms must be a finite number >= 0, got {spread!r}"))
+            errors.append((where, f"iqr_ms must be a finite number >= 0, got {_shown(spread)}"))
         if lay is None or op not in known_ops or v is None or v < 0:
             return
         if op in ops.get(lay, {}):
@@ -162,31 +188,48 @@ def check_table(text: str, *, device: str, fmt: str, known_ops: set[str],
         if s is not None:
             iqr.setdefault(lay, {})[op] = s
 
-    if fmt == "json":
-        try:
-            doc = json.loads(text, parse_constant=lambda c: float("nan"))
-        except json.JSONDecodeError as err:
-            raise TableErrors([(f"line {err.lineno}", f"not valid JSON: {err.msg}")]) from None
+    if fmt == "json" or isinstance(text, dict):
+        if isinstance(text, str):
+            from hurricane.documents import DocumentError, parse_json
+
+            try:
+                doc = parse_json(text)
+            except DocumentError as err:
+                raise TableErrors([(".".join(map(str, err.loc)) or "table", err.msg)]) from None
+        else:
+            doc = text
         if not isinstance(doc, dict) or not isinstance(doc.get("ops"), dict):
             raise TableErrors([("ops", "expected an object with 'ops': {layer: {op: ms}}")])
         f = doc.get("fixed_ms", 0.0)
         fv = _number(f)
         if fv is None or fv < 0:
-            errors.append(("fixed_ms", f"must be a finite number >= 0, got {f!r}"))
+            errors.append(("fixed_ms", f"must be a finite number >= 0, got {_shown(f)}"))
         else:
             fixed = fv
-        spreads: dict[str, Any] = doc["iqr"] if isinstance(doc.get("iqr"), dict) else {}
+        spreads = doc.get("iqr", {})
+        if not isinstance(spreads, dict):
+            errors.append(("iqr", "expected an object {layer: {op: iqr_ms}}"))
+            spreads = {}
         for layer, row in doc["ops"].items():
+            if len(errors) >= max_errors:
+                break
             if not isinstance(row, dict):
                 errors.append((f"ops.{layer}", "expected an object {op: ms}"))
                 continue
+            spread_row = spreads.get(layer, {})
+            if not isinstance(spread_row, dict):
+                errors.append((f"iqr.{layer}", "expected an object {op: iqr_ms}"))
+                continue
             for op, ms in row.items():
-                add(layer, op, ms, (spreads.get(layer) or {}).get(op), f"ops.{layer}.{op}")
+                add(layer, op, ms, spread_row.get(op), f"ops.{layer}.{op}")
     else:
-        try:  # splitlines: a lone '\r' ends a line too (csv would refuse it mid-field)
-            rows = list(csv.reader(text.splitlines()))
+        reader = csv.reader(text.splitlines())  # a lone '\r' ends a line too
+        rows = []
+        try:
+            for row in reader:
+                rows.append(row)
         except csv.Error as err:
-            raise TableErrors([(f"line {err.args[0] if err.args else '?'}", "not CSV")]) from None
+            raise TableErrors([(f"line {reader.line_num}", f"not CSV: {err}")]) from None
         if not rows or [h.strip() for h in rows[0][:3]] != ["layer", "op", "median_ms"]:
             raise TableErrors([("line 1", "a latency table CSV starts with the header "
                                 "layer,op,median_ms[,iqr_ms]")])
@@ -202,7 +245,7 @@ def check_table(text: str, *, device: str, fmt: str, known_ops: set[str],
                 fv = _number(row[2])
                 if fv is None or fv < 0:
                     errors.append((f"line {n}", f"fixed median_ms must be a finite number "
-                                   f">= 0, got {row[2]!r}"))
+                                   f">= 0, got {_shown(row[2])}"))
                 else:
                     fixed = fv
                 continue

@@ -187,7 +187,10 @@ def _open_source(source: str) -> tuple[ArtifactStore | None, Path | None]:
     if is_remote(source):
         from hurricane.stores import open_store
 
-        return open_store(source), None
+        try:  # a dataset is read: a bucket the user named is never created
+            return open_store(source, create=False), None
+        except ValueError as err:
+            raise DatasetError(f"dataset.path {source}: {err}") from None
     path = Path(source.removeprefix("file://")).expanduser()
     if not path.is_dir():
         raise DatasetError(f"dataset.path {source}: no such directory (looked for a packed "

@@ -135,8 +135,10 @@ def draw_matrix(ax: Any, names: Sequence[str], matrix: np.ndarray, *, title: str
                     text = text.replace("0.", ".", 1)
                 ax.text(j, i, text, ha="center", va="center", fontsize=small - 1,
                         color="black" if light else "white")
-    ax.set_xticks(range(m.shape[1]), list(names)[:m.shape[1]], rotation=90, fontsize=small + 1)
-    ax.set_yticks(range(n), list(names), fontsize=small + 1)
+    # names are shown as written: '$' never starts matplotlib's math text (which can fail)
+    ax.set_xticks(range(m.shape[1]), list(names)[:m.shape[1]], rotation=90, fontsize=small + 1,
+                  parse_math=False)
+    ax.set_yticks(range(n), list(names), fontsize=small + 1, parse_math=False)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

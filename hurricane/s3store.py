@@ -62,6 +62,11 @@ _RETRY_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeo
                 "ConditionalRequestConflict"}
 
 
+class BucketNotFound(ValueError):
+    """A store opened to read (a dataset source) names a bucket that does not exist; it is
+    never created."""
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, _NETWORK_ERRORS):
         return True
@@ -94,7 +99,8 @@ class S3Store(ArtifactStore):
 
     def __init__(self, *, endpoint: str, access_key: str, secret_key: str, bucket: str, prefix: str = "",
                  region: str = "us-east-1", public_endpoint: str | None = None,
-                 part_size: int = 16 << 20, timeout_s: float = 15.0, retry_s: float = 90.0) -> None:
+                 part_size: int = 16 << 20, timeout_s: float = 15.0, retry_s: float = 90.0,
+                 create_bucket: bool = True) -> None:
         host, secure = _split_endpoint(endpoint, "the S3 endpoint")
         check_bucket_name(bucket)
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
@@ -108,6 +114,7 @@ class S3Store(ArtifactStore):
         self.part_size = part_size
         self.timeout_s = timeout_s
         self.retry_s = retry_s
+        self.create_bucket = create_bucket
         # minio's default pool waits 5 minutes per request and retries 5 times on its own; one request
         # here fails fast and the store's retry loop decides, with a budget the operator configured.
         self._http = urllib3.PoolManager(
@@ -128,7 +135,8 @@ class S3Store(ArtifactStore):
         self._retry(f"create bucket {bucket}", self._ensure_bucket)
 
     @classmethod
-    def from_settings(cls, bucket: str, prefix: str, settings: Settings) -> S3Store:
+    def from_settings(cls, bucket: str, prefix: str, settings: Settings, *,
+                      create_bucket: bool = True) -> S3Store:
         secret = settings.s3_secret_key.get_secret_value()
         if not settings.s3_access_key or not secret:
             raise ValueError("an s3:// store needs HURRICANE_S3_ACCESS_KEY and HURRICANE_S3_SECRET_KEY")
@@ -136,7 +144,7 @@ class S3Store(ArtifactStore):
                    bucket=bucket, prefix=prefix, region=settings.s3_region,
                    public_endpoint=settings.s3_public_endpoint,
                    part_size=settings.s3_part_size_mb << 20, timeout_s=settings.s3_timeout_s,
-                   retry_s=settings.store_retry_s)
+                   retry_s=settings.store_retry_s, create_bucket=create_bucket)
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -152,6 +160,8 @@ class S3Store(ArtifactStore):
                           self.endpoint, self.bucket)
                 return
             raise
+        if not self.create_bucket:
+            raise BucketNotFound(f"no bucket {self.bucket!r}")
         try:
             self._client.make_bucket(self.bucket)
         except S3Error as e:

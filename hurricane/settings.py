@@ -4,11 +4,12 @@ the workers, the jobs and the operator; the Helm chart renders the same keys as 
 from __future__ import annotations
 
 import functools
-from typing import Literal
+import re
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Well-known defaults that must never reach a deployment that listens beyond loopback.
 _DEFAULT_SECRETS = {"minioadmin", "changeme", "secret", "password", "admin"}
@@ -85,6 +86,24 @@ class DataVolumes(BaseModel):
 
 
 _LABEL_VALUE = r"^([a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?)?$"
+# a data root: an absolute directory, '{user}' standing for one path segment (the caller's name)
+_ROOT = re.compile(r"^/([A-Za-z0-9._+=@-]+|\{user\})(/([A-Za-z0-9._+=@-]+|\{user\}))*$")
+# an allowed bucket: a bucket name, optionally with a prefix ('{user}' as above)
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/([A-Za-z0-9._=+-]+|\{user\}))*$")
+
+StrList = Annotated[tuple[str, ...], NoDecode]
+
+
+def _split_list(v: object) -> object:
+    """A list setting from the environment: JSON (``["/data", "/mnt"]``) or comma-separated."""
+    if isinstance(v, str):
+        text = v.strip()
+        if text.startswith("["):
+            import json
+
+            return tuple(json.loads(text))
+        return tuple(p.strip() for p in text.split(",") if p.strip())
+    return v
 
 
 class Kueue(BaseModel):
@@ -254,6 +273,34 @@ class Settings(BaseSettings):
         return self
     # ---- end of security block -------------------------------------------------------------
 
+    # where training data may come from (README "Security"); bundled sets are always allowed
+    data_roots: StrList = Field(
+        (), description="directories (and everything below) that a search's dataset.path may "
+        "name, comma-separated or JSON; '{user}' stands for the submitting user's name (e.g. "
+        "/data/shared,/data/users/{user}). Empty: no directory is allowed through the service. "
+        "Jobs also refuse to read data outside them (symlinks resolved) once set")
+    data_buckets: StrList = Field(
+        (), description="S3 buckets (BUCKET or BUCKET/PREFIX, '{user}' as in data_roots) that a "
+        "packed dataset's s3:// path may name; such a bucket is read, never created. Empty: "
+        "no s3:// dataset is allowed through the service")
+
+    # admission: what one search and one user may ask for (README "Security")
+    max_iterations: int = Field(1_000_000, ge=1, description="training iterations of one "
+                                "stage (supernet, Stage 2, retrain, proxyless, finalists)")
+    max_batch_size: int = Field(4096, ge=1, description="any batch size of a spec")
+    max_world_size: int = Field(64, ge=1, description="training.nodes × "
+                                "training.processes_per_node")
+    max_input_layers: int = Field(16_384, ge=32, description="backbone.input_size × the "
+                                  "number of learnable layers")
+    max_evolution_evals: int = Field(100_000, ge=2, description="evolution.population × "
+                                     "evolution.iterations")
+    max_predictor_samples: int = Field(2_000, ge=10, description="architectures measured end "
+                                       "to end per device (predictor.samples, "
+                                       "one_proxy.samples)")
+    max_active_searches: int = Field(10, ge=1, description="queued or running searches per "
+                                     "user; one more is refused with 429")
+    admins_exempt: bool = Field(True, description="admins' searches skip the limits above")
+
     @field_validator("store")
     @classmethod
     def _store_scheme(cls, v: str) -> str:
@@ -261,6 +308,35 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported store {v.split('://', 1)[0]!r}://; allowed: a "
                              "directory, file://DIR or s3://BUCKET[/PREFIX]")
         return v
+
+    @field_validator("data_roots", "data_buckets", mode="before")
+    @classmethod
+    def _lists(cls, v: object) -> object:
+        return _split_list(v)
+
+    @field_validator("data_roots")
+    @classmethod
+    def _roots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for root in v:
+            root = root.rstrip("/") or "/"
+            if not _ROOT.match(root) or any(p in (".", "..") for p in root.split("/")):
+                raise ValueError(f"data root {root!r}: an absolute directory ('/' excluded) of "
+                                 "names of [A-Za-z0-9._+=@-] or '{user}', no '.' or '..'")
+            out.append(root)
+        return tuple(out)
+
+    @field_validator("data_buckets")
+    @classmethod
+    def _buckets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for b in v:
+            b = b.removeprefix("s3://").strip("/")
+            if not _BUCKET.match(b) or any(p in (".", "..") for p in b.split("/")):
+                raise ValueError(f"data bucket {b!r}: BUCKET or BUCKET/PREFIX (an S3 bucket "
+                                 "name; prefix parts of [A-Za-z0-9._=+-] or '{user}')")
+            out.append(b)
+        return tuple(out)
 
     @field_validator("s3_endpoint", "s3_public_endpoint")
     @classmethod

@@ -15,7 +15,11 @@ from hurricane.oppool import OPS
 DatasetName = Literal["digits", "cluttered-digits", "imagefolder", "cifar10", "packed"]
 KNOWN_CLASSES = {"digits": 10, "cluttered-digits": 10, "cifar10": 10}
 
-PositiveInt = Annotated[int, Field(gt=0)]
+# Hard bounds on counts that nothing legitimate comes near (operators set tighter admission
+# limits in the settings): a number no loop, tensor or RNG can take never gets in.
+BIG = 2**31 - 1
+LayerCount = Annotated[int, Field(gt=0, le=64)]
+Channels = Annotated[int, Field(gt=0, le=16_384)]
 
 
 class _Strict(BaseModel):
@@ -58,7 +62,7 @@ class DatasetSpec(_Strict):
     num_workers: int = Field(0, ge=0, le=64, description="packed: DataLoader worker processes "
                              "that read, decode and augment batches (0: in the training process)")
     shuffle_window: int | None = Field(
-        None, ge=1, description="packed: shards whose images are shuffled together (a node's "
+        None, ge=1, le=1_000_000, description="packed: shards whose images are shuffled together (a node's "
         "shard cache should hold this many); default: about 1 GiB of shards. Part of the "
         "sample order: keep it when resuming")
 
@@ -104,11 +108,11 @@ class BackboneSpec(_Strict):
     """SPOS-style backbone: stem, 4 stages of learnable layers, head."""
 
     input_size: int = Field(224, ge=32, le=1024, description="square input side in pixels")
-    num_classes: int = Field(1000, ge=2)
-    layers_per_stage: tuple[PositiveInt, ...] = Field((4, 4, 8, 4), min_length=1, max_length=6)
-    stage_channels: tuple[PositiveInt, ...] = Field((64, 160, 320, 640), min_length=1, max_length=6)
-    stem_channels: int = Field(16, gt=0)
-    head_channels: int = Field(1024, gt=0)
+    num_classes: int = Field(1000, ge=2, le=100_000)
+    layers_per_stage: tuple[LayerCount, ...] = Field((4, 4, 8, 4), min_length=1, max_length=6)
+    stage_channels: tuple[Channels, ...] = Field((64, 160, 320, 640), min_length=1, max_length=6)
+    stem_channels: int = Field(16, gt=0, le=16_384)
+    head_channels: int = Field(1024, gt=0, le=16_384)
     width_mult: float = Field(1.0, gt=0, le=4)
     dropout: float = Field(0.1, ge=0, lt=1)
     downsample_shortcut: bool = Field(
@@ -165,8 +169,8 @@ class SpaceSpec(_Strict):
     )
     alpha: float = Field(0.05, ge=0, le=4, description="Eq. 2 exponent of FLOPs × Params "
                          "(not given in the paper; 0.05 measured best in bench/space_latency.py)")
-    top_p: int = Field(4, ge=1, description="ops kept per layer (hardware space)")
-    explore_layers: int = Field(4, ge=0, description="last layers that get an exploring op")
+    top_p: int = Field(4, ge=1, le=64, description="ops kept per layer (hardware space)")
+    explore_layers: int = Field(4, ge=0, le=1000, description="last layers that get an exploring op")
     explore_rule: Literal["bounded", "capacity", "next"] = Field(
         "bounded", description="how the exploring op is picked from the ops outside the top p: "
         "bounded = highest FLOPs × Params no slower than the layer's slowest chosen op; "
@@ -223,15 +227,15 @@ class ProfileSpec(_Strict):
 class TrainSettings(_Strict):
     """SGD with momentum, linear lr decay, SPOS weight decay groups, label smoothing."""
 
-    iterations: int = Field(150_000, ge=1)
-    batch_size: int = Field(1024, ge=1)
+    iterations: int = Field(150_000, ge=1, le=BIG)
+    batch_size: int = Field(1024, ge=1, le=1 << 20)
     lr: float = Field(0.5, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(4e-5, ge=0, description="none on BatchNorm and biases")
     label_smoothing: float = Field(0.1, ge=0, lt=1)
-    checkpoint_every: int = Field(1000, ge=1)
-    keep_checkpoints: int = Field(2, ge=1)
-    threads: int | None = Field(None, ge=1, description="torch threads; default: all cores")
+    checkpoint_every: int = Field(1000, ge=1, le=BIG)
+    keep_checkpoints: int = Field(2, ge=1, le=1000)
+    threads: int | None = Field(None, ge=1, le=1024, description="torch threads; default: all cores")
 
 
 class PredictorSpec(_Strict):
@@ -259,7 +263,7 @@ class SupernetTrainSpec(TrainSettings):
         None, gt=0, description="stop a stage once the mean training loss of the last "
         "`stop_window` steps is at or below this (the paper stops each stage at SPOS's loss "
         "level); `iterations` stays the cap and the lr schedule's length")
-    stop_window: int = Field(50, ge=1, description="steps averaged for `stop_loss`")
+    stop_window: int = Field(50, ge=1, le=BIG, description="steps averaged for `stop_loss`")
     sharing: Literal["none", "family", "layer"] = Field(
         "family", description="which candidates of a layer compute from the same weights: none "
         "(plain SPOS, every candidate its own), family (OFA-style: one weight per family and "
@@ -299,9 +303,9 @@ class SupernetTrainSpec(TrainSettings):
         0.6, ge=-1, le=1, description="unreliable when the quality architectures' ranking "
         "correlates less than this (Spearman) with the previous check's (still moving)")
     check_every: int | None = Field(
-        None, ge=1, description="iterations between quality checks while the supernet trains "
+        None, ge=1, le=BIG, description="iterations between quality checks while the supernet trains "
         "(from min_iterations); null: one check after three quarters and one at the end")
-    min_iterations: int = Field(0, ge=0, description="no quality check (so no early end) "
+    min_iterations: int = Field(0, ge=0, le=BIG, description="no quality check (so no early end) "
                                 "before this many iterations")
     until_reliable: bool = Field(
         False, description="iterations become a cap: training ends at the first check whose "
@@ -336,11 +340,11 @@ class ProxylessSpec(TrainSettings):
     """The ProxylessNAS baseline: weights (SPOS recipe, training split) and path gates
     (Adam on the validation split) trained together; one search per device."""
 
-    iterations: int = Field(150_000, ge=1, description="all steps, warm-up included")
+    iterations: int = Field(150_000, ge=1, le=BIG, description="all steps, warm-up included")
     warmup_fraction: float = Field(0.25, ge=0, lt=1, description="first share of steps that "
                                    "train weights only on uniform paths (official: 40/160 epochs)")
     arch_lr: float = Field(1e-3, gt=0, description="Adam lr of the path logits")
-    arch_update_every: int = Field(5, ge=1, description="weight steps per architecture step")
+    arch_update_every: int = Field(5, ge=1, le=BIG, description="weight steps per architecture step")
     binary_mode: Literal["two", "full"] = Field(
         "two", description="two: two sampled candidates per layer take part in the gate "
         "gradient (ProxylessNAS' memory trick); full: every candidate")
@@ -380,11 +384,11 @@ class HurricaneSpec(_Strict):
     """Algorithm 1's two stages (strategy `hurricane`)."""
 
     t: int | None = Field(
-        None, ge=1, description="early layers fixed to a_win0 in Stage 1 and searched in "
+        None, ge=1, le=1000, description="early layers fixed to a_win0 in Stage 1 and searched in "
         "Stage 2; default 40% of the layers (8 of 20, as the paper)")
     stop_after_stage1: bool = Field(False, description="retrain Stage 1's winner (no Stage 2)")
     stage2_iterations: int | None = Field(
-        None, ge=1, description="Stage 2 iteration cap; default supernet.iterations")
+        None, ge=1, le=BIG, description="Stage 2 iteration cap; default supernet.iterations")
     stage2_init: Literal["stage1", "scratch"] = Field(
         "stage1", description="Stage 2 starts from Stage 1's weights for every op they share, "
         "or from scratch")
@@ -393,19 +397,19 @@ class HurricaneSpec(_Strict):
 class EvolutionSpec(_Strict):
     """SPOS evolution under the latency budget."""
 
-    iterations: int = Field(20, ge=1)
-    population: int = Field(50, ge=2)
-    top_k: int = Field(10, ge=1)
-    crossover: int = Field(25, ge=0)
-    mutation: int = Field(25, ge=0)
+    iterations: int = Field(20, ge=1, le=1_000_000)
+    population: int = Field(50, ge=2, le=1_000_000)
+    top_k: int = Field(10, ge=1, le=1_000_000)
+    crossover: int = Field(25, ge=0, le=1_000_000)
+    mutation: int = Field(25, ge=0, le=1_000_000)
     mutation_prob: float = Field(0.1, gt=0, le=1)
     max_tries: int = Field(
-        20_000, ge=1, description="bound on rejection-sampling attempts per generation"
+        20_000, ge=1, le=10_000_000, description="bound on rejection-sampling attempts per generation"
     )
-    bn_batches: int = Field(10, ge=1, description="training batches for BN recalibration")
-    bn_batch_size: int = Field(256, ge=1)
-    eval_batches: int | None = Field(None, ge=1, description="validation batches; all if unset")
-    keep_top: int = Field(10, ge=1, description="architectures returned")
+    bn_batches: int = Field(10, ge=1, le=100_000, description="training batches for BN recalibration")
+    bn_batch_size: int = Field(256, ge=1, le=1 << 20)
+    eval_batches: int | None = Field(None, ge=1, le=BIG, description="validation batches; all if unset")
+    keep_top: int = Field(10, ge=1, le=10_000, description="architectures returned")
     rescore: int = Field(
         5, ge=0, le=100, description="evolution's best candidates (at most keep_top) scored "
         "again, each over rescore_recalibrations BN recalibrations on the whole validation "
@@ -418,7 +422,7 @@ class EvolutionSpec(_Strict):
         "alone from the supernet's weights and re-ranked by validation accuracy; 0 or 1: the "
         "supernet's order stands (the default: measured on cluttered-digits, 5 finalists x 300 "
         "steps picked no better than the supernet, bench/results/supernet_ranking_finalists.json)")
-    finalist_iterations: int = Field(300, ge=1, description="fine-tuning steps per finalist "
+    finalist_iterations: int = Field(300, ge=1, le=BIG, description="fine-tuning steps per finalist "
                                      "(batches of supernet.batch_size)")
     finalist_lr: float = Field(0.02, gt=0, description="fine-tuning learning rate (linear decay)")
 
@@ -432,8 +436,8 @@ class EvolutionSpec(_Strict):
 class RetrainSpec(TrainSettings):
     """Training the winner from scratch, then exporting it."""
 
-    iterations: int = Field(100_000, ge=1)
-    batch_size: int = Field(256, ge=1)
+    iterations: int = Field(100_000, ge=1, le=BIG)
+    batch_size: int = Field(256, ge=1, le=1 << 20)
     lr: float = Field(0.1, gt=0)
     onnx_opset: int = Field(18, ge=18, le=23)
 
@@ -443,7 +447,8 @@ class SearchSpec(_Strict):
 
     name: str = Field("search", pattern=r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$",
                       description="lowercase letters, digits and '-' (used in job names)")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seeds every random choice of the "
+                      "search (numpy, torch): 0 to 2^32 - 1")
     strategy: str = Field("spos", description="search strategy (`hurricane strategies`)")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)  # type: ignore[arg-type]
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)  # type: ignore[arg-type]

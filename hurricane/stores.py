@@ -5,9 +5,10 @@ from __future__ import annotations
 from hurricane.store import ArtifactStore, LocalStore
 
 
-def open_store(url: str) -> ArtifactStore:
-    """``s3://bucket[/prefix]`` → S3Store (endpoint and credentials from the settings);
-    ``file:///dir`` or a plain path → LocalStore."""
+def open_store(url: str, *, create: bool = True) -> ArtifactStore:
+    """``s3://bucket[/prefix]`` → S3Store (endpoint and credentials from the settings; a
+    missing bucket is created only with ``create``); ``file:///dir`` or a plain path →
+    LocalStore."""
     if url.startswith("s3://"):
         from hurricane.s3store import S3Store  # lazy: local-only processes never load minio
         from hurricane.settings import get_settings
@@ -15,7 +16,7 @@ def open_store(url: str) -> ArtifactStore:
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
         if not bucket:
             raise ValueError(f"an s3:// store URL names a bucket: s3://BUCKET[/PREFIX], got {url!r}")
-        return S3Store.from_settings(bucket, prefix, get_settings())
+        return S3Store.from_settings(bucket, prefix, get_settings(), create_bucket=create)
     if url.startswith("file://"):
         return LocalStore(url.removeprefix("file://"))
     if "://" in url:

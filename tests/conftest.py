@@ -70,7 +70,9 @@ def redis_server():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped-def]
     """Settings of an API in this process: a local store, the real Redis, three users
-    (alice, bob, root as admin); returns {user: token} and the store."""
+    (alice, bob, root as admin), data roots ``<tmp>/data/shared`` and
+    ``<tmp>/data/users/{user}`` and the bucket ``datasets``; returns {user: token} and the
+    store."""
     from hurricane.settings import get_settings
     from hurricane.tokens import add_token
 
@@ -82,7 +84,9 @@ def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped
            "HURRICANE_REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/{db}",
            "HURRICANE_TOKENS_FILE": str(tokens_file),
            "HURRICANE_SIGNING_KEY": "test-signing-key-0123456789abcdef",
-           "HURRICANE_STATUS_CACHE_S": "0", "HURRICANE_EVENTS_POLL_S": "0.05"}
+           "HURRICANE_STATUS_CACHE_S": "0", "HURRICANE_EVENTS_POLL_S": "0.05",
+           "HURRICANE_DATA_ROOTS": f"{tmp_path}/data/shared,{tmp_path}/data/users/{{user}}",
+           "HURRICANE_DATA_BUCKETS": "datasets"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     import redis
@@ -91,3 +95,17 @@ def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped
     get_settings.cache_clear()
     yield {"tokens": tokens, "store": LocalStore(tmp_path / "store"), "env": env}
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def live_api(redis_server, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The API as a real uvicorn process over real Redis and an S3-protocol store (moto), with
+    users alice, bob, carol, quota and root (admin): tests/api_server.py."""
+    import redis
+
+    from tests.api_server import ApiServer
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    redis.Redis.from_url(url).flushdb()
+    with ApiServer(tmp_path_factory.mktemp("live-api"), url) as srv:
+        yield srv

@@ -236,10 +236,15 @@ def test_imported_tables(alice, bob, root, service_env, tmp_path) -> None:  # ty
     sid = post_spec(alice, spec).json()["search_id"]
     store = service_env["store"]
     assert store.exists(f"searches/{sid}/inputs/tables/phone-dsp.json")  # the search's own copy
-    assert bob.put("/v1/devices/phone-dsp/table", content="\n".join(rows),
-                   headers={"Content-Type": "text/csv"}).status_code == 409
-    assert root.put("/v1/devices/phone-dsp/table", content="\n".join(rows),
-                    headers={"Content-Type": "text/csv"}).status_code == 201
+    # the table is alice's: bob neither sees nor uses it, and importing his own changes nothing
+    assert "phone-dsp" not in {d["name"] for d in bob.get("/v1/devices").json()}
+    assert bob.get("/v1/devices/phone-dsp/table").status_code == 404
+    assert post_spec(bob, spec).status_code == 422
+    mine = bob.put("/v1/devices/phone-dsp/table", content="\n".join(rows[:1] + rows[2:]),
+                   headers={"Content-Type": "text/csv"})
+    assert mine.status_code == 201 and mine.json()["owner"] == "bob"
+    assert alice.get("/v1/devices/phone-dsp/table").json()["table"]["fixed_ms"] == 0.5
+    assert root.get("/v1/devices/phone-dsp/table?owner=alice").json()["imported_by"] == "alice"
     # the profile step reads the imported table for that device; nothing is measured
     run_search(SearchSpec.model_validate(spec), store, InlineExecutor(), sid)
     view = alice.get(f"/v1/searches/{sid}").json()

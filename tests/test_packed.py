@@ -257,7 +257,12 @@ def test_s3_cache_downloads_once_verifies_and_stays_bounded(packed_dir: Path, s3
     with pytest.raises(DatasetError, match=rf"shard {idx.shards[1].name} of {url} is missing"):
         fresh.path(1)
     with pytest.raises(DatasetError, match=r"has no index.json: not a packed dataset"):
-        load_index(f"s3://{_bucket()}/nothing")
+        load_index(url.rsplit("/", 1)[0] + "/nothing")
+    missing = _bucket()
+    with pytest.raises(DatasetError, match=rf"no bucket '{missing}'"):  # and never created
+        load_index(f"s3://{missing}/nothing")
+    with pytest.raises(DatasetError, match=rf"no bucket '{missing}'"):
+        load_index(f"s3://{missing}/nothing")
 
 
 def test_tiny_search_from_s3(image_dir: Path, s3_env: dict[str, str], tmp_path: Path) -> None:
@@ -315,20 +320,31 @@ def test_a_killed_run_resumes_mid_epoch_with_identical_batches(image_dir: Path,
 
 
 def test_the_api_refuses_an_s3_source_that_is_not_a_packed_set(image_dir: Path, s3_env: dict[str, str],
-                                                              service_env: dict[str, object]) -> None:
+                                                              service_env: dict[str, object],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
     from hurricane.api.app import create_app
+    from hurricane.stores import open_store
 
+    bucket = _bucket()
+    monkeypatch.setenv("HURRICANE_DATA_BUCKETS", bucket)  # the one bucket datasets may name
     get_settings.cache_clear()  # service_env's and s3_env's variables together
     tokens: dict[str, str] = service_env["tokens"]  # type: ignore[assignment]
     api = TestClient(create_app(), headers={"Authorization": f"Bearer {tokens['alice']}"})
-    url = f"s3://{_bucket()}/sets/digits"
+    url = f"s3://{bucket}/sets/digits"
 
     def post(**over: object) -> tuple[int, str]:
         r = api.post("/v1/searches", json=tiny_spec_dict(**over))
         return r.status_code, r.text
 
+    code, text = post(dataset={"name": "packed", "path": url})  # an allowed bucket, not there
+    assert code == 422 and "dataset.path" in text and f"no bucket '{bucket}'" in text
+    with pytest.raises(ValueError, match="no bucket"):  # and it was not created
+        open_store(f"s3://{bucket}", create=False)
+    code, text = post(dataset={"name": "packed", "path": f"s3://{_bucket()}/sets/digits"})
+    assert code == 422 and "dataset.path" in text and f"packed sets in s3://{bucket}" in text
+    pack(image_dir, f"s3://{bucket}/sets/other", shard_bytes=1 << 16)  # the bucket exists now
     code, text = post(dataset={"name": "packed", "path": url})
     assert code == 422 and "dataset.path" in text and "has no index.json" in text
     pack(image_dir, url, shard_bytes=1 << 16)

@@ -7,12 +7,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hurricane import tables
 from hurricane.arch import SearchSpace
 from hurricane.contract import JOBS, STEPS, Step
 from hurricane.latency_table import LatencyTable
 from hurricane.oppool import MANUAL_SPACE_OPS
 from hurricane.predictor import metrics
 from hurricane.profiling import profile_table
+from hurricane.records import load_meta
 from hurricane.spec import SearchSpec
 from hurricane.steps.common import (
     devices_of,
@@ -38,11 +40,15 @@ IMPORTED = "imported"
 
 def imported_table(store: ArtifactStore, search_id: str, device: str) -> LatencyTable:
     """A table imported into the service (PUT /v1/devices/<name>/table): the copy taken when
-    the search was submitted, else the device's current one."""
-    for key in (search_key(search_id, "inputs", "tables", f"{device}.json"),
-                f"devices/{device}/table.json"):
-        if store.exists(key):
-            return LatencyTable.from_json({**store.get_json(key), "device": device})
+    the search was submitted, else the one the search's owner may read now (their own, else
+    the shared one; never another user's)."""
+    copy = search_key(search_id, "inputs", "tables", f"{device}.json")
+    key: str | None = copy
+    if not store.exists(copy):
+        found = tables.resolve(store, str(load_meta(store, search_id).get("owner")), device)
+        key = found[0] if found else None
+    if key is not None:
+        return LatencyTable.from_json({**store.get_json(key), "device": device})
     raise ValueError(f"devices[{device}].table = imported, but no table was imported for "
                      f"{device!r}: PUT /v1/devices/{device}/table first")
 
