@@ -199,3 +199,30 @@ def test_until_reliable_ends_training_at_the_first_passing_check_and_resumes_its
     _, res3 = _train(spec, store, "v", monitor=mon3)
     assert res3.settled and res3.steps == 8 and [c["step"] for c in mon3.checks] == [4, 8]
     assert mon3.checks[0]["scores"] == mon.checks[0]["scores"]
+
+
+def test_a_search_step_records_the_iterations_until_reliable_used(store) -> None:  # type: ignore[no-untyped-def]
+    """stage1 with until_reliable: train.json and the step result record the iterations used,
+    the cap, that the verdict ended it, the sampling rule and every check."""
+    from hurricane.executor import InlineExecutor
+    from hurricane.pipeline import run_step
+    from hurricane.records import submit
+    from hurricane.store import search_key
+
+    spec = SearchSpec.model_validate(tiny_spec_dict(supernet={
+        "iterations": 30, "check_every": 5, "min_iterations": 10, "until_reliable": True,
+        "quality_archs": 3, "quality_margin": 0.0, "rank_consistency": -1.0,
+        "rank_stability": -1.0, "sampling": "sandwich", "paths": 2, "distill": True,
+        "checkpoint_every": 100}, predictor={"enabled": False}))
+    sid = submit(spec, store, "ur")
+    for step in ("profile", "space", "predictor"):
+        run_step(step, spec, sid, store, InlineExecutor())
+    out = run_step("stage1", spec, sid, store, InlineExecutor())
+    train_json = store.get_json(search_key(sid, "stage1", "train.json"))
+    assert train_json["iterations"] == 15 and train_json["iteration_cap"] == 30
+    assert train_json["settled"] and train_json["until_reliable"]
+    assert train_json["sampling"] == {"rule": "sandwich", "paths_per_step": 2, "distill": True,
+                                      "shrink_phases": 0}
+    q = train_json["quality"]
+    assert [c["step"] for c in q["checks"]] == [10, 15] and q["reliable"]
+    assert out["iterations"] == 15 and "warnings" not in out
