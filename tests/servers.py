@@ -168,7 +168,7 @@ class RedisServer:
         finally:
             if self.log:
                 out.close()  # type: ignore[union-attr]
-        wait_for_port("127.0.0.1", self.port, 20)
+        wait_for_port("127.0.0.1", self.port, 120)
         return self
 
     def stop(self, timeout: float = 5.0) -> None:

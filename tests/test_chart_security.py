@@ -190,7 +190,7 @@ def test_redis_refuses_clients_without_the_password_and_the_service_has_it(
     proc = subprocess.Popen([*cmd, "--port", str(port), "--bind", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
-        wait_for_port("127.0.0.1", port, 20)
+        wait_for_port("127.0.0.1", port, 120)
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=port).ping()
         with pytest.raises(redis.AuthenticationError):

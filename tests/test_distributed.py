@@ -100,7 +100,18 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint(store) -> None:  # type: ignore[no-untyped-def]
+def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint(  # type: ignore[no-untyped-def]
+        store, tmp_path, monkeypatch) -> None:
+    """Both ranks hold before step 150 (tests/pod_gate, once per rank) so that the SIGKILL of
+    one lands mid-stage on any machine; torchrun restarts the ranks, which continue from the
+    step-150 checkpoint and pass the hold."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    pod_gate = Path(__file__).parent / "pod_gate"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(pod_gate),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("HURRICANE_TEST_HOLD_AT", "150")
+    monkeypatch.setenv("HURRICANE_TEST_HOLD_DIR", str(gate))
     spec = SearchSpec.model_validate(tiny_spec_dict(
         training={"processes_per_node": 2, "max_restarts": 2},
         supernet={"iterations": 600, "checkpoint_every": 50, "batch_size": 32, "threads": 1}))
@@ -119,17 +130,20 @@ def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint(s
     t = threading.Thread(target=run)
     t.start()
     ckpts = lambda: sorted(int(k[-12:-3]) for k in store.list(f"searches/{sid}/stage1/ckpt"))  # noqa: E731
-    seen = wait_for(lambda: [c for c in ckpts() if c >= 100], 120, "a checkpoint at step >= 100")
+    # both ranks hold before step 150 (after its checkpoint) until a signal comes
+    held = wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, 600, "both ranks held")
+    assert held and 150 in ckpts()
+    seen = ckpts()
     from hurricane.leases import newest
 
     launcher = int(newest(store, sid, job.name).doc["pid"])  # torchrun
-    ranks = wait_for(lambda: _children(launcher), 30, "torchrun's ranks")
+    ranks = wait_for(lambda: _children(launcher), 600, "torchrun's ranks")
     os.kill(ranks[-1], signal.SIGKILL)  # one rank dies mid-stage
     t.join(300)
     assert not t.is_alive() and not errors, errors
     summary = store.get_json(f"searches/{sid}/stage1/train.json")
     assert summary["iterations"] == 600 and summary["world_size"] == 2
-    assert summary["resumed_from"] >= max(seen)  # the restarted ranks continued, not step 0
+    assert summary["resumed_from"] == max(seen) == 150  # the restarted ranks continued there
     assert load_torch(store, f"searches/{sid}/stage1/supernet.pt")["model"]
 
 

@@ -300,10 +300,10 @@ def test_a_killed_run_resumes_mid_epoch_with_identical_batches(image_dir: Path,
     def run(name: str, *, kill_at: int | None = None) -> list[str]:
         log = tmp_path / f"{name}.log"
         cmd = [sys.executable, str(ROOT / "tests" / "packed_train_worker.py"), url,
-               str(tmp_path / name), str(log)]
+               str(tmp_path / name), str(log), *([] if kill_at is None else [str(kill_at - 1)])]
         with subprocess.Popen(cmd, env=env, cwd=ROOT) as p:
-            if kill_at is not None:
-                wait_for(lambda: len(_batches_log(log)) >= kill_at or p.poll() is not None, 120,
+            if kill_at is not None:  # the worker holds at that batch until killed
+                wait_for(lambda: len(_batches_log(log)) >= kill_at or p.poll() is not None, 600,
                          f"{kill_at} training steps")
                 p.send_signal(signal.SIGKILL)
             assert p.wait(timeout=300) in ((-signal.SIGKILL,) if kill_at is not None else (0,))
@@ -311,11 +311,11 @@ def test_a_killed_run_resumes_mid_epoch_with_identical_batches(image_dir: Path,
 
     straight = run("straight")  # start=0, 16 batches (56 images: 7 steps of 8 an epoch), weights
     assert len(straight) == 18 and straight[0] == "start=0" and straight[-1].startswith("weights=")
-    first = run("resumed", kill_at=1 + 9)  # SIGKILL in the second epoch
-    assert len(first) >= 10 and first == straight[:len(first)]
+    first = run("resumed", kill_at=1 + 9)  # SIGKILL in the second epoch, before step 9
+    assert len(first) == 10 and first == straight[:len(first)]
     rest = run("resumed")
     start = int(rest[0].split("=")[1])  # the newest checkpoint the restarted process found
-    assert start in (6, 9) and start % 7 != 0  # mid-epoch
+    assert start == 6 and start % 7 != 0  # mid-epoch: 8 steps done, checkpoints every 3
     assert rest[1:] == straight[1 + start:]  # the same batches and, at the end, the same weights
 
 

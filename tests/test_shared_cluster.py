@@ -258,16 +258,16 @@ def test_a_suspended_job_is_queued_with_kueues_reason_then_runs(kube) -> None:  
             ex.run(job)
 
     t, out = _run_in_thread(run)
-    wait_for(lambda: ("Job", name) in k.objects, 10)
+    wait_for(lambda: ("Job", name) in k.objects, 60)
     uid = k.uid("Job", name)
     k.workloads[uid] = [workload(uid, QuotaReserved=("False", "Pending", QUOTA))]  # type: ignore[index]
-    wait_for(lambda: any(QUOTA in r for _, r in states), 10)
+    wait_for(lambda: any(QUOTA in r for _, r in states), 60)
     time.sleep(0.3)  # it keeps waiting: never a failure, never done
     assert t.is_alive() and not k.seen("GET", "pods")  # no pods while suspended
     k.workloads[uid] = [workload(uid, QuotaReserved=("True", "QuotaReserved", ""),  # type: ignore[index]
                                  Admitted=("True", "Admitted", ""))]
     k.set_suspend("Job", name, False)
-    wait_for(lambda: ("running", "") in states, 10)
+    wait_for(lambda: ("running", "") in states, 60)
     k.job_status[name] = [condition("Complete")]
     t.join(10)
     assert not t.is_alive() and "error" not in out
@@ -293,7 +293,7 @@ def test_an_unserved_workload_api_gives_a_generic_reason(kube) -> None:  # type:
             ex.run(job)
 
     t, out = _run_in_thread(run)
-    wait_for(lambda: states, 10)
+    wait_for(lambda: states, 60)
     time.sleep(0.3)
     assert states[0] == ("queued", "waiting for Kueue (LocalQueue team-a-gpu): no Workload yet")
     assert len(k.seen("GET", "workloads")) == 1  # asked once, then not again
@@ -471,15 +471,15 @@ def test_a_queued_trainjob_under_kueue(kube) -> None:  # type: ignore[no-untyped
             ex.run(TRAIN)
 
     t, out = _run_in_thread(run)
-    wait_for(lambda: ("TrainJob", name) in k.objects, 10)
+    wait_for(lambda: ("TrainJob", name) in k.objects, 60)
     tj = k.obj("TrainJob", name)
     assert tj["spec"]["suspend"] is True
     assert tj["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a-gpu"
     uid = k.uid("TrainJob", name)
     k.workloads[uid] = [workload(uid, QuotaReserved=("False", "Pending", QUOTA))]  # type: ignore[index]
-    wait_for(lambda: any(QUOTA in r for _, r in states), 10)
+    wait_for(lambda: any(QUOTA in r for _, r in states), 60)
     k.set_suspend("TrainJob", name, False)
-    wait_for(lambda: ("running", "") in states, 10)
+    wait_for(lambda: ("running", "") in states, 60)
     k.job_status[name] = [{}, condition("Complete")]
     t.join(10)
     assert "error" not in out and states[-1] == ("running", "")

@@ -2,10 +2,16 @@
 
 Put this folder first on a training process's PYTHONPATH with ``HURRICANE_TEST_HOLD_AT=N`` and
 ``HURRICANE_TEST_HOLD_DIR=<dir>``: when ``hurricane.train`` is imported, its step loop is
-wrapped so that before step N it writes ``<dir>/reached-<pid>`` (the step) and then holds until
-the process receives SIGTERM (train's own StopRequest handler sees it too), then goes on. A
-process resumed past step N never holds. A test thus evicts or cancels a training at a known
-step instead of racing it: nothing advances between "reached" and the signal.
+wrapped so that before step N it writes ``<dir>/reached-<rank>-<pid>`` (the step; rank from
+torchrun's ``RANK``, else 0) and then holds until the process receives SIGTERM (train's own
+StopRequest handler sees it too), then goes on. Each rank holds once: a later process of the
+same rank (a resumed pod, a restarted torchrun rank) passes step N. A test thus evicts, cancels
+or kills a training at a known step instead of racing it: nothing advances between "reached"
+and the signal.
+
+With ``HURRICANE_TEST_HOLD_ARM`` set, only a process that claims the file ``<dir>/armed`` (an
+atomic rename to its ``reached-…`` file) holds: a test arms the gate for the one training it
+wants to catch, and every other training of a long-lived service passes.
 
 Only tests use it; nothing in the library knows about it."""
 
@@ -36,9 +42,10 @@ def _patch(train: Any) -> None:
         handle(self, signum, frame)
 
     def linear_lr(base: float, step: int, total: int) -> float:
-        if step == step_at and not seen["term"]:
+        rank = os.environ.get("RANK", "0")
+        if step == step_at and not seen["term"] and _claim(rank):
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no StopRequest handler"
-            Path(HOLD_DIR or ".", f"reached-{os.getpid()}").write_text(str(step))
+            Path(HOLD_DIR or ".", f"reached-{rank}-{os.getpid()}").write_text(str(step))
             deadline = time.monotonic() + HOLD_LIMIT_S
             while not seen["term"]:
                 if time.monotonic() > deadline:
@@ -48,6 +55,19 @@ def _patch(train: Any) -> None:
 
     stop_cls._handle = _handle
     train.linear_lr = linear_lr
+
+
+def _claim(rank: str) -> bool:
+    """Whether this process holds: armed mode, it took the armed file; otherwise, no process
+    of its rank held before."""
+    d = Path(HOLD_DIR or ".")
+    if os.environ.get("HURRICANE_TEST_HOLD_ARM"):
+        try:
+            (d / "armed").rename(d / f"reached-{rank}-{os.getpid()}")
+        except FileNotFoundError:
+            return False
+        return True
+    return not any(d.glob(f"reached-{rank}-*"))
 
 
 class _Finder(importlib.abc.MetaPathFinder):
