@@ -89,7 +89,9 @@ def test_sigkill_the_jobs_worker_during_supernet_training(service, gate, tmp_pat
     service.stack.start("jobs")  # a new worker: the reconciler re-enqueues the lost unit
     view = assert_succeeded_once(service, sid)
     train = service.store().get_json(f"searches/{sid}/stage1/train.json")
-    assert train["resumed_from"] == GATE_AT  # continued from the checkpoint, not step 0
+    # the dying worker's job gets SIGTERM (its parent-death signal): it ends the held step,
+    # checkpoints it and exits; the new job continues from there, not from step 0
+    assert train["resumed_from"] == GATE_AT + 1
     assert train["iterations"] == 1000
     assert view["steps"]["stage1"]["units"]["ALL"]["attempt"] >= 2
     assert newest(service.store(), sid, f"{sid}-stage1").number == 2  # the lease was taken over
