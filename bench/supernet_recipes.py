@@ -177,6 +177,8 @@ def plot(doc: dict[str, Any], out: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     for name in doc["recipes"]:
         for run in doc["runs"]:
+            if name not in run["recipes"]:
+                continue
             pts = run["recipes"][name]["points"]
             it = [p["iterations"] for p in pts]
             kw: dict[str, Any] = {"label": name if run is doc["runs"][0] else None,
@@ -215,6 +217,11 @@ def main() -> None:
                     help="skip training the architectures alone (no ranking columns)")
     ap.add_argument("--standalone-from", type=Path, action="append", default=[],
                     help="earlier results of this bench whose stand-alone accuracies to reuse")
+    ap.add_argument("--recipe-iterations", default="",
+                    help="recipe=N,...: another iteration count for a recipe (its points are "
+                    "--at scaled to it), e.g. fair=500 for about the sandwich's compute")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the stand-alone accuracies and recipes already in --out")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--plot-only", action="store_true", help="redraw --plot from --out")
@@ -234,8 +241,31 @@ def main() -> None:
             for a, acc in zip(run["archs"], run.get("standalone") or [], strict=False):
                 known[(run["seed"], a)] = acc
     recipes = args.recipes.split(",")
+    its_of = {r: its for r in recipes}
+    for item in args.recipe_iterations.split(",") if args.recipe_iterations else []:
+        name, n = item.split("=")
+        its_of[name] = int(n)
     t0 = time.time()
-    runs = []
+    doc: dict[str, Any] = {"benchmark": "supernet_recipes", "machine": machine_info(),
+                           "command": " ".join(["python", "bench/supernet_recipes.py",
+                                                *sys.argv[1:]]),
+                           "spec": str(args.spec.relative_to(ROOT)
+                                       if args.spec.is_relative_to(ROOT) else args.spec),
+                           "iterations": its_of, "archs": args.archs,
+                           "recipes": {r: RECIPES[r] for r in recipes}, "runs": []}
+    if args.resume and args.out and args.out.exists():
+        old = json.loads(args.out.read_text())
+        doc["runs"] = old["runs"]
+        for run in old["runs"]:
+            for a, acc in zip(run["archs"], run.get("standalone") or [], strict=False):
+                known[(run["seed"], a)] = acc
+
+    def save() -> None:
+        doc["seconds"] = round(time.time() - t0, 1)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(doc, indent=2) + "\n")
+
     for seed in (int(s) for s in args.seeds.split(",")):
         spec = base.model_copy(update={"seed": seed})
         layout = layout_of(spec)
@@ -243,25 +273,33 @@ def main() -> None:
         data = data_of(spec)
         rng = random.Random(1000 + seed)
         archs = [space.sample(rng) for _ in range(args.archs)]
-        alone = None
+        run = next((r for r in doc["runs"] if r["seed"] == seed), None)
+        if run is None:
+            run = {"seed": seed, "archs": [str(a) for a in archs], "standalone": None,
+                   "recipes": {}}
+            doc["runs"].append(run)
+        assert run["archs"] == [str(a) for a in archs]
         if not args.no_standalone:
             alone = []
             for a in archs:
                 if (seed, str(a)) not in known:
                     known[(seed, str(a))] = round(standalone(spec, a, data), 4)
                 alone.append(known[(seed, str(a))])
-        run: dict[str, Any] = {"seed": seed, "archs": [str(a) for a in archs],
-                               "standalone": alone, "recipes": {}}
+                run["standalone"] = alone + [None] * (len(archs) - len(alone))
+                save()
         for r in recipes:
-            run["recipes"][r] = curve(spec, r, space, data, archs, alone,
-                                      [x for x in at if x <= its], args.split_layer)
-        runs.append(run)
-    doc = {"benchmark": "supernet_recipes", "machine": machine_info(),
-           "spec": str(args.spec.relative_to(ROOT) if args.spec.is_relative_to(ROOT)
-                       else args.spec),
-           "iterations": its, "archs": args.archs, "recipes": {r: RECIPES[r] for r in recipes},
-           "runs": runs, "seconds": round(time.time() - t0, 1)}
-    emit(doc, args.out)
+            if r in run["recipes"]:
+                continue
+            n = its_of[r]
+            spec_r = spec.model_copy(update={"supernet": spec.supernet.model_copy(
+                update={"iterations": n})})
+            at_r = (sorted({x for x in at if x < n} | {n}) if n == its
+                    else sorted({max(1, round(x * n / its)) for x in at}))
+            run["recipes"][r] = curve(spec_r, r, space, data, archs, run["standalone"], at_r,
+                                      args.split_layer)
+            save()
+    save()
+    emit(doc, None)
     if args.plot:
         plot(doc, args.plot)
 

@@ -49,13 +49,13 @@ def test_submit_watch_fetch_and_score_the_checkpoint(service, tmp_path) -> None:
     env = {**os.environ, "HURRICANE_SERVER": service.url, "HURRICANE_TOKEN": service.token}
     cli = [sys.executable, "-m", "hurricane"]
     sub = subprocess.run([*cli, "submit", str(spec_file)], capture_output=True, text=True,
-                         env=env, cwd=ROOT, timeout=60)
+                         env=env, cwd=ROOT, timeout=600)
     assert sub.returncode == 0, sub.stderr[-3000:]
     sid = sub.stdout.strip()
     watch = subprocess.Popen([*cli, "watch", sid], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     events = list(service.client().events(sid))  # the same stream, read here too
-    out, err = watch.communicate(timeout=400)
+    out, err = watch.communicate(timeout=1800)
     assert watch.returncode == 0 and f"{sid} succeeded" in out, out[-2000:] + err[-3000:]
     assert "step stage1: succeeded" in err  # the live view followed every step
     kinds = [e for e, _ in events]
@@ -75,7 +75,7 @@ def test_submit_watch_fetch_and_score_the_checkpoint(service, tmp_path) -> None:
 
     out = tmp_path / "fetched"
     fetch = subprocess.run([*cli, "fetch", sid, "--device", "cpu", "--out", str(out)],
-                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     assert fetch.returncode == 0, fetch.stderr[-2000:]
     files = {p.name for p in (out / sid).iterdir()}
     assert {"final.pt", "model.onnx", "arch.json", "metrics.json", "report.json"} <= files

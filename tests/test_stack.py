@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def hurricane(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hurricane", *args], capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=180)
+                          text=True, cwd=ROOT, env=env, timeout=600)
 
 
 def test_stack_up_status_client_and_down(tmp_path: Path) -> None:
