@@ -18,6 +18,12 @@ ADVANCE = "advance"
 ADVANCE_STALE_S = 300.0  # an advance is short: started longer ago than this, its worker died
 
 
+def search_lock(r: redis.Redis, search_id: str, *, blocking_timeout: float) -> Any:
+    """The lock an advance of the search holds (a purge takes it too before deleting, so that
+    no advance is half-way through its writes then)."""
+    return r.lock(f"hurricane:lock:{search_id}", timeout=1800, blocking_timeout=blocking_timeout)
+
+
 def flight_key(search_id: str) -> str:
     return f"hurricane:flight:{search_id}"
 
