@@ -47,10 +47,9 @@ FETCHED = {"final.pt": "retrain/{device}/final.pt", "arch.json": "retrain/{devic
            "metrics.json": "retrain/{device}/metrics.json",
            "model.onnx": "export/{device}/model.onnx"}
 INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
-# A status read whose view is older than status_cache_s starts a refresh and waits this long
-# for it; then it gets the view it had (stale while revalidating), unless that view is older
-# than STALE_MAX_S. So a slow or frozen object store delays the view, never the request.
-STALE_WAIT_S = 0.02
+# A status read whose view is older than status_cache_s starts a refresh in the background and
+# gets the view it had (stale while revalidating), unless that view is older than STALE_MAX_S:
+# a slow or frozen object store delays the view, never the request.
 STALE_MAX_S = 300.0
 META_TTL_S = 600.0  # a search's creation record never changes; a purge here drops it at once
 REFRESH_THREADS = 4
@@ -148,9 +147,9 @@ class SearchService:
     def view(self, search_id: str, *, fresh: bool = False) -> dict[str, Any]:
         """The search's summary with per-unit progress and per-device winners; reused for
         ``status_cache_s`` (terminal searches for 5 s). Older, it is refreshed in the
-        background: the caller waits ``STALE_WAIT_S`` for the refresh, then gets the view it
-        had (never one older than ``STALE_MAX_S``). ``fresh``, a first read, or a
-        ``status_cache_s`` of 0 read the store at once."""
+        background and the caller gets the view it had until the refresh is done (never one
+        older than ``STALE_MAX_S``). ``fresh``, a first read, or a ``status_cache_s`` of 0
+        read the store at once."""
         ttl = self.settings.status_cache_s
         now = time.monotonic()
         hit = self._cache.get(search_id)
@@ -159,13 +158,10 @@ class SearchService:
             return hit.value
         if fresh or hit is None or ttl == 0 or now - hit.at > STALE_MAX_S:
             return self._compute(search_id)
-        refresh = self._refresh(search_id)
-        try:
-            return refresh.result(timeout=STALE_WAIT_S)
-        except SearchNotFound:
-            raise
-        except Exception:  # still running (TimeoutError), or the store failed: the last view
-            return hit.value
+        # a refresh that finds the search gone (purged by another API process) forgets it:
+        # the next read computes at once and answers 404
+        self._refresh(search_id)
+        return hit.value
 
     def _refresh(self, search_id: str) -> concurrent.futures.Future[dict[str, Any]]:
         """One background refresh per search at a time."""
@@ -283,6 +279,7 @@ class SearchService:
         mark_active(self.store, sid)
         self._enqueue(sid)
         with contextlib.suppress(Exception):  # read here, in a worker thread, not by the route
+            self.meta(sid)
             self.view(sid, fresh=True)
         return sid, True
 
