@@ -13,6 +13,9 @@ stays behind so that nothing which outlives the purge writes into the purged pre
    waited for.
 3. Everything under the search's prefix and its index entries is deleted; the tombstone
    records what was deleted and any unit that had not stopped when the wait ended.
+
+A purge in progress is marked (``index/purging/<id>.json``) until it is done: the reconciler
+finishes one whose caller died half-way (``unfinished``, ``sweep``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ class PurgeResult:
     deleted: int
     waited_s: float
     unstopped: tuple[str, ...]
+
+
+def purging_key(search_id: str) -> str:
+    return f"index/purging/{search_id}.json"
 
 
 def _job_name(search_id: str, step: str, unit: str) -> str:
@@ -96,6 +103,8 @@ def stop_and_wait(store: ArtifactStore, search_id: str, *, by: str, wait_s: floa
     """Steps 1 and 2: tombstone, cancel, then wait until no unit runs (at most ``wait_s``).
     Returns the seconds waited and the units still running when it gave up."""
     meta = load_meta(store, search_id)
+    store.put_json(purging_key(search_id), {"search_id": search_id, "since": time.time()},
+                   if_absent=True)
     store.put_json(purged_key(search_id), {"search_id": search_id, "owner": meta.get("owner"),
                                            "by": by, "at": now(), "state": "stopping"},
                    if_absent=True)
@@ -137,7 +146,21 @@ def purge_search(store: ArtifactStore, search_id: str, *, by: str, wait_s: float
         store.put_json(purged_key(search_id), {
             **store.get_json(purged_key(search_id)), "state": "deleted", "deleted": deleted,
             "waited_s": waited, "unstopped": list(unstopped), "finished": now()})
+    store.delete(purging_key(search_id))
     return PurgeResult(deleted, waited, unstopped)
+
+
+def unfinished(store: ArtifactStore, *, older_than_s: float) -> list[str]:
+    """Purges begun longer ago than ``older_than_s`` and never finished (their caller died)."""
+    out = []
+    for name in store.children("index/purging"):
+        try:
+            since = float(store.get_json(f"index/purging/{name}").get("since", 0))
+        except ArtifactNotFound:
+            continue
+        if time.time() - since > older_than_s:
+            out.append(name.removesuffix(".json"))
+    return out
 
 
 def sweep(store: ArtifactStore, search_id: str) -> int:
@@ -148,4 +171,6 @@ def sweep(store: ArtifactStore, search_id: str) -> int:
         doc = store.get_json(purged_key(search_id))
     except ArtifactNotFound:
         return 0
-    return delete_search(store, search_id, str(doc.get("owner")))
+    n = delete_search(store, search_id, str(doc.get("owner")))
+    store.delete(purging_key(search_id))
+    return n

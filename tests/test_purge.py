@@ -22,7 +22,7 @@ from hurricane.executor import InlineExecutor, ProcessExecutor
 from hurricane.leases import newest
 from hurricane.machine import pid_alive
 from hurricane.pipeline import run_step, run_unit
-from hurricane.purge import purge_search, running_units, sweep
+from hurricane.purge import purge_search, running_units, sweep, unfinished
 from hurricane.records import (
     SearchConflict,
     SearchPurged,
@@ -244,3 +244,15 @@ def test_a_unit_whose_worker_died_is_not_waited_for_and_sweep_finishes(store, ti
     assert sweep(store, sid) == 1 and store.list(f"searches/{sid}") == []
     assert sweep(store, "never-purged") == 0
     assert store.get_json(purged_key(sid))["unstopped"] == ["profile/cpu"]
+    assert unfinished(store, older_than_s=0) == []  # done: no longer marked
+
+
+def test_a_purge_whose_caller_died_is_found_and_finished(store, tiny_spec) -> None:  # type: ignore[no-untyped-def]
+    from hurricane.purge import stop_and_wait
+
+    sid = submit(tiny_spec, store, "half", owner="alice")
+    stop_and_wait(store, sid, by="test", wait_s=0, poll_s=0.1, stale_s=30)  # then it died
+    assert unfinished(store, older_than_s=3600) == []  # not yet: it may still be deleting
+    assert unfinished(store, older_than_s=-1) == [sid]
+    assert sweep(store, sid) > 0 and store.list(f"searches/{sid}") == []
+    assert unfinished(store, older_than_s=-1) == [] and store.list("index/owners/alice") == []

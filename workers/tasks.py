@@ -246,7 +246,12 @@ def reconcile(self: Task) -> list[str]:
     if not lock.acquire():
         return []
     try:
+        from hurricane.purge import sweep, unfinished
+
         store = open_store(s.store)
+        for sid in unfinished(store, older_than_s=s.purge_wait_s + 60):
+            log.warning("reconcile: finishing the purge of %s (its caller stopped half-way): "
+                        "%d objects removed", sid, sweep(store, sid))
         revived = []
         for sid in active_searches(store):
             if not flight.busy(r, store, sid, s):
