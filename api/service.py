@@ -346,7 +346,11 @@ class SearchService:
         except redis.RedisError:
             lock = None
         try:
-            yield
+            if lock is None:
+                yield
+            else:
+                with flight.renewed(lock):
+                    yield
         finally:
             if lock is not None:
                 with contextlib.suppress(redis.RedisError):

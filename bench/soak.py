@@ -57,7 +57,7 @@ class Plan:
     searches: int = 20
     users: int = 4
     min_s: float = 600.0  # the soak lasts at least this long
-    max_s: float = 2700.0  # and gives up after this long
+    max_s: float = 3600.0  # and gives up after this long
     submit_until: float = 0.55  # submissions spread over this part of min_s
     cancels: int = 3
     purges: int = 1
@@ -65,10 +65,10 @@ class Plan:
     job_kills: int = 4
     redis_restarts: int = 1
     s3_freeze_s: float = 20.0
-    supernet_iterations: int = 600
+    supernet_iterations: int = 250
     retrain_iterations: int = 40
     jobs_concurrency: int = 2
-    poll_hz: float = 4.0  # status GETs per second per user
+    poll_hz: float = 1.0  # status GETs per second per user (a dashboard's rate)
 
 
 TINY = Plan(searches=3, users=2, min_s=0.0, max_s=900.0, cancels=1, purges=1, worker_kills=0,
@@ -88,6 +88,7 @@ class Search:
     expect: str = "succeeded"
     acted: float | None = None  # when it was cancelled or purged
     cancel_at: str = "stage1"  # cancelled once this step runs (or has run)
+    view: dict[str, Any] = field(default_factory=dict)  # the last status a poller read
     versions_at_purge: set[str] = field(default_factory=set)
     note: str = ""
 
@@ -171,6 +172,8 @@ class Soak:
         self.job_samples = 0
         self.jobs_seen: set[str] = set()
         self.frozen = False
+        self.fault_lock = threading.Lock()  # a fault's own kills and restarts are not crashes
+        self.crashes: list[dict[str, Any]] = []
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -267,7 +270,8 @@ class Soak:
                     with self.lock:
                         self.samples.append(Sample(self.now() - ms / 1000, ms, code))
                     if code == 200:
-                        s.state = r.json()["state"]
+                        s.view = r.json()
+                        s.state = s.view["state"]
                     elif code == 404 and s.action == "purge" and s.acted is not None:
                         s.state = "purged"
                     self.stop.wait(max(0.0, gap / len(mine) - ms / 1000))
@@ -287,12 +291,35 @@ class Soak:
             if self.stop.wait(max(0.0, at - self.now())):
                 return
             rec: dict[str, Any] = {"kind": kind, "start_s": round(self.now(), 2)}
-            try:
-                self._fault(kind, rec)
-            except Exception as err:  # recorded; the soak's checks decide what it cost
-                rec["error"] = f"{type(err).__name__}: {err}"
+            with self.fault_lock:
+                try:
+                    self._fault(kind, rec)
+                except Exception as err:  # recorded; the soak's checks decide what it cost
+                    rec["error"] = f"{type(err).__name__}: {err}"
             rec["end_s"] = round(self.now(), 2)
             self.faults.append(rec)
+
+    def supervisor(self) -> None:
+        """Restarts a member of the stack that died on its own (as Kubernetes restarts a
+        crashed container, or `hurricane stack up` a dead member), recording the crash and the
+        last error of its log: a crash is one of the soak's findings."""
+        while not self.stop.wait(2.0):
+            with self.fault_lock:
+                procs = self.stack.state().get("processes", {})
+                for name, p in procs.items():
+                    if self.stop.is_set() or self.stack.alive(name):
+                        continue
+                    lines = Path(p["log"]).read_text(errors="replace")[int(p.get(
+                        "log_offset", 0)):].splitlines() if Path(p["log"]).is_file() else []
+                    errors = [x for x in lines if "CRITICAL" in x or "Unrecoverable" in x
+                              or "Error" in x[:200]]
+                    crash = {"member": name, "at_s": round(self.now(), 2),
+                             "last_error": (errors or lines or [""])[-1][:400]}
+                    try:
+                        self.stack.revive([name], timeout=180)
+                    except Exception as err:
+                        crash["revive_error"] = f"{type(err).__name__}: {err}"
+                    self.crashes.append(crash)
 
     def _fault(self, kind: str, rec: dict[str, Any]) -> None:
         if kind.startswith("kill_worker:"):
@@ -366,14 +393,14 @@ class Soak:
                     if r is not None and r.status_code in (200, 201):
                         s.sid, s.submitted, s.state = r.json()["search_id"], self.now(), "queued"
                 elif s.sid and s.acted is None and s.action == "cancel" \
-                        and self._reached(c, s, s.cancel_at):
+                        and self._reached(s, s.cancel_at):
                     r = self.call(c, "cancel", "DELETE", f"/v1/searches/{s.sid}")
                     if r is not None and r.status_code == 202:
                         s.acted, s.state = self.now(), r.json()["state"]
                     elif r is not None and r.status_code == 409:  # it had succeeded already
                         s.acted, s.expect, s.note = self.now(), "succeeded", "cancel came late"
                 elif s.sid and s.acted is None and s.action == "purge" \
-                        and self._reached(c, s, "stage1", training=True):
+                        and self._reached(s, "stage1", training=True):
                     t = self.now()
                     r = self.call(c, "purge", "DELETE", f"/v1/searches/{s.sid}",
                                   params={"purge": "true"}, timeout=120)
@@ -390,18 +417,16 @@ class Soak:
                 return
             self.stop.wait(0.2)
 
-    def _reached(self, c: httpx.Client, s: Search, step: str, *, training: bool = False) -> bool:
+    def _reached(self, s: Search, step: str, *, training: bool = False) -> bool:
         """The search's ``step`` runs (with ``training``: its job reports progress) or has
-        run: what a cancel or purge waits for, so that it lands on running work."""
+        run, as its poller last read: what a cancel or purge waits for, so that it lands on
+        running work."""
         if s.state in TERMINAL:
             return True  # it ended first: act on what is there
-        r = self.call(c, "status", "GET", f"/v1/searches/{s.sid}")
-        if r is None or r.status_code != 200:
-            return False
-        st = r.json()["steps"].get(step, {})
+        st = s.view.get("steps", {}).get(step, {})
         if st.get("state") == "succeeded":
             return True
-        unit = next(iter(st.get("units", {}).values()), {})
+        unit: dict[str, Any] = next(iter(st.get("units", {}).values()), {})
         return unit.get("state") == "running" and (bool(unit.get("progress")) or not training)
 
     # -- what the system left ----------------------------------------------------------------
@@ -484,6 +509,7 @@ class Soak:
         threads = [threading.Thread(target=self.poller, args=(u,), daemon=True, name=f"poll-{u}")
                    for u in self.tokens]
         threads += [threading.Thread(target=self.sampler, daemon=True, name="sampler"),
+                    threading.Thread(target=self.supervisor, daemon=True, name="supervisor"),
                     threading.Thread(target=self.fault_runner, args=(faults,), daemon=True,
                                      name="faults")]
         for t in threads:
@@ -523,6 +549,9 @@ class Soak:
             problems.append(f"{other_5xx + status_5xx} answers were 5xx")
         if dup_jobs:
             problems.append(f"jobs ran twice at once: {self.duplicates}")
+        for crash in self.crashes:
+            problems.append(f"{crash['member']} died on its own at {crash['at_s']} s "
+                            f"(restarted): {crash['last_error']}")
         freeze = stats(inside(("freeze_s3",)))
         doc = {
             "benchmark": "soak",
@@ -536,6 +565,7 @@ class Soak:
             "outcomes": {k: sum(e.get("state") == k for e in verdict["searches"])
                          for k in ("succeeded", "cancelled", "purged", "failed")},
             "faults": self.faults,
+            "crashes": self.crashes,
             "fault_counts": {k: sum(f["kind"] == k and "skipped" not in f for f in self.faults)
                              for k in sorted({f["kind"] for f in self.faults})},
             "status_latency": {"overall": stats(self.samples), "during_faults": stats(during),
@@ -577,6 +607,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.minutes is not None:
         plan = Plan(**{**plan.__dict__, "min_s": args.minutes * 60})
     root = args.dir or Path(tempfile.mkdtemp(prefix="hurricane-soak-"))
+
+    def interrupted(signum: int, frame: Any) -> None:  # `timeout`, kill: stop every process
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupted)
     soak = Soak(plan, root, args.seed)
     try:
         doc = soak.run()

@@ -2,13 +2,19 @@
 written exactly once (counted on a versioned bucket): the jobs worker SIGKILLed during
 supernet training (a new worker resumes from the checkpoint), redis-server restarted with its
 queues lost, the API restarted, the S3 server stopped for 20 s, and a cancel that stops the
-running job within 10 s (then a resume)."""
+running job within 10 s (then a resume).
+
+The kill and the cancel land on a training held at a known step (tests/pod_gate, for searches
+named ``held-…`` only): it waits before step HOLD until its SIGTERM comes, so they never race
+how fast the machine trains."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +24,37 @@ from hurricane.machine import pid_alive
 from tests.conftest import tiny_spec_dict
 from tests.servers import ServiceStack, wait_for
 
+POD_GATE = Path(__file__).parent / "pod_gate"
+HOLD = 100  # a held search's supernet training waits before this step until SIGTERM
+HELD = "held"
+EVENT_S = 600  # bounds on events real processes must reach: they only catch a hang
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> Iterator[ServiceStack]:  # type: ignore[no-untyped-def]
-    with ServiceStack(tmp_path_factory.mktemp("faults")) as s:
+    root = tmp_path_factory.mktemp("faults")
+    gate = root / "gate"
+    gate.mkdir()
+    with ServiceStack(root, PYTHONPATH=os.pathsep.join([str(POD_GATE),
+                                                       os.environ.get("PYTHONPATH", "")]),
+                      HURRICANE_TEST_HOLD_AT=str(HOLD), HURRICANE_TEST_HOLD_DIR=str(gate),
+                      HURRICANE_TEST_HOLD_MATCH=f"--search {HELD}-") as s:
+        s.gate = gate  # type: ignore[attr-defined]
         yield s
+
+
+def held(service: ServiceStack, sid: str) -> int:
+    """Waits until the search's stage1 job holds before step HOLD; returns its pid (from its
+    lease: the process the worker started)."""
+    gate: Path = service.gate  # type: ignore[attr-defined]
+    lease = wait_for(lambda: (lambda ls: ls if ls and ls.doc.get("pid") else None)(
+        newest(service.store(), sid, f"{sid}-stage1")), EVENT_S, "the stage1 job to start")
+    pid = int(lease.doc["pid"])
+    reached = wait_for(lambda: [p for p in gate.glob(f"reached-{pid}")], EVENT_S,
+                       f"the stage1 job's hold before step {HOLD}")
+    assert [int(p.read_text()) for p in reached] == [HOLD]
+    assert newest(service.store(), sid, f"{sid}-stage1").state == "running"  # type: ignore[union-attr]
+    return pid
 
 
 def submit(service: ServiceStack, tmp_path: Any, **over: Any) -> str:
@@ -55,19 +87,16 @@ def assert_succeeded_once(service: ServiceStack, sid: str, timeout: float = 300)
 
 
 def test_sigkill_the_jobs_worker_during_supernet_training(service, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    sid = submit(service, tmp_path)
-    service.wait(sid, until=unit_running("stage1"), timeout=120)
-    seen = wait_for(lambda: [c for c in checkpoints(service, sid) if c >= 100], 120,
-                    "a stage1 checkpoint at step >= 100")
-    lease = newest(service.store(), sid, f"{sid}-stage1")
-    assert lease is not None and lease.state == "running"
-    job_pid = int(lease.doc["pid"])
+    sid = submit(service, tmp_path, name=f"{HELD}-kill")
+    job_pid = held(service, sid)
+    assert max(checkpoints(service, sid)) == HOLD  # every 25 steps up to the hold
     service.stack.signal("jobs", signal.SIGKILL)  # the worker, its pool and (via PDEATHSIG) its job
-    wait_for(lambda: not pid_alive(job_pid), 10, "the orphaned job to die with its worker")
+    # the job's SIGTERM (PDEATHSIG) ends the held step, which checkpoints, and the job exits
+    wait_for(lambda: not pid_alive(job_pid), EVENT_S, "the orphaned job to die with its worker")
     service.stack.start("jobs")  # a new worker: the reconciler re-enqueues the lost unit
     view = assert_succeeded_once(service, sid)
     train = service.store().get_json(f"searches/{sid}/stage1/train.json")
-    assert train["resumed_from"] >= max(seen) > 0  # continued from the checkpoint, not step 0
+    assert train["resumed_from"] == HOLD + 1  # continued from the checkpoint, not step 0
     assert train["iterations"] == 1000
     assert view["steps"]["stage1"]["units"]["ALL"]["attempt"] >= 2
     assert newest(service.store(), sid, f"{sid}-stage1").number == 2  # the lease was taken over
@@ -107,11 +136,8 @@ def test_stop_the_s3_server_for_20_seconds_mid_step(service, tmp_path) -> None: 
 
 
 def test_cancel_stops_the_running_job_within_10_s_and_resume_finishes(service, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    sid = submit(service, tmp_path)
-    service.wait(sid, until=unit_running("stage1"), timeout=120)
-    lease = wait_for(lambda: (lambda ls: ls if ls and ls.doc.get("pid") else None)(
-        newest(service.store(), sid, f"{sid}-stage1")), 30, "the stage1 job to start")
-    job_pid = int(lease.doc["pid"])
+    sid = submit(service, tmp_path, name=f"{HELD}-cancel")
+    job_pid = held(service, sid)
     t0 = time.monotonic()
     out = service.client().cancel(sid)
     assert out is not None and out["state"] == "cancelled"
@@ -125,4 +151,6 @@ def test_cancel_stops_the_running_job_within_10_s_and_resume_finishes(service, t
     resumed = service.client().resume(sid)
     assert resumed["generation"] == 1
     assert_succeeded_once(service, sid)
+    train = service.store().get_json(f"searches/{sid}/stage1/train.json")
+    assert train["resumed_from"] == HOLD + 1  # the cancelled job checkpointed the held step
     print(f"cancel stopped the running job in {stopped_after:.2f} s")

@@ -56,7 +56,11 @@ def test_sigterm_stops_after_the_step_at_a_checkpoint_and_resumes_exactly(tiny_s
 
 def test_a_sigtermed_job_process_ends_by_the_signal_after_its_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """`hurricane job stage1` SIGTERMed mid-training exits the way SIGTERM ends a process
-    (callers treat it as a disruption, never as a failed job), after the checkpoint."""
+    (callers treat it as a disruption, never as a failed job), after the checkpoint. The
+    training holds before step 200 until the signal (tests/pod_gate): it lands mid-training
+    however fast the machine trains."""
+    from pathlib import Path
+
     from hurricane.executor import InlineExecutor
     from hurricane.pipeline import run_step
     from hurricane.records import submit
@@ -71,22 +75,28 @@ def test_a_sigtermed_job_process_ends_by_the_signal_after_its_checkpoint(tmp_pat
     sid = submit(spec, store, "term")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())
-    env = {**os.environ, "HURRICANE_PROGRESS": "jsonl", "PYTHONUNBUFFERED": "1"}
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    pod_gate = Path(__file__).parent / "pod_gate"
+    env = {**os.environ, "HURRICANE_PROGRESS": "jsonl", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(pod_gate), os.environ.get("PYTHONPATH", "")]),
+           "HURRICANE_TEST_HOLD_AT": "200", "HURRICANE_TEST_HOLD_DIR": str(gate)}
     proc = subprocess.Popen([sys.executable, "-m", "hurricane", "job", "stage1", "--search", sid,
                              "--store", store.url], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    lines = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if line.count('"event": "advance"') and len(lines) > 20:
-            break
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=120)
+    try:
+        wait_for(lambda: list(gate.glob("reached-*")) or proc.poll() is not None, 600,
+                 "the training's hold before step 200")
+        assert proc.poll() is None, "the job ended before its hold"
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     assert proc.returncode == -signal.SIGTERM, rest[-2000:]
     stopped = int(rest.split("stopped after step ")[1].split()[0])
-    ckpts = wait_for(lambda: store.list(f"searches/{sid}/stage1/ckpt"), 10)
-    assert ckpts[-1].endswith(f"ckpt-{stopped:09d}.pt") and 0 < stopped < 3000
+    ckpts = store.list(f"searches/{sid}/stage1/ckpt")
+    assert stopped == 201 and ckpts[-1].endswith(f"ckpt-{stopped:09d}.pt")
 
 
 def test_resume_gives_bitwise_identical_weights(tiny_spec, store) -> None:

@@ -5,11 +5,15 @@ Importing this module imports neither torch nor the tasks (the API sends tasks b
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 
 from hurricane.settings import Settings, get_settings
+
+log = logging.getLogger("hurricane.workers")
 
 CONTROL = "control"  # advancing searches, finishing steps, reconciling: short tasks
 TRAIN = "train"  # supernet training, evolution, retraining: any node
@@ -54,6 +58,36 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+def survive_broker_loss() -> None:
+    """Keeps a worker alive when Redis goes away while it holds unacknowledged tasks.
+
+    On a lost broker connection the consumer closes its channel, and closing restores the
+    unacknowledged messages through the connection that is already gone: kombu (5.7) then
+    raises ``AttributeError: 'NoneType' object has no attribute 'hostname'`` and Celery stops
+    the worker ("Unrecoverable error"). Found by bench/soak.py: a Redis restart killed the
+    control worker mid-reconcile, and every search stalled. Nothing here needs that restore:
+    a restarted Redis lost those messages anyway, and the reconciler re-enqueues whatever a
+    search still needs (a redelivered unit adopts its running job). So the restore that
+    fails is skipped and the consumer reconnects."""
+    from kombu.transport.virtual import base
+
+    original = base.QoS.restore_unacked_once
+    if getattr(original, "hurricane_guard", False):
+        return
+
+    def restore_unacked_once(self: Any, stderr: Any = None) -> Any:
+        try:
+            return original(self, stderr)
+        except AttributeError as err:
+            log.warning("broker connection gone while restoring unacknowledged tasks (%s): "
+                        "left to the reconciler", err)
+            return None
+
+    restore_unacked_once.hurricane_guard = True  # type: ignore[attr-defined]
+    base.QoS.restore_unacked_once = restore_unacked_once  # type: ignore[method-assign]
+
+
+survive_broker_loss()
 app = create_app()
 
 

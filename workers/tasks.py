@@ -69,7 +69,8 @@ def advance(self: Task, search_id: str) -> str:
         if not lock.acquire():
             raise self.retry(countdown=2)
         try:
-            return _advance(search_id)
+            with flight.renewed(lock):
+                return _advance(search_id)
         except SearchPurged:  # a write was refused: the search is being purged
             log.info("advance %s: the search was purged", search_id)
             return "purged"
@@ -242,27 +243,34 @@ def reconcile(self: Task) -> list[str]:
     tasks were lost (Redis flushed, workers gone) or it was never enqueued."""
     s = get_settings()
     r = redis_client(s.redis_dsn)
-    lock = r.lock("hurricane:lock:reconcile", timeout=600, blocking_timeout=0)
+    # renewed while it runs: a worker killed mid-reconcile holds it up for a minute at most
+    lock = r.lock("hurricane:lock:reconcile", timeout=flight.LOCK_TTL_S, blocking_timeout=0,
+                  thread_local=False)
     if not lock.acquire():
         return []
     try:
-        from hurricane.purge import sweep, unfinished
-
-        store = open_store(s.store)
-        for sid in unfinished(store, older_than_s=s.purge_wait_s + 60):
-            log.warning("reconcile: finishing the purge of %s (its caller stopped half-way): "
-                        "%d objects removed", sid, sweep(store, sid))
-        revived = []
-        for sid in active_searches(store):
-            if not flight.busy(r, store, sid, s):
-                enqueue_advance(app, sid, settings=s)
-                revived.append(sid)
-        if revived:
-            log.info("reconcile: re-enqueued %s", ", ".join(revived))
-        return revived
+        with flight.renewed(lock):
+            return _reconcile(r, s)
     finally:
         with contextlib.suppress(redis.RedisError):
             lock.release()
+
+
+def _reconcile(r: redis.Redis, s: Any) -> list[str]:
+    from hurricane.purge import sweep, unfinished
+
+    store = open_store(s.store)
+    for sid in unfinished(store, older_than_s=s.purge_wait_s + 60):
+        log.warning("reconcile: finishing the purge of %s (its caller stopped half-way): "
+                    "%d objects removed", sid, sweep(store, sid))
+    revived = []
+    for sid in active_searches(store):
+        if not flight.busy(r, store, sid, s):
+            enqueue_advance(app, sid, settings=s)
+            revived.append(sid)
+    if revived:
+        log.info("reconcile: re-enqueued %s", ", ".join(revived))
+    return revived
 
 
 @worker_ready.connect

@@ -5,7 +5,9 @@ Put this folder first on a training process's PYTHONPATH with ``HURRICANE_TEST_H
 wrapped so that before step N it writes ``<dir>/reached-<pid>`` (the step) and then holds until
 the process receives SIGTERM (train's own StopRequest handler sees it too), then goes on. A
 process resumed past step N never holds. A test thus evicts or cancels a training at a known
-step instead of racing it: nothing advances between "reached" and the signal.
+step instead of racing it: nothing advances between "reached" and the signal. With
+``HURRICANE_TEST_HOLD_MATCH=<text>`` only a process whose command line holds that text (e.g.
+a search id's prefix) holds; the others train on.
 
 Only tests use it; nothing in the library knows about it."""
 
@@ -22,6 +24,7 @@ from typing import Any
 
 HOLD_AT = os.environ.get("HURRICANE_TEST_HOLD_AT")
 HOLD_DIR = os.environ.get("HURRICANE_TEST_HOLD_DIR")
+HOLD_MATCH = os.environ.get("HURRICANE_TEST_HOLD_MATCH", "")
 HOLD_LIMIT_S = 600.0  # a forgotten gate fails the test instead of hanging it forever
 
 
@@ -36,7 +39,7 @@ def _patch(train: Any) -> None:
         handle(self, signum, frame)
 
     def linear_lr(base: float, step: int, total: int) -> float:
-        if step == step_at and not seen["term"]:
+        if step == step_at and not seen["term"] and HOLD_MATCH in " ".join(sys.argv):
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no StopRequest handler"
             Path(HOLD_DIR or ".", f"reached-{os.getpid()}").write_text(str(step))
             deadline = time.monotonic() + HOLD_LIMIT_S
