@@ -57,7 +57,7 @@ class Plan:
     searches: int = 20
     users: int = 4
     min_s: float = 600.0  # the soak lasts at least this long
-    max_s: float = 3600.0  # and gives up after this long
+    max_s: float = 5400.0  # and gives up after this long
     submit_until: float = 0.55  # submissions spread over this part of min_s
     cancels: int = 3
     purges: int = 1
@@ -65,7 +65,7 @@ class Plan:
     job_kills: int = 4
     redis_restarts: int = 1
     s3_freeze_s: float = 20.0
-    supernet_iterations: int = 250
+    supernet_iterations: int = 200
     retrain_iterations: int = 40
     jobs_concurrency: int = 2
     poll_hz: float = 1.0  # status GETs per second per user (a dashboard's rate)
@@ -366,6 +366,7 @@ class Soak:
         return tiny_spec_dict(name=f"soak-{s.index:02d}", seed=100 + s.index,
                               supernet={"iterations": p.supernet_iterations,
                                         "checkpoint_every": 25},
+                              evolution={"finalists": 0},  # the library's default
                               retrain={"iterations": p.retrain_iterations,
                                        "checkpoint_every": 8})
 

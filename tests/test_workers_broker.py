@@ -1,9 +1,13 @@
 """A worker survives losing Redis while it holds unacknowledged tasks (found by bench/soak.py:
-kombu's restore of those tasks through the connection already gone raised, and Celery stopped
-the control worker). The failing path is driven directly: a message delivered and not
-acknowledged, the broker stopped, the channel closed the way a lost connection closes it."""
+kombu used the old channel after the connection was gone, to restore the unacknowledged tasks
+and to acknowledge one that ended, and Celery stopped the control worker on the AttributeError).
+The failing paths are driven directly, with the calls Celery makes: a message delivered and not
+acknowledged, the broker stopped, the channel left as a lost connection leaves it; and the
+search locks that a killed worker no longer holds for long."""
 
 from __future__ import annotations
+
+import logging
 
 from kombu import Connection
 
@@ -11,22 +15,29 @@ import hurricane.workers.app  # noqa: F401  (installs the guard, as the worker d
 from tests.servers import RedisServer
 
 
-def test_closing_a_channel_whose_broker_is_gone_with_unacked_tasks(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from kombu.transport.virtual import base
+def test_the_old_channel_of_a_lost_broker_raises_connection_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kombu.transport import redis as kombu_redis
 
-    assert getattr(base.QoS.restore_unacked_once, "hurricane_guard", False)
+    assert getattr(kombu_redis.Channel._connparams, "hurricane_guard", False)
     with RedisServer(log=tmp_path / "redis.log") as srv:
         conn = Connection(srv.url)
         ch = conn.channel()
         queue = conn.SimpleQueue("q", channel=ch)
         queue.put({"task": 1})
-        queue.get(timeout=10)  # delivered, never acknowledged (acks_late)
-        assert len(ch.qos._delivered) == 1
+        queue.put({"task": 2})
+        first = queue.get(timeout=10)  # delivered, never acknowledged (acks_late)
+        second = queue.get(timeout=10)
+        assert len(ch.qos._delivered) == 2
         srv.stop()  # Redis goes away
         ch._disconnect_pools()
-        conn.transport.client = None  # what the closing connection leaves behind
-        ch.close()  # kombu 5.7 raised AttributeError here: the worker died of it
+        conn.transport.client = None  # what a closing connection leaves behind
+        log = logging.getLogger("test")
+        # a task that ends acknowledges (Celery: ack_log_error with the connection errors)
+        first.ack_log_error(log, conn.connection_errors)
+        conn.maybe_close_channel(ch)  # the consumer closes the channel: restore dropped
         assert ch.closed
+        ch.connection = None  # as the closed connection leaves its old channel
+        second.ack_log_error(log, conn.connection_errors)  # a task that ends after the close
 
 
 def test_a_search_lock_is_renewed_while_held_and_expires_after_its_holder(redis_server,  # type: ignore[no-untyped-def]

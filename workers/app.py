@@ -61,30 +61,29 @@ def create_app(settings: Settings | None = None) -> Celery:
 def survive_broker_loss() -> None:
     """Keeps a worker alive when Redis goes away while it holds unacknowledged tasks.
 
-    On a lost broker connection the consumer closes its channel, and closing restores the
-    unacknowledged messages through the connection that is already gone: kombu (5.7) then
-    raises ``AttributeError: 'NoneType' object has no attribute 'hostname'`` and Celery stops
-    the worker ("Unrecoverable error"). Found by bench/soak.py: a Redis restart killed the
-    control worker mid-reconcile, and every search stalled. Nothing here needs that restore:
-    a restarted Redis lost those messages anyway, and the reconciler re-enqueues whatever a
-    search still needs (a redelivered unit adopts its running job). So the restore that
-    fails is skipped and the consumer reconnects."""
-    from kombu.transport.virtual import base
+    After a lost broker connection, kombu (5.7) still uses the old channel: closing it
+    restores the unacknowledged messages, and a task that ends acknowledges its message,
+    both through a connection that is gone, which raises ``AttributeError: 'NoneType' object
+    has no attribute 'hostname'`` (or ``'client'``), and Celery stops the worker
+    ("Unrecoverable error"). Found by bench/soak.py: a Redis restart killed the control worker
+    and every search stalled. The old channel's connection parameters are asked for there:
+    with the connection gone that is now the connection error it is, which kombu and Celery
+    handle (the consumer reconnects; the restore and the ack are dropped: a restarted Redis
+    lost those messages anyway, and the reconciler re-enqueues what a search still needs)."""
+    import redis
+    from kombu.transport import redis as kombu_redis
 
-    original = base.QoS.restore_unacked_once
+    original = kombu_redis.Channel._connparams
     if getattr(original, "hurricane_guard", False):
         return
 
-    def restore_unacked_once(self: Any, stderr: Any = None) -> Any:
-        try:
-            return original(self, stderr)
-        except AttributeError as err:
-            log.warning("broker connection gone while restoring unacknowledged tasks (%s): "
-                        "left to the reconciler", err)
-            return None
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is closed (Redis went away)")
+        return original(self, asynchronous=asynchronous)
 
-    restore_unacked_once.hurricane_guard = True  # type: ignore[attr-defined]
-    base.QoS.restore_unacked_once = restore_unacked_once  # type: ignore[method-assign]
+    _connparams.hurricane_guard = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
 
 
 survive_broker_loss()
