@@ -3,6 +3,7 @@ list, cancel, resume, purge and artifacts. Torch-free."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import hmac
@@ -48,6 +49,12 @@ FETCHED = {"final.pt": "retrain/{device}/final.pt", "arch.json": "retrain/{devic
            "metrics.json": "retrain/{device}/metrics.json",
            "model.onnx": "export/{device}/model.onnx"}
 INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
+# A status read whose view is older than status_cache_s starts a refresh in the background and
+# gets the view it had (stale while revalidating), unless that view is older than STALE_MAX_S:
+# a slow or frozen object store delays the view, never the request.
+STALE_MAX_S = 300.0
+META_TTL_S = 600.0  # a search's creation record never changes; a purge here drops it at once
+REFRESH_THREADS = 4
 
 
 class Conflict(ValueError):
@@ -106,12 +113,14 @@ class SearchService:
         self._meta: dict[str, _Cached] = {}
         self._encoded: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._lock = threading.Lock()
+        self._refreshing: dict[str, concurrent.futures.Future[dict[str, Any]]] = {}
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
     def cached_meta(self, search_id: str) -> dict[str, Any] | None:
         hit = self._meta.get(search_id)
-        return hit.value if hit and time.monotonic() - hit.at < 5.0 else None
+        return hit.value if hit and time.monotonic() - hit.at < META_TTL_S else None
 
     def cached_view_json(self, search_id: str) -> bytes | None:
         """The encoded view when it is fresh enough to serve without touching the store."""
@@ -128,7 +137,7 @@ class SearchService:
         """The search's creation record (immutable: kept a few seconds per process)."""
         now = time.monotonic()
         hit = self._meta.get(search_id)
-        if hit and now - hit.at < 5.0:
+        if hit and now - hit.at < META_TTL_S:
             return hit.value
         meta = load_meta(self.store, search_id)
         with self._lock:
@@ -149,13 +158,54 @@ class SearchService:
 
     def view(self, search_id: str, *, fresh: bool = False) -> dict[str, Any]:
         """The search's summary with per-unit progress and per-device winners; reused for
-        ``status_cache_s`` (terminal searches until they are resumed)."""
+        ``status_cache_s`` (terminal searches for 5 s). Older, it is refreshed in the
+        background and the caller gets the view it had until the refresh is done (never one
+        older than ``STALE_MAX_S``). ``fresh``, a first read, or a ``status_cache_s`` of 0
+        read the store at once."""
         ttl = self.settings.status_cache_s
         now = time.monotonic()
         hit = self._cache.get(search_id)
         if hit and not fresh and (now - hit.at < ttl or (hit.value["state"] in TERMINAL
                                   and now - hit.at < 5.0)):
             return hit.value
+        if fresh or hit is None or ttl == 0 or now - hit.at > STALE_MAX_S:
+            return self._compute(search_id)
+        # a refresh that finds the search gone (purged by another API process) forgets it:
+        # the next read computes at once and answers 404
+        self._refresh(search_id)
+        return hit.value
+
+    def _refresh(self, search_id: str) -> concurrent.futures.Future[dict[str, Any]]:
+        """One background refresh per search at a time."""
+        with self._lock:
+            fut = self._refreshing.get(search_id)
+            if fut is None:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(
+                        REFRESH_THREADS, thread_name_prefix="status-refresh")
+                fut = self._pool.submit(self._compute, search_id, True)
+                self._refreshing[search_id] = fut
+            return fut
+
+    def _forget(self, search_id: str) -> None:
+        with self._lock:
+            self._cache.pop(search_id, None)
+            self._encoded.pop(search_id, None)
+            self._meta.pop(search_id, None)
+
+    def _compute(self, search_id: str, background: bool = False) -> dict[str, Any]:
+        try:
+            return self._summary(search_id)
+        except SearchNotFound:
+            self._forget(search_id)  # purged (perhaps by another API process)
+            raise
+        finally:
+            if background:
+                with self._lock:
+                    self._refreshing.pop(search_id, None)
+
+    def _summary(self, search_id: str) -> dict[str, Any]:
+        now = time.monotonic()
         v = summarize(self.store, search_id)
         v["targets"] = v["devices"]
         v["devices"] = winners(self.store, search_id, v)
@@ -169,7 +219,9 @@ class SearchService:
             if len(self._cache) > 10_000:
                 self._cache.clear()
                 self._encoded.clear()
-            self._cache[search_id] = _Cached(now, v)
+            old = self._cache.get(search_id)
+            if old is None or old.at <= now:  # a refresh begun earlier never overwrites a newer view
+                self._cache[search_id] = _Cached(now, v)
         return v
 
     def _progress(self, search_id: str) -> dict[str, Any]:
@@ -270,6 +322,9 @@ class SearchService:
                                          self.store.get_bytes(found[0]), if_absent=True)
             mark_active(self.store, sid)
         self._enqueue(sid)
+        with contextlib.suppress(Exception):  # read here, in a worker thread, not by the route
+            self.meta(sid)
+            self.view(sid, fresh=True)
         return sid, True
 
     def _enqueue(self, search_id: str) -> None:
@@ -302,21 +357,49 @@ class SearchService:
         return self.view(search_id, fresh=True)
 
     def purge(self, search_id: str, user: User) -> int:
-        """Cancels (when running) and deletes every object of the search and its index
-        entries."""
-        meta = self.meta(search_id)
-        with contextlib.suppress(Conflict):
-            self.cancel(search_id, user)
-        mark_active(self.store, search_id, False)
-        for stamp, sid in owned_searches(self.store, meta["owner"]):
-            if sid == search_id:
-                self.store.delete(f"index/owners/{meta['owner']}/{stamp}-{sid}")
-        n = self.store.delete_prefix(f"searches/{search_id}")
+        """Stops the search's running work, then deletes every object of it and its index
+        entries (``hurricane.purge``: a tombstone stays, so nothing that outlives the purge
+        writes into the prefix); returns how many objects were deleted."""
+        from hurricane.purge import purge_search
+
+        self.meta(search_id)  # SearchNotFound: 404
+        s = self.settings
+        with contextlib.suppress(Exception):
+            revoke_queued(self.celery, search_id, settings=s)
+        result = purge_search(self.store, search_id, by=user.name, wait_s=s.purge_wait_s,
+                              poll_s=min(0.2, s.cancel_poll_s), stale_s=s.job_stale_s,
+                              hold=lambda: self._advance_lock(search_id))
+        if result.unstopped:
+            log.warning("purge %s: %s still ran after %.0f s; deleted anyway (they write "
+                        "nothing more)", search_id, ", ".join(result.unstopped), result.waited_s)
         with contextlib.suppress(Exception):  # its Jobs go with their owner object
             enqueue_cleanup(self.celery, search_id)
-        self._cache.pop(search_id, None)
-        self._meta.pop(search_id, None)
-        return n
+            if result.unstopped:  # sweep again once what still ran has surely ended
+                enqueue_cleanup(self.celery, search_id, countdown=s.stop_wait_s)
+        self._forget(search_id)
+        return result.deleted
+
+    @contextlib.contextmanager
+    def _advance_lock(self, search_id: str) -> Iterator[None]:
+        """The search's advance lock for the deletion (none when Redis cannot give it: the
+        tombstone still refuses every write of the search's work)."""
+        lock = None
+        try:
+            lock = flight.search_lock(self.redis, search_id, blocking_timeout=10)
+            if not lock.acquire():
+                lock = None
+        except redis.RedisError:
+            lock = None
+        try:
+            if lock is None:
+                yield
+            else:
+                with flight.renewed(lock):
+                    yield
+        finally:
+            if lock is not None:
+                with contextlib.suppress(redis.RedisError):
+                    lock.release()
 
     # -- artifacts ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from hurricane import progress
@@ -32,6 +32,7 @@ from hurricane.contract import (
     JobTransient,
 )
 from hurricane.leases import Lease, LeaseView, acquire, newest
+from hurricane.records import guarded
 from hurricane.registry import Registry
 from hurricane.stores import open_store
 
@@ -44,14 +45,69 @@ __all__ = ["EXECUTORS", "Executor", "InlineExecutor", "JobCancelled", "JobFailed
 
 
 class InlineExecutor:
-    """Runs the job's function in this process (tests, and inside a pod)."""
+    """Runs the job's function in this process (tests, and inside a pod). With ``cancelled``
+    the job stops at its next progress step once that says so (JobCancelled), checked at most
+    every ``poll_s``; its writes go through the search's guard (none once it is purged)."""
 
     name = "inline"
+
+    def __init__(self, *, cancelled: Callable[[], bool] | None = None,
+                 poll_s: float | None = None) -> None:
+        self.cancelled = cancelled
+        self.poll_s = poll_s
 
     def run(self, job: JobSpec) -> None:
         from hurricane.jobs import run_job
 
-        run_job(job.step, job.search_id, open_store(job.store_url), device=job.device)
+        store = guarded(open_store(job.store_url), job.search_id)
+        if self.cancelled is None:
+            run_job(job.step, job.search_id, store, device=job.device)
+            return
+        if self.poll_s is None:
+            from hurricane.settings import get_settings
+
+            self.poll_s = get_settings().cancel_poll_s
+        check = _CancelCheck(progress.reporter(), self.cancelled, self.poll_s,
+                             f"job {job.name} stopped: the search was cancelled")
+        check.check()
+        with progress.use_reporter(check):
+            run_job(job.step, job.search_id, store, device=job.device)
+
+
+class _CancelCheck:
+    """A reporter that passes everything on to ``inner`` and raises JobCancelled from a
+    progress step once ``cancelled()`` says so (asked at most every ``every_s``): how a job
+    running in this process is stopped, since no signal can reach it alone."""
+
+    def __init__(self, inner: progress.Reporter, cancelled: Callable[[], bool], every_s: float,
+                 why: str) -> None:
+        self.inner, self.cancelled, self.every_s, self.why = inner, cancelled, every_s, why
+        self.last = time.monotonic()
+
+    def check(self) -> None:
+        self.last = time.monotonic()
+        try:
+            stop = self.cancelled()
+        except Exception:  # an unreachable store is not a cancellation
+            return
+        if stop:
+            raise JobCancelled(self.why)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int, completed: int = 0) -> Iterator[progress.Task]:
+        outer = self
+        with self.inner.task(description, total, completed) as t:
+
+            class _T:
+                def advance(self, n: int = 1, **metrics: Any) -> None:
+                    t.advance(n, **metrics)
+                    if time.monotonic() - outer.last >= outer.every_s:
+                        outer.check()
+
+            yield _T()
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
 
 
 class ProgressRelay:
@@ -142,7 +198,8 @@ class ProcessExecutor:
         if not self.leases:
             self._spawn(job, None)
             return
-        store = open_store(job.store_url)
+        # a purged search's lease is neither taken nor written (SearchPurged)
+        store = guarded(open_store(job.store_url), job.search_id)
         while True:
             held = acquire(store, job.search_id, job.name, heartbeat_s=self.heartbeat_s,
                            stale_s=self.stale_s)
@@ -156,7 +213,7 @@ class ProcessExecutor:
     def _adopt(self, job: JobSpec, lease: LeaseView) -> bool:
         """Waits for a job another caller runs; True when it succeeded, False when its holder
         died (the caller takes over), raising when it failed or the search was cancelled."""
-        store = open_store(job.store_url)
+        store = guarded(open_store(job.store_url), job.search_id)
         progress.message(f"job {job.name} already runs on {lease.doc.get('host')} "
                          f"(lease {lease.number}): waiting for it")
         log.info("adopting job %s (lease %d held by %s on %s)", job.name, lease.number,

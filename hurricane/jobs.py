@@ -9,7 +9,7 @@ import signal
 import traceback
 
 from hurricane.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS, Preempted
-from hurricane.records import SearchNotFound, load_spec
+from hurricane.records import SearchNotFound, SearchPurged, guarded, load_spec
 from hurricane.store import ArtifactStore, StoreUnavailable
 from hurricane.stores import open_store
 
@@ -17,9 +17,12 @@ log = logging.getLogger("hurricane.jobs")
 
 
 def run_job(step: str, search_id: str, store: ArtifactStore, *, device: str | None = None) -> None:
-    """One step's heavy work for one device (or all), reading the stored spec."""
+    """One step's heavy work for one device (or all), reading the stored spec. Its writes go
+    through the search's guard: once the search is purged the job stops at its next write
+    (SearchPurged) and nothing lands in the purged prefix."""
     import hurricane.steps  # noqa: F401  (registers the step and job functions)
 
+    store = guarded(store, search_id)
     JOBS.get(step)(load_spec(store, search_id), search_id, store, device)
 
 
@@ -52,6 +55,9 @@ def job_main(step: str, search_id: str, store_url: str, device: str | None) -> i
     except StoreUnavailable as err:
         log.error("job %s/%s: %s", step, device or "all", err)
         return EXIT_TRANSIENT
+    except SearchPurged as err:  # or its record is gone: either way nothing more is written
+        log.warning("job %s/%s: %s", step, device or "all", err)
+        return EXIT_INVALID
     except invalid_input_errors() as err:
         log.error("job %s/%s: invalid input: %s: %s", step, device or "all",
                   type(err).__name__, err)

@@ -4,6 +4,7 @@ loops over a strategy's steps. The Celery tasks call exactly these functions."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +13,10 @@ from hurricane import progress
 from hurricane.contract import STEPS, Executor, JobCancelled, JobSpec, Step
 from hurricane.records import (
     SearchConflict,
+    SearchPurged,
     Timer,
+    guarded,
+    is_purged,
     load_meta,
     load_spec,
     mark_active,
@@ -23,8 +27,10 @@ from hurricane.records import (
     record_action,
     report_key,
     result_key,
+    stop_requested,
     submit,
     summarize,
+    unit_state_key,
     write_step_state,
     write_unit_state,
 )
@@ -80,9 +86,15 @@ def run_unit(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
              executor: Executor, unit: str, *, generation: int | None = None) -> bool:
     """Runs one unit's job unless its outputs exist; records the unit's state. True when it
     ran a job (False: already done). Failures are recorded and raised: a retryable one
-    (JobTransient) as ``retrying``, the caller decides whether to try again."""
+    (JobTransient) as ``retrying``, the caller decides whether to try again.
+
+    The ``running`` record is written before anything else and stands for this call until it
+    ends: a purge waits for it to go. When the search is cancelled the unit ends
+    ``cancelled`` (JobCancelled); when it is purged (before or while the job runs) every write
+    is refused, the job is stopped and the record is deleted as the last act (SearchPurged)."""
     from hurricane.contract import JobTransient
 
+    store = guarded(store, search_id)
     s = step(name)
     if s.done(spec, search_id, store, unit):
         return False
@@ -106,20 +118,44 @@ def run_unit(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
                          started=timer.started, finished=now(), seconds=timer.seconds(),
                          attempt=attempt, **waits.fields(), **extra)
 
+    def gone() -> SearchPurged:  # this call's record was its last word: take it back
+        with contextlib.suppress(Exception):
+            store.delete(unit_state_key(search_id, name, unit))
+        return SearchPurged(search_id)
+
     try:
+        # registered first, checked second: a purge that wrote its tombstone before this
+        # record landed is seen here; one that came after finds the record and waits for it
+        if stop_requested(store, search_id):
+            raise JobCancelled(f"{name}/{unit}: the search was cancelled before its job started")
         with progress.use_state_hook(on_state):
             executor.run(s.job(spec, search_id, store, unit))
-    except JobCancelled as err:
-        end("cancelled", error=_error(err))
-        raise
-    except JobTransient as err:
-        end("retrying", error=_error(err)[-2000:])
-        raise
     except BaseException as err:
-        end("failed", error=_error(err)[-2000:])
+        if isinstance(err, SearchPurged) or _purged(store, search_id):
+            raise gone() from err
+        try:
+            if isinstance(err, JobCancelled):
+                end("cancelled", error=_error(err))
+            elif isinstance(err, JobTransient):
+                end("retrying", error=_error(err)[-2000:])
+            else:
+                end("failed", error=_error(err)[-2000:])
+        except SearchPurged:
+            raise gone() from err
         raise
-    end("succeeded")
+    try:
+        end("succeeded")
+    except SearchPurged as err:
+        raise gone() from err
     return True
+
+
+def _purged(store: ArtifactStore, search_id: str) -> bool:
+    """Whether the search was purged, as far as the store says now (an unreachable store: no)."""
+    try:
+        return is_purged(store, search_id)
+    except Exception:
+        return False
 
 
 class _Waits:

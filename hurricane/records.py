@@ -8,16 +8,19 @@ are created once (``if_absent``), and user actions are appended as numbered obje
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import hashlib
+import os
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hurricane.spec import SearchSpec
-from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
+from hurricane.store import ArtifactNotFound, ArtifactStore, ObjectInfo, search_key
 from hurricane.strategies import STRATEGIES
 
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -32,6 +35,14 @@ class SearchConflict(ValueError):
 class SearchNotFound(KeyError):
     def __str__(self) -> str:
         return f"no search {self.args[0]!r}"
+
+
+class SearchPurged(SearchNotFound):
+    """The search was purged while this process worked on it: it stops and writes nothing."""
+
+    def __str__(self) -> str:
+        return (f"search {self.args[0]!r} was purged: its work stopped and wrote nothing more "
+                "(submit the spec again to run it anew)")
 
 
 def now() -> str:
@@ -80,6 +91,11 @@ def owner_prefix(owner: str) -> str:
     return f"index/owners/{owner}"
 
 
+def purged_key(search_id: str) -> str:
+    """The tombstone of a purged search: outside its prefix, so it outlives the deletion."""
+    return f"index/purged/{search_id}.json"
+
+
 def idempotency_key(owner: str, key: str) -> str:
     return f"index/idempotency/{owner}/{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
 
@@ -96,6 +112,9 @@ def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None,
     unless ``owner`` is None, the same owner). Every write is create-only, so a submission
     interrupted halfway is completed by the next one and two racing submissions agree."""
     sid = search_id or new_search_id(spec)
+    if store.exists(purged_key(sid)):
+        raise SearchConflict(f"search {sid!r} was purged; its id is not used again (submit "
+                             "without a search id, or with another one)")
     stored = spec.model_dump(mode="json")
     # compared after validation, so a spec stored before a new field existed still matches
     if (not store.put_json(spec_key(sid), stored, if_absent=True)
@@ -196,6 +215,88 @@ def record_action(store: ArtifactStore, search_id: str, action: str, *, by: str 
     return read_control(store, search_id)
 
 
+# -- purged searches: the tombstone and the guard ---------------------------------------------
+
+def is_purged(store: ArtifactStore, search_id: str) -> bool:
+    return store.exists(purged_key(search_id))
+
+
+def stop_requested(store: ArtifactStore, search_id: str) -> bool:
+    """Whether the search's running work must stop: it was purged (the tombstone stays after
+    the cancel record is deleted with everything else) or cancelled."""
+    return is_purged(store, search_id) or read_control(store, search_id).cancelled
+
+
+class GuardedStore(ArtifactStore):
+    """``store`` as the work on one search sees it: once the search's tombstone exists, every
+    write under the search's prefix (and of its active-index entry) raises SearchPurged
+    instead of landing, so a job, task or lease that outlives a purge writes nothing into the
+    purged prefix. Reads and deletions pass through; the purge itself waits for running work
+    to stop (``hurricane.purge``), which closes the window between a check and its write."""
+
+    def __init__(self, inner: ArtifactStore, search_id: str) -> None:
+        self.inner, self.search_id = inner, search_id
+        self._prefix = search_key(search_id) + "/"
+        self._active = active_key(search_id)
+        self._purged = False  # a tombstone is never removed: seen once, it stays seen
+
+    def _check(self, key: str) -> None:
+        if not (key.startswith(self._prefix) or key == self._active):
+            return
+        if self._purged or self.inner.exists(purged_key(self.search_id)):
+            self._purged = True
+            raise SearchPurged(self.search_id)
+
+    def put_bytes(self, key: str, data: bytes, *, if_absent: bool = False) -> bool:
+        self._check(key)
+        return self.inner.put_bytes(key, data, if_absent=if_absent)
+
+    def put_file(self, key: str, path: str | Path) -> None:
+        self._check(key)
+        self.inner.put_file(key, path)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.inner.get_bytes(key)
+
+    def get_file(self, key: str, path: str | Path) -> None:
+        self.inner.get_file(key, path)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def list(self, prefix: str) -> builtins.list[str]:
+        return self.inner.list(prefix)
+
+    def children(self, prefix: str) -> builtins.list[str]:
+        return self.inner.children(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.inner.delete_prefix(prefix)
+
+    def uri(self, key: str = "") -> str:
+        return self.inner.uri(key)
+
+    @property
+    def url(self) -> str:
+        return self.inner.url
+
+    def presign_get(self, key: str, expires_s: int, *, filename: str | None = None) -> str | None:
+        return self.inner.presign_get(key, expires_s, filename=filename)
+
+
+def guarded(store: ArtifactStore, search_id: str) -> ArtifactStore:
+    """``store`` guarded for work on ``search_id`` (once: a guarded store is not wrapped again)."""
+    if isinstance(store, GuardedStore) and store.search_id == search_id:
+        return store
+    return GuardedStore(store, search_id)
+
+
 # -- step and unit state ----------------------------------------------------------------------
 
 def write_step_state(store: ArtifactStore, search_id: str, step: str, state: str, *,
@@ -208,7 +309,7 @@ def write_unit_state(store: ArtifactStore, search_id: str, step: str, unit: str,
                      generation: int, **fields: Any) -> None:
     store.put_json(unit_state_key(search_id, step, unit),
                    {"state": state, "generation": generation, "updated": now(),
-                    "host": socket.gethostname(), **fields})
+                    "host": socket.gethostname(), "pid": os.getpid(), **fields})
 
 
 def read_unit_state(store: ArtifactStore, search_id: str, step: str,

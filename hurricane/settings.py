@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(1.0, gt=0, description="how often a running job checks for "
                                  "cancellation")
     cancel_grace_s: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL on cancel")
+    purge_wait_s: float = Field(20.0, ge=0, description="how long a purge waits for the "
+                                "search's running work to stop before it deletes anyway (what "
+                                "still runs then writes nothing: the search's tombstone)")
+    stop_wait_s: float = Field(60.0, ge=0, description="how long a cancelled Kubernetes job's "
+                               "pods may take to be gone before the cancel gives up waiting")
 
     # Kubernetes (executor = kubernetes; the Helm chart renders every one of these)
     k8s_namespace: str = Field("default", description="namespace of the jobs")

@@ -45,6 +45,7 @@ from hurricane.operator.manifests import (
     manifests,
     owner_configmap,
 )
+from hurricane.records import SearchPurged
 from hurricane.settings import Settings, get_settings
 
 log = logging.getLogger("hurricane.operator")
@@ -301,7 +302,7 @@ class KubernetesExecutor:
         try:
             while True:
                 if self._is_cancelled():
-                    self._delete(objs)
+                    self._stop(objs, selector)
                     raise JobCancelled(f"Kubernetes {kind} {name} deleted: the search was "
                                        "cancelled")
                 obj = self._call(kind, "read", name)
@@ -327,8 +328,30 @@ class KubernetesExecutor:
                     phase, ran = "running", True
                     self._watch_pods(selector, container, streams, reported, relay, tail)
                 time.sleep(self.poll_s)
+        except SearchPurged:  # recording the unit's state was refused: the search was purged
+            self._stop(objs, selector)
+            raise
         finally:
             relay.close()
+
+    def _stop(self, objs: list[Manifest], selector: str) -> None:
+        """Deletes the job's objects, then waits (at most ``settings.stop_wait_s``) until its
+        pods are gone: a cancel or purge goes on only once nothing of the job runs."""
+        self._delete(objs)
+        deadline = time.monotonic() + self.settings.stop_wait_s
+        while True:
+            pods = self._json(self.core.list_namespaced_pod(
+                self.cluster.namespace, label_selector=selector,
+                _preload_content=False)).get("items", [])
+            live = [p["metadata"]["name"] for p in pods
+                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+            if not live:
+                return
+            if time.monotonic() >= deadline:
+                log.warning("pods %s still run %.0f s after their job was deleted",
+                            ", ".join(live), self.settings.stop_wait_s)
+                return
+            time.sleep(self.poll_s)
 
     def _admission_reason(self, obj: dict[str, Any], *, ran: bool) -> str:
         """Kueue's reason for a suspended object (its Workload's conditions)."""

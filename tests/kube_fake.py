@@ -167,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if k.objects.pop((kind, name or ""), None) is None:
                     self._status(404, "NotFound")
                     return
+                if kind in ("Job", "TrainJob"):
+                    k.pods.pop(name or "", None)  # the garbage collector deletes its pods
                 self._send(200, {"kind": "Status", "status": "Success"})
             elif resource == "pods":
                 job = query.get("labelSelector", "").split("=", 1)[-1]
@@ -218,7 +220,9 @@ class LocalKubelet:
     directory under ``root``, paths in values mapped with it). A Job that is not suspended gets
     a pod; suspending it (Kueue evicting it) sends the pod SIGTERM, as the Job controller does
     when it deletes the pods of a suspended Job, and its end is not a failure; a Job's status
-    follows its pod: Complete on exit 0, Failed otherwise. Logs are served while they grow."""
+    follows its pod: Complete on exit 0, Failed otherwise. Deleting a Job deletes its pod as
+    the garbage collector does: SIGTERM, SIGKILL after the grace period, and the pod is no
+    longer listed once its process has ended. Logs are served while they grow."""
 
     def __init__(self, kube: FakeKube, root: Any, env_from: dict[str, dict[str, str]] | None = None,
                  grace_s: float = 30.0) -> None:
@@ -231,6 +235,7 @@ class LocalKubelet:
         self.ended: dict[str, int] = {}  # pod -> exit code
         self.outcome: dict[str, dict[str, Any]] = {}  # Job -> final status
         self.terminated: dict[str, float] = {}  # Job -> when SIGTERM was sent
+        self.deleted: dict[str, float] = {}  # Job deleted -> when its pod got SIGTERM
         self.started = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="kubelet")
@@ -251,7 +256,7 @@ class LocalKubelet:
 
     def pods(self, job: str) -> list[dict[str, Any]]:
         name = self.pod_of.get(job)
-        if name is None:
+        if name is None or (job in self.deleted and name in self.ended):
             return []
         phase = ("Running" if name not in self.ended
                  else "Succeeded" if self.ended[name] == 0 else "Failed")
@@ -290,8 +295,12 @@ class LocalKubelet:
                 jobs = {name: obj for (kind, name), obj in self.kube.objects.items()
                         if kind == "Job"}
             for name, proc in list(self.procs.items()):
-                if name not in jobs and proc.poll() is None:  # deleted: its pods go too
-                    proc.kill()
+                if name not in jobs and proc.poll() is None:  # deleted: its pod goes too
+                    if name not in self.deleted:
+                        self.deleted[name] = time.monotonic()
+                        proc.terminate()
+                    elif time.monotonic() - self.deleted[name] > self.grace_s:
+                        proc.kill()
             for name, obj in jobs.items():
                 if name in self.outcome:
                     continue
@@ -365,6 +374,7 @@ class LocalKubelet:
         if cmd[0] == "python":
             cmd[0] = sys.executable
         self.started += 1
+        self.deleted.pop(name, None)
         pod_name = f"{name}-0-{self.started:05d}"
         self.pod_of[name] = pod_name
         self.logs[pod_name] = []

@@ -149,4 +149,6 @@ def test_cancel_stops_the_running_job_and_resume_finishes(service, gate, tmp_pat
     resumed = service.client().resume(sid)
     assert resumed["generation"] == 1
     assert_succeeded_once(service, sid)
+    train = service.store().get_json(f"searches/{sid}/stage1/train.json")
+    assert train["resumed_from"] == GATE_AT + 1  # the cancelled job checkpointed the held step
     print(f"cancel stopped the running job in {stopped_after:.2f} s")

@@ -5,11 +5,15 @@ Importing this module imports neither torch nor the tasks (the API sends tasks b
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 
 from hurricane.settings import Settings, get_settings
+
+log = logging.getLogger("hurricane.workers")
 
 CONTROL = "control"  # advancing searches, finishing steps, reconciling: short tasks
 TRAIN = "train"  # supernet training, evolution, retraining: any node
@@ -54,6 +58,35 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+def survive_broker_loss() -> None:
+    """Keeps a worker alive when Redis goes away while it holds unacknowledged tasks.
+
+    After a lost broker connection, kombu (5.7) still uses the old channel: closing it
+    restores the unacknowledged messages, and a task that ends acknowledges its message,
+    both through a connection that is gone, which raises ``AttributeError: 'NoneType' object
+    has no attribute 'hostname'`` (or ``'client'``), and Celery stops the worker
+    ("Unrecoverable error"). Found by bench/soak.py: a Redis restart killed the control worker
+    and every search stalled. The old channel's connection parameters are asked for there:
+    with the connection gone that is now the connection error it is, which kombu and Celery
+    handle (the consumer reconnects; the restore and the ack are dropped: a restarted Redis
+    lost those messages anyway, and the reconciler re-enqueues what a search still needs)."""
+    import redis
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "hurricane_guard", False):
+        return
+
+    def _connparams(self: Any, asynchronous: bool = False) -> Any:
+        if self.connection is None or self.connection.client is None:
+            raise redis.ConnectionError("the broker connection is closed (Redis went away)")
+        return original(self, asynchronous=asynchronous)
+
+    _connparams.hurricane_guard = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
+
+
+survive_broker_loss()
 app = create_app()
 
 

@@ -64,6 +64,8 @@ def revoke_queued(app: Celery, search_id: str, *, settings: Settings | None = No
     return len(ids)
 
 
-def enqueue_cleanup(app: Celery, search_id: str) -> str:
-    """After a purge: the worker side removes what lives outside the store (Kubernetes Jobs)."""
-    return str(app.send_task(CLEANUP_TASK, args=[search_id], queue=CONTROL).id)
+def enqueue_cleanup(app: Celery, search_id: str, *, countdown: float | None = None) -> str:
+    """After a purge: the worker side removes what lives outside the store (Kubernetes Jobs)
+    and sweeps the purged prefix once more."""
+    return str(app.send_task(CLEANUP_TASK, args=[search_id], queue=CONTROL,
+                             countdown=countdown).id)

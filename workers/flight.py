@@ -4,8 +4,11 @@ queues when Redis is flushed, which is exactly when the reconciler must re-enque
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -16,6 +19,37 @@ from hurricane.store import ArtifactStore
 
 ADVANCE = "advance"
 ADVANCE_STALE_S = 300.0  # an advance is short: started longer ago than this, its worker died
+
+
+LOCK_TTL_S = 60.0  # a held search lock is renewed every quarter of this while its holder lives
+
+
+def search_lock(r: redis.Redis, search_id: str, *, blocking_timeout: float) -> Any:
+    """The lock an advance of the search holds (a purge takes it too before deleting, so that
+    no advance is half-way through its writes then). It expires LOCK_TTL_S after its holder
+    stopped renewing it (``renewed``): a worker killed while holding it blocks the search for
+    a minute, not for the advance's whole time limit."""
+    return r.lock(f"hurricane:lock:{search_id}", timeout=LOCK_TTL_S,
+                  blocking_timeout=blocking_timeout, thread_local=False)
+
+
+@contextlib.contextmanager
+def renewed(lock: Any) -> Iterator[None]:
+    """Renews an acquired lock from a background thread until the block ends."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_TTL_S / 4):
+            with contextlib.suppress(redis.RedisError):  # lost, or Redis restarted
+                lock.reacquire()
+
+    t = threading.Thread(target=renew, name="search-lock", daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join(timeout=5)
 
 
 def flight_key(search_id: str) -> str:

@@ -23,9 +23,12 @@ from celery.signals import worker_ready
 from hurricane.contract import JobCancelled, JobTransient
 from hurricane.records import (
     SearchNotFound,
+    SearchPurged,
     active_searches,
+    guarded,
     mark_active,
     read_control,
+    stop_requested,
     write_step_state,
 )
 from hurricane.settings import get_settings
@@ -62,11 +65,15 @@ def advance(self: Task, search_id: str) -> str:
     r = redis_client(s.redis_dsn)
     try:
         flight.mark(r, search_id, flight.ADVANCE, "started", task_id=self.request.id)
-        lock = r.lock(f"hurricane:lock:{search_id}", timeout=1800, blocking_timeout=20)
+        lock = flight.search_lock(r, search_id, blocking_timeout=20)
         if not lock.acquire():
             raise self.retry(countdown=2)
         try:
-            return _advance(search_id)
+            with flight.renewed(lock):
+                return _advance(search_id)
+        except SearchPurged:  # a write was refused: the search is being purged
+            log.info("advance %s: the search was purged", search_id)
+            return "purged"
         finally:
             with contextlib.suppress(redis.RedisError):  # expired, or Redis restarted
                 lock.release()
@@ -80,7 +87,7 @@ def _advance(search_id: str) -> str:
     from hurricane.pipeline import finish_step, load_spec, next_work, write_final_report
 
     s = get_settings()
-    store = open_store(s.store)
+    store = guarded(open_store(s.store), search_id)
     r = redis_client(s.redis_dsn)
     try:
         spec = load_spec(store, search_id)
@@ -137,24 +144,26 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     name = flight.field(step, unit)
     outcome = "done"
     try:
-        store = open_store(s.store)
+        store = guarded(open_store(s.store), search_id)
         try:
             spec = load_spec(store, search_id)
         except SearchNotFound:
             flight.clear(r, search_id, name)
             return "gone"
-        if read_control(store, search_id).cancelled:
+        if stop_requested(store, search_id):
             flight.clear(r, search_id, name)
             return "cancelled"
         job = unit_job(spec, search_id, store, step, unit)
         flight.mark(r, search_id, name, "started", task_id=self.request.id, job=job.name,
                     worker=self.request.hostname)
-        executor = make_executor(s, lambda: read_control(store, search_id).cancelled)
+        executor = make_executor(s, lambda: stop_requested(store, search_id))
         t0 = time.perf_counter()
         with progress.use_reporter(RedisReporter(r, search_id, step, unit)):
             try:
                 ran = pipeline_run_unit(step, spec, search_id, store, executor, unit)
                 outcome = f"{'ran' if ran else 'found'} {step}/{unit} in {time.perf_counter() - t0:.1f} s"
+            except SearchPurged:  # stopped, and its unit record taken back: nothing to advance
+                outcome = "purged"
             except JobCancelled:
                 outcome = "cancelled"
             except TRANSIENT:
@@ -176,7 +185,7 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
             raise self.retry(exc=err, countdown=_backoff(self.request.retries)) from err
     with contextlib.suppress(redis.RedisError):  # else the reconciler finds the unit done
         flight.clear(r, search_id, name)
-    if outcome != "cancelled":
+    if outcome not in ("cancelled", "purged"):
         enqueue_advance(app, search_id, settings=s)
     return outcome
 
@@ -192,21 +201,28 @@ def make_executor(s: Any, cancelled: Any) -> Any:
 
     if s.executor == "process":
         return create_executor("process", echo=True, cancelled=cancelled)
-    return create_executor(s.executor)
+    return create_executor(s.executor, cancelled=cancelled)
 
 
 @app.task(name=CLEANUP_TASK, bind=True, max_retries=5, soft_time_limit=300, time_limit=330)
 def cleanup(self: Task, search_id: str) -> str:
     """After a purge: removes what the search left outside the store (its Kubernetes Jobs,
-    through their owner object)."""
+    through their owner object), then sweeps its prefix once more (what a purge interrupted
+    half-way left, or a write already on its way when the purge began)."""
+    from hurricane.purge import sweep
+
     s = get_settings()
-    if s.executor != "kubernetes":
-        return "nothing outside the store"
     try:
-        make_executor(s, None).delete_search(search_id)
+        if s.executor == "kubernetes":
+            make_executor(s, None).delete_search(search_id)
+        swept = sweep(open_store(s.store), search_id)
     except Exception as err:
         raise self.retry(exc=err, countdown=_backoff(self.request.retries)) from err
-    return "owner object deleted"
+    if swept:
+        log.warning("cleanup %s: removed %d objects left under the purged search", search_id,
+                    swept)
+    return f"swept {swept} objects" + (", owner object deleted" if s.executor == "kubernetes"
+                                       else "")
 
 
 def _record_gave_up(search_id: str, step: str, unit: str, err: BaseException) -> None:
@@ -227,22 +243,34 @@ def reconcile(self: Task) -> list[str]:
     tasks were lost (Redis flushed, workers gone) or it was never enqueued."""
     s = get_settings()
     r = redis_client(s.redis_dsn)
-    lock = r.lock("hurricane:lock:reconcile", timeout=600, blocking_timeout=0)
+    # renewed while it runs: a worker killed mid-reconcile holds it up for a minute at most
+    lock = r.lock("hurricane:lock:reconcile", timeout=flight.LOCK_TTL_S, blocking_timeout=0,
+                  thread_local=False)
     if not lock.acquire():
         return []
     try:
-        store = open_store(s.store)
-        revived = []
-        for sid in active_searches(store):
-            if not flight.busy(r, store, sid, s):
-                enqueue_advance(app, sid, settings=s)
-                revived.append(sid)
-        if revived:
-            log.info("reconcile: re-enqueued %s", ", ".join(revived))
-        return revived
+        with flight.renewed(lock):
+            return _reconcile(r, s)
     finally:
         with contextlib.suppress(redis.RedisError):
             lock.release()
+
+
+def _reconcile(r: redis.Redis, s: Any) -> list[str]:
+    from hurricane.purge import sweep, unfinished
+
+    store = open_store(s.store)
+    for sid in unfinished(store, older_than_s=s.purge_wait_s + 60):
+        log.warning("reconcile: finishing the purge of %s (its caller stopped half-way): "
+                    "%d objects removed", sid, sweep(store, sid))
+    revived = []
+    for sid in active_searches(store):
+        if not flight.busy(r, store, sid, s):
+            enqueue_advance(app, sid, settings=s)
+            revived.append(sid)
+    if revived:
+        log.info("reconcile: re-enqueued %s", ", ".join(revived))
+    return revived
 
 
 @worker_ready.connect

@@ -11,7 +11,9 @@ and the signal.
 
 With ``HURRICANE_TEST_HOLD_ARM`` set, only a process that claims the file ``<dir>/armed`` (an
 atomic rename to its ``reached-…`` file) holds: a test arms the gate for the one training it
-wants to catch, and every other training of a long-lived service passes.
+wants to catch, and every other training of a long-lived service passes. With
+``HURRICANE_TEST_HOLD_MATCH=<text>`` only a process whose command line holds that text (e.g. a
+search id's prefix) may hold; the others train on.
 
 Only tests use it; nothing in the library knows about it."""
 
@@ -28,6 +30,7 @@ from typing import Any
 
 HOLD_AT = os.environ.get("HURRICANE_TEST_HOLD_AT")
 HOLD_DIR = os.environ.get("HURRICANE_TEST_HOLD_DIR")
+HOLD_MATCH = os.environ.get("HURRICANE_TEST_HOLD_MATCH", "")
 HOLD_LIMIT_S = 600.0  # a forgotten gate fails the test instead of hanging it forever
 
 
@@ -43,7 +46,8 @@ def _patch(train: Any) -> None:
 
     def linear_lr(base: float, step: int, total: int) -> float:
         rank = os.environ.get("RANK", "0")
-        if step == step_at and not seen["term"] and _claim(rank):
+        if (step == step_at and not seen["term"] and HOLD_MATCH in " ".join(sys.argv)
+                and _claim(rank)):
             assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, "no StopRequest handler"
             Path(HOLD_DIR or ".", f"reached-{rank}-{os.getpid()}").write_text(str(step))
             deadline = time.monotonic() + HOLD_LIMIT_S
