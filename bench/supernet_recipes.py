@@ -239,7 +239,8 @@ def main() -> None:
     for p in args.standalone_from:
         for run in json.loads(p.read_text())["runs"]:
             for a, acc in zip(run["archs"], run.get("standalone") or [], strict=False):
-                known[(run["seed"], a)] = acc
+                if acc is not None:  # an interrupted run's missing ones are trained again
+                    known[(run["seed"], a)] = acc
     recipes = args.recipes.split(",")
     its_of = {r: its for r in recipes}
     for item in args.recipe_iterations.split(",") if args.recipe_iterations else []:
@@ -258,7 +259,8 @@ def main() -> None:
         doc["runs"] = old["runs"]
         for run in old["runs"]:
             for a, acc in zip(run["archs"], run.get("standalone") or [], strict=False):
-                known[(run["seed"], a)] = acc
+                if acc is not None:  # an interrupted run's missing ones are trained again
+                    known[(run["seed"], a)] = acc
 
     def save() -> None:
         doc["seconds"] = round(time.time() - t0, 1)
