@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,7 @@ from _results import emit
 
 from hurricane.arch import Arch
 from hurricane.machine import machine_info
-from hurricane.spec import load_spec
+from hurricane.spec import SearchSpec, load_spec
 from hurricane.steps.common import data_of, evolution_key, latency_model, load_space, load_table
 from hurricane.steps.final import retrain_arch
 from hurricane.store import LocalStore, search_key
@@ -79,6 +81,46 @@ def search(spec_path: Path, seed: int, store: Path, log: Path) -> tuple[str, flo
     return sid, time.time() - t0
 
 
+def _retrain_one(spec: SearchSpec, arch: str) -> float:
+    """One architecture trained alone (in a pool process: one thread, its own data copy)."""
+    set_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, m = retrain_arch(spec, Arch.parse(arch), data_of(spec), LocalStore(tmp), "alone")
+    return round(float(m["test_top1"]), 4)
+
+
+def retrain_all(spec: SearchSpec, name: str, archs: list[Arch], workdir: Path,
+                jobs: int) -> list[float]:
+    """Test top-1 of each architecture trained alone like the winner, ``jobs`` at a time (one
+    thread each). Results are cached in ``workdir/retrains.jsonl`` keyed on the spec, seed,
+    architecture and retrain settings, so a rerun (another supernet recipe, say) retrains only
+    architectures it has not met."""
+    cache_path = workdir / "retrains.jsonl"
+    settings = json.dumps(spec.retrain.model_dump(mode="json"), sort_keys=True)
+
+    def key(a: Arch) -> str:
+        return f"{name}|{spec.seed}|{a}|{settings}"
+
+    cache: dict[str, float] = {}
+    if cache_path.exists():
+        for line in cache_path.read_text().splitlines():
+            row = json.loads(line)
+            cache[row["key"]] = row["test_top1"]
+    todo = [a for a in dict.fromkeys(archs) if key(a) not in cache]
+    workdir.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
+        futures = {pool.submit(_retrain_one, spec, str(a)): a for a in todo}
+        for fut in as_completed(futures):
+            a, acc = futures[fut], fut.result()
+            cache[key(a)] = acc
+            with cache_path.open("a") as f:
+                f.write(json.dumps({"key": key(a), "test_top1": acc}) + "\n")
+            print(json.dumps({"spec": name, "seed": spec.seed, "arch": str(a),
+                              "test_top1": acc}), file=sys.stderr, flush=True)
+    return [cache[key(a)] for a in archs]
+
+
 def verdicts(report: dict[str, Any]) -> dict[str, Any]:
     """Each supernet's verdict as the report gives it, and the search's: reliable only when
     every supernet it searched on was."""
@@ -93,7 +135,7 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
             "warnings": report.get("warnings") or []}
 
 
-def run(spec_path: Path, seed: int, n: int, workdir: Path) -> dict[str, Any]:
+def run(spec_path: Path, seed: int, n: int, workdir: Path, jobs: int) -> dict[str, Any]:
     store_dir = workdir / "store"
     sid, seconds = search(spec_path, seed, store_dir, workdir / f"{spec_path.stem}-s{seed}.log")
     store = LocalStore(store_dir)
@@ -113,16 +155,8 @@ def run(spec_path: Path, seed: int, n: int, workdir: Path) -> dict[str, Any]:
             archs.append(a)
         if len(archs) == n:
             break
-    data = data_of(spec)
     t0 = time.time()
-    alone = []
-    with tempfile.TemporaryDirectory() as tmp:
-        scratch = LocalStore(tmp)
-        for i, a in enumerate(archs):
-            _, m = retrain_arch(spec, a, data, scratch, f"random/{i}")
-            alone.append(round(float(m["test_top1"]), 4))
-            print(json.dumps({"spec": spec_path.stem, "seed": seed, "random": i,
-                              "test_top1": alone[-1]}), file=sys.stderr, flush=True)
+    alone = retrain_all(spec, spec_path.stem, archs, workdir, jobs)
     top1 = round(float(winner["top1"]), 4)
     pct = percentile(top1, alone)
     # the rescoring of evolution's top (evolution.rescore): what evolution's own first would
@@ -131,9 +165,7 @@ def run(spec_path: Path, seed: int, n: int, workdir: Path) -> dict[str, Any]:
     pick = (evo.get("rescored") or {}).get("evolution_pick", winner["arch"])
     pick_top1 = top1
     if pick != winner["arch"]:
-        with tempfile.TemporaryDirectory() as tmp:
-            _, m = retrain_arch(spec, Arch.parse(pick), data, LocalStore(tmp), "pick")
-        pick_top1 = round(float(m["test_top1"]), 4)
+        pick_top1 = retrain_all(spec, spec_path.stem, [Arch.parse(pick)], workdir, jobs)[0]
     v = verdicts(report)
     out = {"spec": spec_path.stem, "strategy": spec.strategy, "seed": seed, "search_id": sid,
            "layers": spec.backbone.num_layers, "stage_channels": list(spec.backbone.stage_channels),
@@ -188,6 +220,8 @@ def main() -> None:
     ap.add_argument("--specs", type=Path, nargs="*", default=SPECS)
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--archs", type=int, default=10)
+    ap.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 1)),
+                    help="architectures trained alone at once (one thread each)")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench/.vs-random")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
@@ -203,7 +237,7 @@ def main() -> None:
         for seed in (int(s) for s in args.seeds.split(",")):
             if (spec_path.stem, seed) in done:
                 continue
-            runs.append(run(spec_path, seed, args.archs, args.workdir))
+            runs.append(run(spec_path, seed, args.archs, args.workdir, args.jobs))
             doc = {"benchmark": "search_vs_random", "machine": machine_info(),
                    "command": " ".join(["python", "bench/search_vs_random.py", *sys.argv[1:]]),
                    "archs": args.archs, "summary": summary(runs), "runs": runs,
