@@ -94,8 +94,12 @@ class MotoServer:
             raise FileNotFoundError(f"{exe} not found: install moto[server] into this environment")
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         try:
+            # tests/s3_atomic: conditional PUTs atomic, as on S3 and MinIO (its docstring)
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent / "s3_atomic"), os.environ.get("PYTHONPATH", "")])}
             self._proc = subprocess.Popen([str(exe), "-H", self.host, "-p", str(self.port)],
-                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                          stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, env=env)
         finally:
             if self.log:
                 out.close()  # type: ignore[union-attr]

@@ -403,7 +403,9 @@ def test_unavailable_after_retry_budget(tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailable, match=rf"{srv.endpoint}.*store_retry_s=2") as err:
         s.get_bytes("k")
-    assert time.monotonic() - t0 < 5
+    # the budget ends the retries: well before the default budget (90 s) would, however
+    # loaded the machine (each attempt meets a refused connection at once)
+    assert time.monotonic() - t0 < 45
     assert isinstance(err.value, ConnectionError)
     with pytest.raises(StoreUnavailable):
         s.put_file("k", __file__)
