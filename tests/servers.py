@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -282,3 +283,18 @@ class ServiceStack:
             time.sleep(0.5)
         raise TimeoutError(f"search {search_id} is {view.get('state')} after {timeout:.0f} s: "
                            f"{json.dumps(view.get('steps'), default=str)[:2000]}")
+
+
+def in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Runs ``fn(*args)`` in a daemon thread; the dict gets its ``result`` or its ``error``."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["result"] = fn(*args)
+        except BaseException as err:
+            out["error"] = err
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, out

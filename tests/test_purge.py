@@ -37,7 +37,7 @@ from hurricane.records import (
 from hurricane.spec import SearchSpec
 from hurricane.store import LocalStore
 from tests.conftest import tiny_spec_dict
-from tests.servers import wait_for
+from tests.servers import in_thread, wait_for
 
 POD_GATE = Path(__file__).parent / "pod_gate"
 HOLD = 30  # the training holds before this step (checkpoints every 10: three written by then)
@@ -53,20 +53,6 @@ def ready(store: LocalStore) -> tuple[LocalStore, str, SearchSpec]:
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())
     return store, sid, spec
-
-
-def _in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["result"] = fn(*args)
-        except BaseException as err:
-            out["error"] = err
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    return t, out
 
 
 def _held(store: LocalStore, sid: str) -> None:
@@ -97,7 +83,7 @@ def test_purge_stops_a_process_job_before_deleting(ready, tmp_path, monkeypatch)
     monkeypatch.setenv("HURRICANE_TEST_HOLD_DIR", str(gate))
     ex = ProcessExecutor(echo=False, cancelled=lambda: stop_requested(store, sid), poll_s=0.1,
                          grace_s=60)
-    t, out = _in_thread(run_unit, "stage1", spec, sid, store, ex, WHOLE)
+    t, out = in_thread(run_unit, "stage1", spec, sid, store, ex, WHOLE)
     wait_for(lambda: list(gate.glob("reached-*")), EVENT_S, "the training's hold")
     _held(store, sid)
     lease = newest(store, sid, f"{sid}-stage1")
@@ -144,10 +130,10 @@ def test_purge_stops_an_inline_job_before_deleting(ready) -> None:  # type: igno
         with progress.use_reporter(gate):
             return run_unit("stage1", spec, sid, store, ex, WHOLE)
 
-    t, out = _in_thread(run)
+    t, out = in_thread(run)
     assert gate.reached.wait(EVENT_S)
     _held(store, sid)
-    p, purged = _in_thread(lambda: purge_search(store, sid, by="test", wait_s=EVENT_S,
+    p, purged = in_thread(lambda: purge_search(store, sid, by="test", wait_s=EVENT_S,
                                                 poll_s=0.05))
     wait_for(lambda: store.exists(purged_key(sid)), EVENT_S, "the tombstone")
     # the purge waits for the held unit: the record stands for the training still running
@@ -181,7 +167,7 @@ def test_purge_stops_a_kubernetes_job_before_deleting(ready, tmp_path) -> None: 
                          stop_wait_s=EVENT_S)
             ex = KubernetesExecutor(settings=s, api_client=srv.client(),
                                     cancelled=lambda: stop_requested(store, sid))
-            t, out = _in_thread(run_unit, "stage1", spec, sid, store, ex, WHOLE)
+            t, out = in_thread(run_unit, "stage1", spec, sid, store, ex, WHOLE)
             wait_for(lambda: list(gate.glob("reached-*")), EVENT_S, "the training's hold")
             _held(store, sid)
             name = job_name(JobSpec(sid, "stage1", store.url))

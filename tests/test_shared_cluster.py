@@ -27,7 +27,7 @@ from hurricane.settings import Settings
 from hurricane.spec import SearchSpec
 from tests.conftest import tiny_spec_dict
 from tests.kube_fake import FakeKubeServer, LocalKubelet, condition, pod
-from tests.servers import wait_for
+from tests.servers import in_thread, wait_for
 
 NS = "team-a"
 POD_GATE = Path(__file__).parent / "pod_gate"  # holds a training process at a step (sitecustomize)
@@ -228,20 +228,6 @@ def test_admission_reasons_from_workload_conditions() -> None:
 
 # -- Kueue at the HTTP seam ---------------------------------------------------------------------
 
-def _run_in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["result"] = fn(*args)
-        except BaseException as err:
-            out["error"] = err
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    return t, out
-
-
 def test_a_suspended_job_is_queued_with_kueues_reason_then_runs(kube) -> None:  # type: ignore[no-untyped-def]
     k = kube.kube
     job = JobSpec("s-1", "profile", "s3://b/p", device="cpu", node_label="cpu")
@@ -257,7 +243,7 @@ def test_a_suspended_job_is_queued_with_kueues_reason_then_runs(kube) -> None:  
                 lambda s, r: states.append((s, r))):
             ex.run(job)
 
-    t, out = _run_in_thread(run)
+    t, out = in_thread(run)
     wait_for(lambda: ("Job", name) in k.objects, 60)
     uid = k.uid("Job", name)
     k.workloads[uid] = [workload(uid, QuotaReserved=("False", "Pending", QUOTA))]  # type: ignore[index]
@@ -292,7 +278,7 @@ def test_an_unserved_workload_api_gives_a_generic_reason(kube) -> None:  # type:
         with progress.use_state_hook(lambda s, r: states.append((s, r))):
             ex.run(job)
 
-    t, out = _run_in_thread(run)
+    t, out = in_thread(run)
     wait_for(lambda: states, 60)
     time.sleep(0.3)
     assert states[0] == ("queued", "waiting for Kueue (LocalQueue team-a-gpu): no Workload yet")
@@ -340,7 +326,7 @@ def test_an_evicted_training_job_continues_from_its_checkpoint_when_readmitted( 
         with progress.use_reporter(rec):
             return run_unit("stage1", spec, sid, store, ex, WHOLE)
 
-    t, out = _run_in_thread(run)
+    t, out = in_thread(run)
     name = job_name(JobSpec(sid, "stage1", store.url))
     try:
         wait_for(lambda: ("Job", name) in k.objects, 60)
@@ -470,7 +456,7 @@ def test_a_queued_trainjob_under_kueue(kube) -> None:  # type: ignore[no-untyped
         with progress.use_state_hook(lambda st, r: states.append((st, r))):
             ex.run(TRAIN)
 
-    t, out = _run_in_thread(run)
+    t, out = in_thread(run)
     wait_for(lambda: ("TrainJob", name) in k.objects, 60)
     tj = k.obj("TrainJob", name)
     assert tj["spec"]["suspend"] is True
