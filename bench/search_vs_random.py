@@ -81,11 +81,17 @@ def search(spec_path: Path, seed: int, store: Path, log: Path) -> tuple[str, flo
     return sid, time.time() - t0
 
 
+_DATA: dict[str, Any] = {}  # a pool process's data, loaded once per spec (not per architecture)
+
+
 def _retrain_one(spec: SearchSpec, arch: str) -> float:
     """One architecture trained alone (in a pool process: one thread, its own data copy)."""
     set_threads(1)
+    key = spec.model_dump_json()
+    if key not in _DATA:
+        _DATA[key] = data_of(spec)
     with tempfile.TemporaryDirectory() as tmp:
-        _, m = retrain_arch(spec, Arch.parse(arch), data_of(spec), LocalStore(tmp), "alone")
+        _, m = retrain_arch(spec, Arch.parse(arch), _DATA[key], LocalStore(tmp), "alone")
     return round(float(m["test_top1"]), 4)
 
 
