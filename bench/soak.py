@@ -598,10 +598,10 @@ def main(argv: list[str] | None = None) -> int:
                     "users (one cancelled, one purged), one 6 s S3 freeze")
     ap.add_argument("--searches", type=int)
     ap.add_argument("--minutes", type=float, help="the least time the soak lasts")
-    ap.add_argument("--supernet-iterations", type=int, help="per supernet stage (default %d)"
-                    % Plan.supernet_iterations)
-    ap.add_argument("--retrain-iterations", type=int, help="the winner's retrain (default %d)"
-                    % Plan.retrain_iterations)
+    ap.add_argument("--supernet-iterations", type=int, help="per supernet stage (default "
+                    f"{Plan.supernet_iterations})")
+    ap.add_argument("--retrain-iterations", type=int, help="the winner's retrain (default "
+                    f"{Plan.retrain_iterations})")
     ap.add_argument("--seed", type=int, default=24)
     ap.add_argument("--dir", type=Path, help="where the stack's state and logs go (kept)")
     ap.add_argument("--out", type=Path)
