@@ -17,7 +17,7 @@ demo:  ## run the demo search end to end (digits, this CPU)
 test: lint  ## the default test run (CI)
 	cd "$(CURDIR)" && $(PY) -m pytest -m "not slow" -q
 
-test-slow:  ## slower end-to-end tests (the demo spec itself)
+test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (CI runs them too)
 	cd "$(CURDIR)" && $(PY) -m pytest -m slow -q
 
 lint:  ## ruff, mypy, and import-layer contracts on the installed layout

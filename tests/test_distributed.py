@@ -81,6 +81,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(tmp_path: Path) -
     assert sum(diffs) / len(diffs) < 0.1
 
 
+@pytest.mark.slow  # about 2 min on 2 cores: `make test-slow`, CI
 def test_a_search_with_two_training_processes_finishes(store) -> None:  # type: ignore[no-untyped-def]
     spec = SearchSpec.model_validate(tiny_spec_dict(
         training={"processes_per_node": 2},
@@ -100,6 +101,7 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores: `make test-slow`, CI
 def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint(  # type: ignore[no-untyped-def]
         store, tmp_path, monkeypatch) -> None:
     """Both ranks hold before step 150 (tests/pod_gate, once per rank) so that the SIGKILL of

@@ -27,6 +27,7 @@ def _setup(**evolution: object) -> tuple[SearchSpec, Supernet, SearchSpace, Data
     return spec, net, space, data
 
 
+@pytest.mark.slow  # about 2 min on 2 cores: `make test-slow`, CI
 def test_a_finalist_is_trained_from_the_supernet_and_leaves_it_unchanged() -> None:
     spec, net, space, data = _setup()
     arch = space.sample(random.Random(1))

@@ -19,6 +19,9 @@ import yaml
 from tests.conftest import tiny_spec_dict
 from tests.servers import ServiceStack
 
+# A search through the whole stack, about 3.5 min on 2 cores: `make test-slow`, CI.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

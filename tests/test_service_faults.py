@@ -21,6 +21,9 @@ from hurricane.machine import pid_alive
 from tests.conftest import tiny_spec_dict
 from tests.servers import ServiceStack, wait_for
 
+# Minutes each on 2 cores (a search through the whole stack per fault): `make test-slow`, CI.
+pytestmark = pytest.mark.slow
+
 GATE_AT = 100
 
 
