@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from _results import emit
 
-from hurricane.devices import DEVICES
+from hurricane.latency.devices import DEVICES
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig, metrics
+from hurricane.latency.profiling import Protocol, measure_arch, profile_table
 from hurricane.machine import machine_info
-from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
-from hurricane.profiling import Protocol, measure_arch, profile_table
+from hurricane.runs.steps import layout_of, pool_space
+from hurricane.runs.steps.common import noisy
 from hurricane.spec import load_spec
-from hurricane.steps import layout_of, pool_space
-from hurricane.steps.common import noisy
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,14 +43,14 @@ from typing import Any
 import yaml
 from _results import emit
 
-from hurricane.arch import Arch
 from hurricane.machine import machine_info
+from hurricane.nets.arch import Arch
+from hurricane.nets.train import set_threads
+from hurricane.runs.steps.common import data_of, evolution_key, latency_model, load_space, load_table
+from hurricane.runs.steps.final import retrain_arch
+from hurricane.runs.strategies import STRATEGIES
 from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps.common import data_of, evolution_key, latency_model, load_space, load_table
-from hurricane.steps.final import retrain_arch
-from hurricane.store import LocalStore, search_key
-from hurricane.strategies import STRATEGIES
-from hurricane.train import set_threads
+from hurricane.storage.store import LocalStore, search_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "bench/specs/vs-random").glob("*.yaml"))

@@ -26,10 +26,10 @@ from _results import emit
 from scipy import stats
 from supernet_ranking import GroundTruth, test_copies
 
-from hurricane.arch import Arch
 from hurricane.machine import machine_info
+from hurricane.nets.arch import Arch
+from hurricane.nets.train import set_threads
 from hurricane.spec import load_spec
-from hurricane.train import set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 

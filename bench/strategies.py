@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hurricane.executor import InlineExecutor
 from hurricane.machine import machine_info
-from hurricane.pipeline import run_search
 from hurricane.progress import LogReporter, use_reporter
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
 from hurricane.spec import load_spec
-from hurricane.store import LocalStore, search_key
+from hurricane.storage.store import LocalStore, search_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import emit

@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from _results import emit
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
 from hurricane.machine import machine_info
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import train
+from hurricane.runs.steps.common import SupernetScorer, data_of, quality_verdict, train_config
+from hurricane.runs.steps.oneshot import path_sampler
 from hurricane.spec import load_spec
-from hurricane.steps.common import SupernetScorer, data_of, quality_verdict, train_config
-from hurricane.steps.oneshot import path_sampler
-from hurricane.supernet import Supernet
-from hurricane.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED = "MB_3_3"

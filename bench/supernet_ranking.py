@@ -48,12 +48,12 @@ import torch
 from _results import emit
 from scipy import stats
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.evolution import EvolutionSearch
+from hurricane.latency.profiling import profile_table
 from hurricane.machine import machine_info
-from hurricane.profiling import profile_table
-from hurricane.spec import DatasetSpec, SearchSpec, load_spec
-from hurricane.steps.common import (
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.supernet import Network, Supernet
+from hurricane.nets.train import evaluate, set_threads, train
+from hurricane.runs.steps.common import (
     SupernetScorer,
     data_of,
     evolution_config,
@@ -64,9 +64,9 @@ from hurricane.steps.common import (
     target_profile,
     train_config,
 )
-from hurricane.steps.oneshot import path_sampler
-from hurricane.supernet import Network, Supernet
-from hurricane.train import evaluate, set_threads, train
+from hurricane.runs.steps.oneshot import path_sampler
+from hurricane.search.evolution import EvolutionSearch
+from hurricane.spec import DatasetSpec, SearchSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES: dict[str, dict[str, Any]] = {

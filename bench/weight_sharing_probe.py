@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from _results import emit
 from torch import nn
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
 from hurricane.machine import machine_info
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.supernet import Supernet, recalibrate_bn
+from hurricane.nets.train import evaluate, linear_lr, param_groups, step_seed
+from hurricane.runs.steps.common import data_of
 from hurricane.spec import load_spec
-from hurricane.steps.common import data_of
-from hurricane.supernet import Supernet, recalibrate_bn
-from hurricane.train import evaluate, linear_lr, param_groups, step_seed
 
 MB = ("MB_3_3", "MB_5_3", "MB_7_3", "MB_3_6", "MB_5_6", "MB_7_6")
 CONFIGS = (["--all", "0"], ["--all", "0", "--align", "1"], ["--all", "0", "--tie", "1"],

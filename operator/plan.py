@@ -125,8 +125,8 @@ class Planned:
 def plan(spec: SearchSpec, settings: Settings, *, search_id: str) -> list[Planned]:
     """The owner ConfigMap, then every job's objects in plan order (steps that fan out per
     winner planned at their most: one per device)."""
-    from hurricane.pipeline import planned_jobs
-    from hurricane.store import LocalStore
+    from hurricane.runs.pipeline import planned_jobs
+    from hurricane.storage.store import LocalStore
 
     cluster = Cluster.from_settings(settings)
     out = [Planned("", "", owner_configmap(search_id, cluster))]

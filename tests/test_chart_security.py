@@ -468,7 +468,7 @@ def test_the_redis_password_goes_into_the_client_url_quoted_and_only_once() -> N
 # -- 6. tokens with an expiry ----------------------------------------------------------------
 
 def test_token_expiry_reaches_the_api_through_the_chart() -> None:
-    from hurricane.tokens import hash_token, load_file
+    from hurricane.service.tokens import hash_token, load_file
 
     tokens = [{"user": "ci", "sha256": hash_token("t-ci"), "expires": "2027-01-06T00:00:00Z"},
               {"user": "alice", "role": "admin", "sha256": hash_token("t-a")}]
@@ -516,7 +516,7 @@ def test_job_keys_reach_only_what_the_rendered_policy_names(case: str,
     import boto3
     from minio.error import S3Error
 
-    from hurricane.s3store import S3Store
+    from hurricane.storage.s3store import S3Store
 
     values = None if case == "whole-bucket" else SCOPED
     objs = render(values)

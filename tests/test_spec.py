@@ -147,8 +147,8 @@ def test_training_topology_is_checked(training, over, words) -> None:  # type: i
 
 
 def test_local_processes_run_one_node_only() -> None:
-    from hurricane.contract import JobInvalid, JobSpec
-    from hurricane.executor import ProcessExecutor
+    from hurricane.runs.contract import JobInvalid, JobSpec
+    from hurricane.runs.executor import ProcessExecutor
 
     ex = ProcessExecutor()
     assert ex.argv(JobSpec("s", "stage1", "/x", nprocs=2, max_restarts=3))[1:6] == [

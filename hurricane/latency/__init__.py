@@ -1,0 +1,1 @@
+"""Latency: device profiles, inference engines, measured tables, predictors and the one proxy."""

@@ -1,0 +1,1 @@
+"""The networks a search builds: the op pool, architectures, backbone, supernet, training, export."""

@@ -1,0 +1,1 @@
+"""Running a search: the step contract, the steps, records, leases, pipeline, jobs, executors."""

@@ -1,0 +1,2 @@
+"""The service outside its API and workers: the client and its commands, the local stack, tokens,
+admission limits."""
