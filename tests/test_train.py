@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from hurricane.nets.supernet import Supernet
-from hurricane.nets.train import Checkpointer, TrainConfig, param_groups, train
-from hurricane.runs.contract import Preempted
+from hurricane.nets.train import Checkpointer, Preempted, TrainConfig, param_groups, train
 from hurricane.runs.steps import data_of, layout_of, path_sampler, pool_space
 
 

@@ -27,7 +27,6 @@ from hurricane.nets.distributed import (
     plain_batchnorm,
     sync_batchnorm,
 )
-from hurricane.runs.contract import Preempted
 from hurricane.storage.store import ArtifactStore
 from hurricane.storage.torchio import load_torch, save_torch
 
@@ -156,6 +155,15 @@ def _resume(checkpointer: Checkpointer | None, where: Place) -> tuple[int, dict[
     steps = checkpointer.steps() if where.main else []
     step = agree(steps[-1] if steps else 0, where.world)
     return (step, checkpointer.load(step)) if step else (0, None)
+
+
+class Preempted(Exception):
+    """A training job was asked to stop (SIGTERM: Kueue evicting it, a node drain, a cancel)
+    and stopped at a checkpoint of ``step``: running it again continues from there."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped by SIGTERM after step {step}; checkpoint written")
+        self.step = step
 
 
 class StopRequest:

@@ -59,15 +59,6 @@ class JobTransient(JobFailed):
     """A job lost its object store or its process (signal, exit code 75): worth a retry."""
 
 
-class Preempted(Exception):
-    """A training job was asked to stop (SIGTERM: Kueue evicting it, a node drain, a cancel)
-    and stopped at a checkpoint of ``step``: running it again continues from there."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(f"stopped by SIGTERM after step {step}; checkpoint written")
-        self.step = step
-
-
 class JobCancelled(RuntimeError):
     """The search was cancelled while the job ran; the job was stopped."""
 

@@ -8,7 +8,7 @@ import os
 import signal
 import traceback
 
-from hurricane.runs.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS, Preempted
+from hurricane.runs.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
 from hurricane.runs.records import SearchNotFound, SearchPurged, guarded, load_spec
 from hurricane.storage.store import ArtifactStore, StoreUnavailable
 from hurricane.storage.stores import open_store
@@ -39,6 +39,7 @@ def job_main(step: str, search_id: str, store_url: str, device: str | None) -> i
     """Runs the job and maps its failure onto an exit code: 0 done, 65 invalid input (never
     retried), 75 object store unreachable (retried), 1 anything else."""
     from hurricane.nets.distributed import finish
+    from hurricane.nets.train import Preempted
 
     try:
         run_job(step, search_id, open_store(store_url), device=device)
