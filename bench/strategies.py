@@ -26,7 +26,7 @@ from hurricane.machine import machine_info
 from hurricane.progress import LogReporter, use_reporter
 from hurricane.runs.executor import InlineExecutor
 from hurricane.runs.pipeline import run_search
-from hurricane.spec import load_spec
+from hurricane.spec import read_spec_file
 from hurricane.storage.store import LocalStore, search_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("hurricane").setLevel(logging.INFO)
-    base = load_spec(args.spec)
+    base = read_spec_file(args.spec)
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
     runs = []

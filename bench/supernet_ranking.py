@@ -66,7 +66,7 @@ from hurricane.runs.steps.common import (
 )
 from hurricane.runs.steps.oneshot import path_sampler
 from hurricane.search.evolution import EvolutionSearch
-from hurricane.spec import DatasetSpec, SearchSpec, load_spec
+from hurricane.spec import DatasetSpec, SearchSpec, read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES: dict[str, dict[str, Any]] = {
@@ -361,7 +361,7 @@ def main() -> None:
                     "default: dataset.copies, 3): steadier supernet scores and yardstick")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    base = load_spec(a.spec)
+    base = read_spec_file(a.spec)
     base = base.model_copy(update={"dataset": DatasetSpec.model_validate({
         **base.dataset.model_dump(), "name": "cluttered-digits", "eval_copies": a.eval_copies})})
     ev = base.evolution

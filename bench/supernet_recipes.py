@@ -55,7 +55,7 @@ from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
 from hurricane.runs.steps.common import data_of, layout_of, train_config
 from hurricane.runs.steps.oneshot import path_plan, plan_loss
 from hurricane.runs.steps.quality import SplitScorer, verdict
-from hurricane.spec import SearchSpec, load_spec
+from hurricane.spec import SearchSpec, read_spec_file
 from hurricane.storage.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def main() -> None:
         plot(json.loads(args.out.read_text()), args.plot)
         return
     set_threads(None)
-    base = load_spec(args.spec)
+    base = read_spec_file(args.spec)
     at = sorted(int(x) for x in args.at.split(","))
     its = args.iterations or at[-1]
     base = base.model_copy(update={"supernet": base.supernet.model_copy(

@@ -45,7 +45,7 @@ from hurricane.runs.steps.common import (
 from hurricane.runs.steps.measure import pool_space
 from hurricane.runs.steps.oneshot import path_sampler
 from hurricane.search.hwspace import hardware_space
-from hurricane.spec import SearchSpec, load_spec
+from hurricane.spec import SearchSpec, read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = [("none", False), ("none", True), ("family", True), ("layer", False), ("layer", True)]
@@ -110,7 +110,7 @@ def main() -> None:
     for name, path, runs in plan:
         if a.only and a.only != name:
             continue
-        base = load_spec(path)
+        base = read_spec_file(path)
         spaces: dict[bool, SearchSpace] = {}
         for sharing, shortcut, lr in runs:
             spec = variant(base, sharing, shortcut, lr)

@@ -49,10 +49,10 @@ def _reporter(quiet: bool = False) -> progress.Reporter:
 
 
 def _load(path: Path):  # type: ignore[no-untyped-def]
-    from hurricane.spec import SpecError, load_spec
+    from hurricane.spec import SpecError, read_spec_file
 
     try:
-        return load_spec(path)
+        return read_spec_file(path)
     except SpecError as err:
         _fail(str(err))
 
@@ -175,12 +175,12 @@ def step(
     """Run one pipeline step of a submitted search (idempotent)."""
     import hurricane.runs.steps  # noqa: F401
     from hurricane.runs.executor import create_executor
-    from hurricane.runs.pipeline import load_spec, run_step
+    from hurricane.runs.pipeline import run_step, stored_spec
     from hurricane.storage.stores import open_store
 
     st = open_store(store)
     with progress.use_reporter(_reporter()):
-        out = run_step(name, load_spec(st, search), search, st, create_executor(executor))
+        out = run_step(name, stored_spec(st, search), search, st, create_executor(executor))
     typer.echo(json.dumps(out, indent=2))
 
 

@@ -588,7 +588,7 @@ def parse_spec(data: Any) -> SearchSpec:
         raise SpecError(format_validation_error(err)) from None
 
 
-def load_spec(path: str | Path) -> SearchSpec:
+def read_spec_file(path: str | Path) -> SearchSpec:
     """Loads a spec from a .yaml/.yml/.json file; raises SpecError with field-level messages."""
     p = Path(path)
     try:

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from hurricane.operator.plan import plan, release_env, settings_from_env
-from hurricane.spec import load_spec
+from hurricane.spec import read_spec_file
 from tests.servers import free_port, wait_for_port
 from tests.test_chart import (
     CHART,
@@ -121,7 +121,7 @@ def planned_jobs(values_file: Path | None, values: dict[str, Any] | None = None,
     operator's manifests functions, the settings the chart renders)."""
     objs = render(values, values_file)
     settings = settings_from_env(release_env(objs))
-    s = load_spec(EXAMPLES / spec)
+    s = read_spec_file(EXAMPLES / spec)
     return [dict(p.obj) for p in plan(s, settings, search_id=f"{s.name}-00000000")]
 
 

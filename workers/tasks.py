@@ -84,13 +84,13 @@ def advance(self: Task, search_id: str) -> str:
 
 
 def _advance(search_id: str) -> str:
-    from hurricane.runs.pipeline import finish_step, load_spec, next_work, write_final_report
+    from hurricane.runs.pipeline import finish_step, next_work, stored_spec, write_final_report
 
     s = get_settings()
     store = guarded(open_store(s.store), search_id)
     r = redis_client(s.redis_dsn)
     try:
-        spec = load_spec(store, search_id)
+        spec = stored_spec(store, search_id)
     except SearchNotFound:
         log.warning("advance %s: no such search (purged?)", search_id)
         return "gone"
@@ -135,8 +135,8 @@ def _advance(search_id: str) -> str:
 def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     """Runs one unit's job (adopting it when it already runs elsewhere), then advances."""
     from hurricane import progress
-    from hurricane.runs.pipeline import load_spec, unit_job
     from hurricane.runs.pipeline import run_unit as pipeline_run_unit
+    from hurricane.runs.pipeline import stored_spec, unit_job
     from hurricane.workers.progress import RedisReporter
 
     s = get_settings()
@@ -146,7 +146,7 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     try:
         store = guarded(open_store(s.store), search_id)
         try:
-            spec = load_spec(store, search_id)
+            spec = stored_spec(store, search_id)
         except SearchNotFound:
             flight.clear(r, search_id, name)
             return "gone"

@@ -9,7 +9,7 @@ import signal
 import traceback
 
 from hurricane.runs.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
-from hurricane.runs.records import SearchNotFound, SearchPurged, guarded, load_spec
+from hurricane.runs.records import SearchNotFound, SearchPurged, guarded, stored_spec
 from hurricane.storage.store import ArtifactStore, StoreUnavailable
 from hurricane.storage.stores import open_store
 
@@ -23,7 +23,7 @@ def run_job(step: str, search_id: str, store: ArtifactStore, *, device: str | No
     import hurricane.runs.steps  # noqa: F401  (registers the step and job functions)
 
     store = guarded(store, search_id)
-    JOBS.get(step)(load_spec(store, search_id), search_id, store, device)
+    JOBS.get(step)(stored_spec(store, search_id), search_id, store, device)
 
 
 def invalid_input_errors() -> tuple[type[BaseException], ...]:

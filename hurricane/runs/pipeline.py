@@ -18,7 +18,6 @@ from hurricane.runs.records import (
     guarded,
     is_purged,
     load_meta,
-    load_spec,
     mark_active,
     now,
     parse_time,
@@ -28,6 +27,7 @@ from hurricane.runs.records import (
     report_key,
     result_key,
     stop_requested,
+    stored_spec,
     submit,
     summarize,
     unit_state_key,
@@ -37,8 +37,18 @@ from hurricane.runs.records import (
 from hurricane.spec import SearchSpec
 from hurricane.storage.store import ArtifactStore, search_key
 
-__all__ = ["STEPS", "SearchConflict", "Work", "load_spec", "next_work", "run_search", "run_step",
-           "run_unit", "step", "submit"]
+__all__ = [
+    "STEPS",
+    "SearchConflict",
+    "Work",
+    "next_work",
+    "run_search",
+    "run_step",
+    "run_unit",
+    "step",
+    "stored_spec",
+    "submit",
+]
 
 
 def step(name: str) -> Step:

@@ -136,7 +136,8 @@ def submit(spec: SearchSpec, store: ArtifactStore, search_id: str | None = None,
     return sid
 
 
-def load_spec(store: ArtifactStore, search_id: str) -> SearchSpec:
+def stored_spec(store: ArtifactStore, search_id: str) -> SearchSpec:
+    """The spec a search was submitted with, read from its record (a file: spec.read_spec_file)."""
     try:
         return SearchSpec.model_validate(store.get_json(spec_key(search_id)))
     except ArtifactNotFound:
