@@ -17,9 +17,9 @@ from hurricane import __version__
 from hurricane.api import devices, health, searches
 from hurricane.api.body import SafeJSONResponse, clean_errors
 from hurricane.api.limits import BodyLimit
-from hurricane.records import SearchNotFound
+from hurricane.runs.records import SearchNotFound
 from hurricane.spec import SearchSpec
-from hurricane.store import StoreUnavailable
+from hurricane.storage.store import StoreUnavailable
 
 log = logging.getLogger("hurricane.api")
 

@@ -15,11 +15,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from hurricane.api.service import SearchService
-from hurricane.records import SearchNotFound
+from hurricane.runs.records import SearchNotFound
+from hurricane.service.tokens import TokenTable, User
 from hurricane.settings import Settings, get_settings
-from hurricane.store import ArtifactStore
-from hurricane.stores import open_store
-from hurricane.tokens import TokenTable, User
+from hurricane.storage.store import ArtifactStore
+from hurricane.storage.stores import open_store
 from hurricane.workers.dispatch import redis_client
 
 SEARCH_ID = r"^[a-z0-9][-a-z0-9]{0,62}$"

@@ -22,17 +22,17 @@ from pydantic import (
     model_validator,
 )
 
-from hurricane import tables
 from hurricane.api.body import invalid, media_type, parse_document, pydantic_errors, read_limited
 from hurricane.api.deps import CurrentUser, SettingsDep, StoreDep
 from hurricane.api.schemas import TableImported, TablePublic
-from hurricane.devices import DEVICES
-from hurricane.latency_table import TableErrors, check_table
-from hurricane.oppool import OPS
-from hurricane.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
-from hurricane.records import now
-from hurricane.store import ArtifactNotFound, ArtifactStore
-from hurricane.tokens import USER, User
+from hurricane.latency import tables
+from hurricane.latency.devices import DEVICES
+from hurricane.latency.latency_table import TableErrors, check_table
+from hurricane.latency.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
+from hurricane.nets.oppool import OPS
+from hurricane.runs.records import now
+from hurricane.service.tokens import USER, User
+from hurricane.storage.store import ArtifactNotFound, ArtifactStore
 
 DEVICE_NAME = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
 MAX_CORRELATE_DEVICES = 64
@@ -251,7 +251,7 @@ def share_table(user: CurrentUser, store: StoreDep, name: DeviceName,
     if hit is None or hit[1] != "own":
         raise HTTPException(404, f"no table {name!r} of user {owner!r}")
     doc = store.get_json(hit[0])
-    from hurricane.latency_table import LatencyTable
+    from hurricane.latency.latency_table import LatencyTable
 
     table = LatencyTable.from_json({**doc, "device": name})
     tables.write(store, None, name, table.to_json(), table.to_csv(),

@@ -18,10 +18,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hurricane.api.deps import RedisDep, SettingsDep, StoreDep
 from hurricane.api.service import check_signature
-from hurricane.devices import DEVICES
-from hurricane.records import SEARCH_STATES, TERMINAL, SearchNotFound, owned_searches, owners, summarize
+from hurricane.latency.devices import DEVICES
+from hurricane.runs.records import SEARCH_STATES, TERMINAL, SearchNotFound, owned_searches, owners, summarize
 from hurricane.settings import Settings
-from hurricane.store import ArtifactStore, LocalStore, check_key
+from hurricane.storage.store import ArtifactStore, LocalStore, check_key
 from hurricane.workers.app import CONTROL, TRAIN, profile_queue
 
 router = APIRouter(tags=["health"])

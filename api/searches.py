@@ -14,19 +14,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, StreamingResponse
 from pydantic import ValidationError
 
-from hurricane import admission, tables
-from hurricane.admission import Limits
 from hurricane.api.body import invalid, parse_document, pydantic_errors, read_limited
 from hurricane.api.deps import CurrentUser, OwnedSearch, ServiceDep, SettingsDep, StoreDep, base_url
 from hurricane.api.schemas import ArtifactsPublic, SearchCreated, SearchesPublic, SearchPublic
 from hurricane.api.service import FETCHED, Conflict, TooManyActive, signed_path
-from hurricane.packed import DatasetError, peek
-from hurricane.records import SEARCH_STATES, TERMINAL
+from hurricane.data.packed import DatasetError, peek
+from hurricane.data.sources import SourceNotAllowed, SourcePolicy
+from hurricane.latency import tables
+from hurricane.runs.records import SEARCH_STATES, TERMINAL
+from hurricane.service import admission
+from hurricane.service.admission import Limits
+from hurricane.service.tokens import User
 from hurricane.settings import Settings
-from hurricane.sources import SourceNotAllowed, SourcePolicy
 from hurricane.spec import SearchSpec
-from hurricane.store import ArtifactStore, check_folder, check_key
-from hurricane.tokens import User
+from hurricane.storage.store import ArtifactStore, check_folder, check_key
 
 router = APIRouter(prefix="/v1/searches", tags=["searches"])
 RETRY_AFTER_S = 30  # a 429's Retry-After: searches take minutes, a retry within seconds is noise
@@ -256,7 +257,7 @@ def get_artifact(search_id: OwnedSearch, key: str, store: StoreDep, s: SettingsD
 def get_report(search_id: OwnedSearch, svc: ServiceDep,
                format: Annotated[str, Query(pattern="^(json|md)$")] = "json") -> Response:
     """The search's report (once it succeeded): JSON, or Markdown with ``format=md``."""
-    from hurricane.store import ArtifactNotFound
+    from hurricane.storage.store import ArtifactNotFound
 
     try:
         body = svc.report(search_id, format)

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import redis
 from celery import Celery
 
-from hurricane import tables
-from hurricane.records import (
+from hurricane.latency import tables
+from hurricane.runs.records import (
     TERMINAL,
     SearchNotFound,
     active_searches,
@@ -35,10 +35,10 @@ from hurricane.records import (
     submit,
     summarize,
 )
+from hurricane.service.tokens import User
 from hurricane.settings import Settings
 from hurricane.spec import SearchSpec
-from hurricane.store import ArtifactNotFound, ArtifactStore, search_key
-from hurricane.tokens import User
+from hurricane.storage.store import ArtifactNotFound, ArtifactStore, search_key
 from hurricane.workers import flight
 from hurricane.workers.dispatch import enqueue_advance, enqueue_cleanup, revoke_queued
 
@@ -300,7 +300,7 @@ class SearchService:
                                 .encode()).hexdigest()
         claim: dict[str, Any] | None = None
         if idempotency is not None:
-            from hurricane.records import new_search_id
+            from hurricane.runs.records import new_search_id
 
             key = idempotency_key(user.name, idempotency)
             claim = {"search_id": new_search_id(spec), "spec_sha256": digest}
@@ -358,9 +358,9 @@ class SearchService:
 
     def purge(self, search_id: str, user: User) -> int:
         """Stops the search's running work, then deletes every object of it and its index
-        entries (``hurricane.purge``: a tombstone stays, so nothing that outlives the purge
+        entries (``hurricane.runs.purge``: a tombstone stays, so nothing that outlives the purge
         writes into the prefix); returns how many objects were deleted."""
-        from hurricane.purge import purge_search
+        from hurricane.runs.purge import purge_search
 
         self.meta(search_id)  # SearchNotFound: 404
         s = self.settings

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _results import emit
 
-from hurricane.stack import Stack, StackConfig, free_port
+from hurricane.service.stack import Stack, StackConfig, free_port
 from tests.conftest import tiny_spec_dict
 
 

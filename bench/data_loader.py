@@ -4,7 +4,7 @@ through a small shard cache, and whether the loader keeps up with a supernet ste
 Everything runs on this machine with synthetic, deterministic JPEGs (smooth colour
 gradients and waves plus pixel noise, a few classes): about 40x40 pixels for the 32² case,
 256x320 (landscape and portrait alternating) for the 224² case. They are packed with
-``hurricane.packed.pack`` into a temporary directory and into a bucket of a ``moto_server``
+``hurricane.data.packed.pack`` into a temporary directory and into a bucket of a ``moto_server``
 (a real S3-protocol server process, started here and stopped at the end).
 
 1. **Throughput**: ``StreamSplit.train_batches`` (augmentation and flip on, ``--batch``
@@ -55,9 +55,9 @@ import numpy as np
 import torch
 from _results import emit
 
-from hurricane.batching import IMAGENET_MEAN, IMAGENET_STD
-from hurricane.packed import PackedIndex, load_index, pack
-from hurricane.stream import StreamSplit
+from hurricane.data.batching import IMAGENET_MEAN, IMAGENET_STD
+from hurricane.data.packed import PackedIndex, load_index, pack
+from hurricane.data.stream import StreamSplit
 
 MB = 1 << 20
 BUCKET = "hurricane-bench"
@@ -148,7 +148,7 @@ _DOWNLOAD_LOG: Path | None = None
 def count_downloads() -> None:
     """Wraps ``S3Store.get_file`` to append ``key bytes`` to ``_DOWNLOAD_LOG`` per download
     (an O_APPEND line per call: loader workers forked later write to the same file)."""
-    from hurricane.s3store import S3Store
+    from hurricane.storage.s3store import S3Store
 
     orig = S3Store.get_file
 
@@ -305,13 +305,13 @@ def run_rss_child(cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def measure_trainer(*, backbone: str, batch: int, steps: int, warmup: int, classes: int,
                     threads: int) -> dict[str, Any]:
-    from hurricane.arch import SearchSpace
-    from hurricane.backbone import Layout
-    from hurricane.oppool import OPS
+    from hurricane.nets.arch import SearchSpace
+    from hurricane.nets.backbone import Layout
+    from hurricane.nets.oppool import OPS
+    from hurricane.nets.supernet import Supernet
+    from hurricane.nets.train import param_groups, step_seed
+    from hurricane.runs.steps import path_sampler
     from hurricane.spec import BackboneSpec, SupernetTrainSpec
-    from hurricane.steps import path_sampler
-    from hurricane.supernet import Supernet
-    from hurricane.train import param_groups, step_seed
 
     torch.set_num_threads(threads)
     shape: dict[str, Any] = {}

@@ -19,16 +19,16 @@ from pathlib import Path
 import torch
 from _results import emit
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
-from hurricane.data import Split
-from hurricane.distributed import finish, place
+from hurricane.data.datasets import Split
 from hurricane.machine import machine_info
-from hurricane.oppool import OPS
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.distributed import finish, place
+from hurricane.nets.oppool import OPS
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import TrainConfig, train
+from hurricane.runs.steps import path_sampler
 from hurricane.spec import BackboneSpec
-from hurricane.steps import path_sampler
-from hurricane.supernet import Supernet
-from hurricane.train import TrainConfig, train
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 For each (proxy, target): SRCC on held-out architectures of (a) the proxy's raw latencies,
 (b) a predictor fitted from scratch on k target samples, (c) the proxy predictor adapted with the
-same k samples (hurricane.proxy defaults), plus the paper's adaptation alone (per-(edge, op)
+same k samples (hurricane.latency.proxy defaults), plus the paper's adaptation alone (per-(edge, op)
 re-scaling b) and the reuse-or-adapt rule (proxy ranking kept when the k samples' SRCC >= 0.9).
 The proxy predictor is fitted on the proxy's measurements of a training set of architectures;
 the k target samples come from that set, the test set is disjoint. Prints JSON; --out writes it
@@ -26,9 +26,9 @@ from _results import emit
 from predictor_nb201 import DEFAULT_DATA, EDGES, OPS_PER_EDGE, Dataset, load
 from threadpoolctl import threadpool_limits
 
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig
+from hurricane.latency.proxy import AdaptConfig, AdaptedPredictor, decide, draw_matrix, srcc
 from hurricane.machine import machine_info
-from hurricane.predictor import LatencyPredictor, PredictorConfig
-from hurricane.proxy import AdaptConfig, AdaptedPredictor, decide, draw_matrix, srcc
 
 # The encoding's 5 bits per edge are the same op list on every edge (NAS-Bench-201's cell), so
 # the ops get one name per position: what AdaptConfig.per_op and op_pairs tie across edges.
@@ -224,15 +224,16 @@ def main(argv: list[str] | None = None) -> int:
         "bench": asdict(cfg),
         "methods": {
             "raw": "SRCC of the proxy's measured latencies with the target's (test archs both measured)",
-            "scratch": {"class": "hurricane.predictor.LatencyPredictor", "config": asdict(PredictorConfig()),
+            "scratch": {"class": "hurricane.latency.predictor.LatencyPredictor",
+                        "config": asdict(PredictorConfig()),
                         "note": "fitted on the k target samples only"},
-            "proxy_predictor": {"class": "hurricane.predictor.LatencyPredictor",
+            "proxy_predictor": {"class": "hurricane.latency.predictor.LatencyPredictor",
                                 "config": asdict(PredictorConfig()),
                                 "note": f"fitted on the proxy's measurements of the {cfg.train} train archs"},
-            **{v: {"class": "hurricane.proxy.AdaptedPredictor",
+            **{v: {"class": "hurricane.latency.proxy.AdaptedPredictor",
                    "config": {**asdict(c), "penalties": list(c.penalties)}} for v, c in variants.items()},
             "auto": f"raw proxy ranking when the k samples' proxy/target SRCC >= {cfg.threshold} "
-                    "(hurricane.proxy.decide), else the adapted predictor",
+                    "(hurricane.latency.proxy.decide), else the adapted predictor",
         },
         "blas_threads": 1,
         "design_note": "penalties are picked per fit by leave-one-out on the k samples only; which terms "

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 from _results import emit
 
-from hurricane.devices import DEVICES
+from hurricane.latency.devices import DEVICES
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig, metrics
+from hurricane.latency.profiling import Protocol, measure_arch, profile_table
 from hurricane.machine import machine_info
-from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
-from hurricane.profiling import Protocol, measure_arch, profile_table
-from hurricane.spec import load_spec
-from hurricane.steps import layout_of, pool_space
-from hurricane.steps.common import noisy
+from hurricane.runs.steps import layout_of, pool_space
+from hurricane.runs.steps.common import noisy
+from hurricane.spec import read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     args.spec = args.spec.resolve()
     command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
-    spec = load_spec(args.spec)
+    spec = read_spec_file(args.spec)
     layout, space = layout_of(spec), pool_space(spec)
     protocol = Protocol(warmup=5, repeats=args.repeats, batch_size=1, threads=1)
     rng = random.Random(0)

@@ -16,14 +16,14 @@ from _results import emit
 from sklearn.linear_model import BayesianRidge
 from threadpoolctl import threadpool_limits
 
-from hurricane.machine import machine_info
-from hurricane.predictor import (
+from hurricane.latency.predictor import (
     CellGraph,
     LatencyPredictor,
     PredictorConfig,
     PredictorMetrics,
     metrics,
 )
+from hurricane.machine import machine_info
 
 DEFAULT_DATA = (Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nb201-latency"
                 / "latency.csv")
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "data": {"path": str(args.data), "devices": data.devices, "check": data.check},
         "bench": asdict(cfg),
         "models": {"baseline": "sklearn BayesianRidge() on the raw 31-bit one-hot, raw latency target",
-                   **{name: {"class": "hurricane.predictor.LatencyPredictor",
+                   **{name: {"class": "hurricane.latency.predictor.LatencyPredictor",
                              "config": asdict(m.config),
                              "graph": None if m.graph is None else asdict(m.graph)}
                       for name, m in MODELS.items()},

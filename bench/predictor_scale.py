@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from _results import emit
 
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig, metrics
 from hurricane.machine import machine_info
-from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
 
 SPACES = ((8, 11), (20, 5), (20, 32), (22, 9))
 NS = (100, 500, 1000)

@@ -43,14 +43,14 @@ from typing import Any
 import yaml
 from _results import emit
 
-from hurricane.arch import Arch
 from hurricane.machine import machine_info
-from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps.common import data_of, evolution_key, latency_model, load_space, load_table
-from hurricane.steps.final import retrain_arch
-from hurricane.store import LocalStore, search_key
-from hurricane.strategies import STRATEGIES
-from hurricane.train import set_threads
+from hurricane.nets.arch import Arch
+from hurricane.nets.train import set_threads
+from hurricane.runs.steps.common import data_of, evolution_key, latency_model, load_space, load_table
+from hurricane.runs.steps.final import retrain_arch
+from hurricane.runs.strategies import STRATEGIES
+from hurricane.spec import SearchSpec, read_spec_file
+from hurricane.storage.store import LocalStore, search_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "bench/specs/vs-random").glob("*.yaml"))
@@ -145,7 +145,7 @@ def run(spec_path: Path, seed: int, n: int, workdir: Path, jobs: int) -> dict[st
     store_dir = workdir / "store"
     sid, seconds = search(spec_path, seed, store_dir, workdir / f"{spec_path.stem}-s{seed}.log")
     store = LocalStore(store_dir)
-    spec = load_spec(spec_path).model_copy(update={"seed": seed})
+    spec = read_spec_file(spec_path).model_copy(update={"seed": seed})
     report = store.get_json(search_key(sid, "report.json"))
     device = spec.devices[0].name
     winner = report["devices"][device]

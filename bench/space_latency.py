@@ -22,13 +22,13 @@ import numpy as np
 from _results import emit
 from scipy.stats import spearmanr
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
-from hurricane.devices import DEVICES
-from hurricane.hwspace import EXPLORE_RULES, hardware_space
+from hurricane.latency.devices import DEVICES
+from hurricane.latency.profiling import Protocol, measure_arch, profile_table
 from hurricane.machine import machine_info
-from hurricane.oppool import MANUAL_SPACE_OPS, OPS
-from hurricane.profiling import Protocol, measure_arch, profile_table
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.oppool import MANUAL_SPACE_OPS, OPS
+from hurricane.search.hwspace import EXPLORE_RULES, hardware_space
 from hurricane.spec import BackboneSpec
 
 

@@ -26,10 +26,10 @@ from _results import emit
 from scipy import stats
 from supernet_ranking import GroundTruth, test_copies
 
-from hurricane.arch import Arch
 from hurricane.machine import machine_info
-from hurricane.spec import load_spec
-from hurricane.train import set_threads
+from hurricane.nets.arch import Arch
+from hurricane.nets.train import set_threads
+from hurricane.spec import read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     set_threads(None)
-    base = load_spec(a.spec)
+    base = read_spec_file(a.spec)
     t0 = time.time()
     runs = []
     for run in json.loads(a.ranking.read_text())["runs"]:

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hurricane.executor import InlineExecutor
 from hurricane.machine import machine_info
-from hurricane.pipeline import run_search
 from hurricane.progress import LogReporter, use_reporter
-from hurricane.spec import load_spec
-from hurricane.store import LocalStore, search_key
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
+from hurricane.spec import read_spec_file
+from hurricane.storage.store import LocalStore, search_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import emit
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("hurricane").setLevel(logging.INFO)
-    base = load_spec(args.spec)
+    base = read_spec_file(args.spec)
     seeds = [int(s) for s in args.seeds.split(",")]
     t0 = time.perf_counter()
     runs = []

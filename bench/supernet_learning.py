@@ -23,14 +23,14 @@ from typing import Any
 import torch
 from _results import emit
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
 from hurricane.machine import machine_info
-from hurricane.spec import load_spec
-from hurricane.steps.common import SupernetScorer, data_of, quality_verdict, train_config
-from hurricane.steps.oneshot import path_sampler
-from hurricane.supernet import Supernet
-from hurricane.train import train
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import train
+from hurricane.runs.steps.common import SupernetScorer, data_of, quality_verdict, train_config
+from hurricane.runs.steps.oneshot import path_sampler
+from hurricane.spec import read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXED = "MB_3_3"
@@ -63,7 +63,7 @@ def spaces(layout: Layout, ops: tuple[str, ...]) -> dict[str, SearchSpace]:
 
 
 def run(spec_path: Path, archs: int, only: str | None) -> dict[str, Any]:
-    spec = load_spec(spec_path)
+    spec = read_spec_file(spec_path)
     # the diagnosis is of plain SPOS: the paper's stride-2 ops, no shortcut, nothing shared
     # (bench/supernet_remedies.py measures the remedies)
     spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(

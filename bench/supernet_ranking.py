@@ -48,12 +48,12 @@ import torch
 from _results import emit
 from scipy import stats
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.evolution import EvolutionSearch
+from hurricane.latency.profiling import profile_table
 from hurricane.machine import machine_info
-from hurricane.profiling import profile_table
-from hurricane.spec import DatasetSpec, SearchSpec, load_spec
-from hurricane.steps.common import (
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.supernet import Network, Supernet
+from hurricane.nets.train import evaluate, set_threads, train
+from hurricane.runs.steps.common import (
     SupernetScorer,
     data_of,
     evolution_config,
@@ -64,9 +64,9 @@ from hurricane.steps.common import (
     target_profile,
     train_config,
 )
-from hurricane.steps.oneshot import path_sampler
-from hurricane.supernet import Network, Supernet
-from hurricane.train import evaluate, set_threads, train
+from hurricane.runs.steps.oneshot import path_sampler
+from hurricane.search.evolution import EvolutionSearch
+from hurricane.spec import DatasetSpec, SearchSpec, read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES: dict[str, dict[str, Any]] = {
@@ -361,7 +361,7 @@ def main() -> None:
                     "default: dataset.copies, 3): steadier supernet scores and yardstick")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    base = load_spec(a.spec)
+    base = read_spec_file(a.spec)
     base = base.model_copy(update={"dataset": DatasetSpec.model_validate({
         **base.dataset.model_dump(), "name": "cluttered-digits", "eval_copies": a.eval_copies})})
     ev = base.evolution

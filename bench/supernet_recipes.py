@@ -46,17 +46,17 @@ from _results import emit
 from scipy import stats
 from torch import nn
 
-from hurricane.arch import Arch, SearchSpace
 from hurricane.machine import machine_info
-from hurricane.oppool import OPS
-from hurricane.sampling import PathPlan
-from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps.common import data_of, layout_of, train_config
-from hurricane.steps.oneshot import path_plan, plan_loss
-from hurricane.steps.quality import SplitScorer, verdict
-from hurricane.store import LocalStore
-from hurricane.supernet import Network, Supernet
-from hurricane.train import Checkpointer, evaluate, set_threads, train
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.oppool import OPS
+from hurricane.nets.sampling import PathPlan
+from hurricane.nets.supernet import Network, Supernet
+from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
+from hurricane.runs.steps.common import data_of, layout_of, train_config
+from hurricane.runs.steps.oneshot import path_plan, plan_loss
+from hurricane.runs.steps.quality import SplitScorer, verdict
+from hurricane.spec import SearchSpec, read_spec_file
+from hurricane.storage.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES: dict[str, dict[str, Any]] = {
@@ -230,7 +230,7 @@ def main() -> None:
         plot(json.loads(args.out.read_text()), args.plot)
         return
     set_threads(None)
-    base = load_spec(args.spec)
+    base = read_spec_file(args.spec)
     at = sorted(int(x) for x in args.at.split(","))
     its = args.iterations or at[-1]
     base = base.model_copy(update={"supernet": base.supernet.model_copy(

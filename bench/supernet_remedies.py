@@ -29,12 +29,12 @@ from typing import Any
 import torch
 from _results import emit
 
-from hurricane.arch import SearchSpace
-from hurricane.hwspace import hardware_space
+from hurricane.latency.profiling import profile_table
 from hurricane.machine import machine_info
-from hurricane.profiling import profile_table
-from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps.common import (
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import train
+from hurricane.runs.steps.common import (
     data_of,
     layout_of,
     protocol_of,
@@ -42,10 +42,10 @@ from hurricane.steps.common import (
     target_profile,
     train_config,
 )
-from hurricane.steps.measure import pool_space
-from hurricane.steps.oneshot import path_sampler
-from hurricane.supernet import Supernet
-from hurricane.train import train
+from hurricane.runs.steps.measure import pool_space
+from hurricane.runs.steps.oneshot import path_sampler
+from hurricane.search.hwspace import hardware_space
+from hurricane.spec import SearchSpec, read_spec_file
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = [("none", False), ("none", True), ("family", True), ("layer", False), ("layer", True)]
@@ -110,7 +110,7 @@ def main() -> None:
     for name, path, runs in plan:
         if a.only and a.only != name:
             continue
-        base = load_spec(path)
+        base = read_spec_file(path)
         spaces: dict[bool, SearchSpace] = {}
         for sharing, shortcut, lr in runs:
             spec = variant(base, sharing, shortcut, lr)

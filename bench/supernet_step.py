@@ -22,13 +22,13 @@ import torch
 from _results import emit
 from torch import nn
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
 from hurricane.machine import machine_info
-from hurricane.oppool import OPS
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.oppool import OPS
+from hurricane.nets.supernet import Network, Supernet
+from hurricane.nets.train import param_groups
 from hurricane.spec import BackboneSpec
-from hurricane.supernet import Network, Supernet
-from hurricane.train import param_groups
 
 
 def make_opt(model: nn.Module) -> torch.optim.Optimizer:

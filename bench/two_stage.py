@@ -27,14 +27,14 @@ from typing import Any
 
 from _results import emit
 
-from hurricane.arch import Arch
-from hurricane.executor import InlineExecutor
 from hurricane.machine import machine_info
-from hurricane.pipeline import run_search
+from hurricane.nets.arch import Arch
 from hurricane.progress import LogReporter, use_reporter
-from hurricane.spec import SearchSpec, load_spec
-from hurricane.steps import data_of, retrain_arch, stage2_dir
-from hurricane.store import LocalStore, search_key
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
+from hurricane.runs.steps import data_of, retrain_arch, stage2_dir
+from hurricane.spec import SearchSpec, read_spec_file
+from hurricane.storage.store import LocalStore, search_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("hurricane").setLevel(logging.INFO)
-    base = load_spec(args.spec)
+    base = read_spec_file(args.spec)
     if args.iterations:
         base = base.model_copy(update={"supernet": base.supernet.model_copy(
             update={"iterations": args.iterations})})

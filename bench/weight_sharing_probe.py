@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from _results import emit
 from torch import nn
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
 from hurricane.machine import machine_info
-from hurricane.spec import load_spec
-from hurricane.steps.common import data_of
-from hurricane.supernet import Supernet, recalibrate_bn
-from hurricane.train import evaluate, linear_lr, param_groups, step_seed
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.supernet import Supernet, recalibrate_bn
+from hurricane.nets.train import evaluate, linear_lr, param_groups, step_seed
+from hurricane.runs.steps.common import data_of
+from hurricane.spec import read_spec_file
 
 MB = ("MB_3_3", "MB_5_3", "MB_7_3", "MB_3_6", "MB_5_6", "MB_7_6")
 CONFIGS = (["--all", "0"], ["--all", "0", "--align", "1"], ["--all", "0", "--tie", "1"],
@@ -90,7 +90,7 @@ def tie(net: Supernet, space: SearchSpace) -> None:
 def run_one(a: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    spec = load_spec(ROOT / "examples" / "digits-cpu.yaml")
+    spec = read_spec_file(ROOT / "examples" / "digits-cpu.yaml")
     spec = spec.model_copy(update={"backbone": spec.backbone.model_copy(
         update={"downsample_shortcut": False})})  # as measured: the paper's plain ops
     layout = Layout.from_spec(spec.backbone)

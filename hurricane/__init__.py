@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.machinery
 import os
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -45,3 +47,18 @@ def _install_checkout_finder() -> None:
 
 
 _install_checkout_finder()
+
+
+def surface(package: str, homes: Mapping[str, tuple[str, ...]]) -> Callable[[str], object]:
+    """A subpackage's module ``__getattr__`` (PEP 562) for its public names, given by home
+    module: each is loaded from its home on first use. So ``from hurricane.latency import
+    LatencyPredictor`` works, and importing one torch-free module of a package (the API does)
+    never loads its torch-bound neighbours."""
+    home = {name: module for module, names in homes.items() for name in names}
+
+    def __getattr__(name: str) -> object:
+        if name not in home:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{home[name]}"), name)
+
+    return __getattr__

@@ -49,10 +49,10 @@ def _reporter(quiet: bool = False) -> progress.Reporter:
 
 
 def _load(path: Path):  # type: ignore[no-untyped-def]
-    from hurricane.spec import SpecError, load_spec
+    from hurricane.spec import SpecError, read_spec_file
 
     try:
-        return load_spec(path)
+        return read_spec_file(path)
     except SpecError as err:
         _fail(str(err))
 
@@ -69,7 +69,7 @@ def spec_schema() -> None:
 def spec_validate(path: Path) -> None:
     """Check a spec file (YAML or JSON); errors name each field and what is allowed."""
     spec = _load(path)
-    from hurricane.backbone import Layout
+    from hurricane.nets.backbone import Layout
 
     layout = Layout.from_spec(spec.backbone)
     n_ops = len(spec.space.ops)
@@ -81,7 +81,7 @@ def _check_source(spec) -> None:  # type: ignore[no-untyped-def]
     """Data outside the roots and buckets an operator set (HURRICANE_DATA_ROOTS/_BUCKETS)
     fails now, naming dataset.path and what is allowed; without them a local run reads what
     its user names."""
-    from hurricane.data import DatasetError, check_readable
+    from hurricane.data.datasets import DatasetError, check_readable
 
     try:
         check_readable(spec.dataset)
@@ -94,7 +94,7 @@ def _check_packed_source(spec) -> None:  # type: ignore[no-untyped-def]
     ds = spec.dataset
     if ds.name != "packed":
         return
-    from hurricane.packed import DatasetError, peek
+    from hurricane.data.packed import DatasetError, peek
 
     try:
         meta = peek(str(ds.path))
@@ -116,12 +116,12 @@ def run(
 ) -> None:
     """Run a whole search on this machine; print where the artifacts are."""
     spec = _load(spec_path)
-    from hurricane.evolution import InfeasibleBudget
-    from hurricane.executor import JobFailed, create_executor
-    from hurricane.pipeline import SearchConflict, run_search
-    from hurricane.report import verdict_words
-    from hurricane.store import search_key
-    from hurricane.stores import open_store
+    from hurricane.runs.executor import JobFailed, create_executor
+    from hurricane.runs.pipeline import SearchConflict, run_search
+    from hurricane.runs.report import verdict_words
+    from hurricane.search.evolution import InfeasibleBudget
+    from hurricane.storage.store import search_key
+    from hurricane.storage.stores import open_store
 
     _logging()
     try:
@@ -173,14 +173,14 @@ def step(
     executor: Annotated[str, typer.Option(help="where its job runs")] = "inline",
 ) -> None:
     """Run one pipeline step of a submitted search (idempotent)."""
-    import hurricane.steps  # noqa: F401
-    from hurricane.executor import create_executor
-    from hurricane.pipeline import load_spec, run_step
-    from hurricane.stores import open_store
+    import hurricane.runs.steps  # noqa: F401
+    from hurricane.runs.executor import create_executor
+    from hurricane.runs.pipeline import run_step, stored_spec
+    from hurricane.storage.stores import open_store
 
     st = open_store(store)
     with progress.use_reporter(_reporter()):
-        out = run_step(name, load_spec(st, search), search, st, create_executor(executor))
+        out = run_step(name, stored_spec(st, search), search, st, create_executor(executor))
     typer.echo(json.dumps(out, indent=2))
 
 
@@ -193,7 +193,7 @@ def job(
 ) -> None:
     """Run one step's heavy job in this process (the command a pod runs). Exit code 65: the
     input cannot work (not retried); 75: the object store was unreachable (retried)."""
-    from hurricane.jobs import job_main
+    from hurricane.runs.jobs import job_main
 
     _logging()
     with progress.use_reporter(_reporter()):
@@ -213,7 +213,7 @@ def status(
 ) -> None:
     """Show a search's state, plan and per-step (per-device) states and timings: from the
     service when one is set or runs here, else from a local store."""
-    from hurricane.client import NoServer, resolve
+    from hurricane.service.client import NoServer, resolve
 
     if store is None:
         try:
@@ -221,12 +221,12 @@ def status(
         except NoServer:
             store = os.environ.get("HURRICANE_STORE", DEFAULT_STORE)
         else:
-            from hurricane.cli_service import remote_status
+            from hurricane.service.cli_service import remote_status
 
             remote_status(search, server, token)
             return
-    from hurricane.records import SearchNotFound, summarize
-    from hurricane.stores import open_store
+    from hurricane.runs.records import SearchNotFound, summarize
+    from hurricane.storage.stores import open_store
 
     try:
         typer.echo(json.dumps(summarize(open_store(store), search), indent=2))
@@ -240,8 +240,8 @@ def ops_list(
     stride: Annotated[int, typer.Option(min=1, max=2)] = 1,
 ) -> None:
     """Every registered op with FLOPs (multiply-adds) and parameters at one input shape."""
-    from hurricane.flops import op_cost
-    from hurricane.ops import OPS
+    from hurricane.nets.flops import op_cost
+    from hurricane.nets.ops import OPS
 
     typer.echo(f"{'op':14s} {'MFLOPs':>10s} {'params':>10s}   (input {cin}x{hw}x{hw} -> {cout}, "
                f"stride {stride})")
@@ -253,8 +253,8 @@ def ops_list(
 @devices_app.command("list")
 def devices_list() -> None:
     """Registered device profiles, and whether this machine can run each."""
-    from hurricane.backends import backend_for
-    from hurricane.devices import DEVICES
+    from hurricane.latency.backends import backend_for
+    from hurricane.latency.devices import DEVICES
 
     typer.echo(f"{'device':11s} {'backend':12s} {'node':5s} {'here':4s} description")
     for name in DEVICES:
@@ -266,7 +266,7 @@ def devices_list() -> None:
 
 def _read_source(arg: str):  # type: ignore[no-untyped-def]
     """``[NAME=]PATH``: a layer × op table (profile's CSV or JSON) or a measured-latency CSV."""
-    from hurricane.latency_sources import MeasuredLatencies
+    from hurricane.latency.latency_sources import MeasuredLatencies
 
     name, _, rest = arg.partition("=")
     path = Path(rest) if rest and "/" not in name else Path(arg)
@@ -280,7 +280,7 @@ def _read_source(arg: str):  # type: ignore[no-untyped-def]
     first = text.lstrip().split("\n", 1)[0]
     try:
         if path.suffix == ".json" or first.replace(" ", "").startswith("layer,op,median_ms"):
-            from hurricane.profiling import LatencyTable  # imports torch: only for tables
+            from hurricane.latency.profiling import LatencyTable  # imports torch: only for tables
 
             try:
                 return label, LatencyTable.load(path, device=label)
@@ -312,8 +312,8 @@ def devices_correlate(
     from rich.console import Console
     from rich.table import Table
 
-    from hurricane.latency_sources import collect_latencies
-    from hurricane.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
+    from hurricane.latency.latency_sources import collect_latencies
+    from hurricane.latency.proxy import matrix_json, plot_srcc, proxy_decisions, srcc_matrix_counts
 
     tables, measured = {}, []
     for arg in sources:
@@ -373,15 +373,15 @@ def profile(
 ) -> None:
     """Measure the layer × op latency table of a spec's backbone and operator pool."""
     spec = _load(spec_path)
-    from hurricane.backends import DeviceUnavailable
-    from hurricane.devices import DEVICES
-    from hurricane.steps import layout_of, pool_space, protocol_of
+    from hurricane.latency.backends import DeviceUnavailable
+    from hurricane.latency.devices import DEVICES
+    from hurricane.runs.steps import layout_of, pool_space, protocol_of
 
     try:
         dev = DEVICES.get(device)
     except KeyError as err:
         _fail(f"--device: {err}")
-    from hurricane.profiling import profile_table
+    from hurricane.latency.profiling import profile_table
 
     with progress.use_reporter(_reporter()):
         try:
@@ -399,7 +399,7 @@ def profile(
 @app.command()
 def strategies() -> None:
     """Registered search strategies and their steps."""
-    from hurricane.strategies import STRATEGIES
+    from hurricane.runs.strategies import STRATEGIES
 
     for name in STRATEGIES:
         s = STRATEGIES.get(name)
@@ -421,7 +421,7 @@ def dataset_pack(
 ) -> None:
     """Pack an image folder into tar shards + an index (classes, counts, checksums), so a
     search can stream it from a directory, a volume or object storage."""
-    from hurricane.packed import DatasetError, pack, parse_size
+    from hurricane.data.packed import DatasetError, pack, parse_size
 
     for name, v in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction)):
         if not 0 < v < 0.5:
@@ -462,7 +462,7 @@ def dataset_inspect(
     as_json: Annotated[bool, typer.Option("--json", help="the whole summary as JSON")] = False,
 ) -> None:
     """Classes, image counts per split and shards of a packed dataset."""
-    from hurricane.packed import DatasetError, inspect
+    from hurricane.data.packed import DatasetError, inspect
 
     try:
         info = inspect(source)
@@ -479,7 +479,7 @@ def main() -> None:
 
 
 def _register_service_commands() -> None:
-    from hurricane.cli_service import register
+    from hurricane.service.cli_service import register
 
     register(app)
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hurricane.oppool import OPS
+from hurricane.nets.oppool import OPS
 
 DatasetName = Literal["digits", "cluttered-digits", "imagefolder", "cifar10", "packed"]
 KNOWN_CLASSES = {"digits": 10, "cluttered-digits": 10, "cifar10": 10}
@@ -471,7 +471,7 @@ class SearchSpec(_Strict):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
-        from hurricane.strategies import STRATEGIES
+        from hurricane.runs.strategies import STRATEGIES
 
         if v not in STRATEGIES:
             raise ValueError(f"unknown strategy {v!r}; allowed: {', '.join(STRATEGIES.names())}")
@@ -480,7 +480,7 @@ class SearchSpec(_Strict):
     @field_validator("devices")
     @classmethod
     def _known_devices(cls, v: tuple[DeviceTarget, ...]) -> tuple[DeviceTarget, ...]:
-        from hurricane.devices import DEVICES
+        from hurricane.latency.devices import DEVICES
 
         names = [d.name for d in v]
         for d in v:
@@ -588,7 +588,7 @@ def parse_spec(data: Any) -> SearchSpec:
         raise SpecError(format_validation_error(err)) from None
 
 
-def load_spec(path: str | Path) -> SearchSpec:
+def read_spec_file(path: str | Path) -> SearchSpec:
     """Loads a spec from a .yaml/.yml/.json file; raises SpecError with field-level messages."""
     p = Path(path)
     try:

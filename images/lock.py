@@ -66,8 +66,8 @@ def pyproject_pins() -> dict[str, str]:
 # The API (`uvicorn hurricane.api.app:app`): what importing hurricane.api.app loads once torch,
 # torchvision, onnx*, openvino are absent (tests/test_images.py measures it), plus what it loads
 # later: uvloop/httptools (uvicorn's loop and parser), minio (the s3:// store), matplotlib (the
-# SRCC matrix as PNG). numpy and scipy: hurricane.api.devices -> hurricane.proxy ->
-# hurricane.predictor imports them at module level (the predictor's own Bayesian ridge needs no
+# SRCC matrix as PNG). numpy and scipy: hurricane.api.devices -> hurricane.latency.proxy ->
+# hurricane.latency.predictor imports them at module level (the predictor's own Bayesian ridge needs no
 # scikit-learn). celery[redis]: the API sends tasks by name.
 API_ROOTS = (
     "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client",

@@ -31,8 +31,6 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from hurricane import progress
-from hurricane.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
-from hurricane.executor import PROGRESS_PREFIX, ProgressRelay
 from hurricane.operator.manifests import (
     CONTAINER,
     TRAINER_GROUP,
@@ -45,7 +43,9 @@ from hurricane.operator.manifests import (
     manifests,
     owner_configmap,
 )
-from hurricane.records import SearchPurged
+from hurricane.runs.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
+from hurricane.runs.executor import PROGRESS_PREFIX, ProgressRelay
+from hurricane.runs.records import SearchPurged
 from hurricane.settings import Settings, get_settings
 
 log = logging.getLogger("hurricane.operator")

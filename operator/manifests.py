@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from hurricane.contract import EXIT_INVALID, JobSpec
-from hurricane.devices import NODE_LABEL
+from hurricane.latency.devices import NODE_LABEL
+from hurricane.runs.contract import EXIT_INVALID, JobSpec
 from hurricane.settings import (
     DataVolumes,
     DevicePool,

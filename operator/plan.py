@@ -125,8 +125,8 @@ class Planned:
 def plan(spec: SearchSpec, settings: Settings, *, search_id: str) -> list[Planned]:
     """The owner ConfigMap, then every job's objects in plan order (steps that fan out per
     winner planned at their most: one per device)."""
-    from hurricane.pipeline import planned_jobs
-    from hurricane.store import LocalStore
+    from hurricane.runs.pipeline import planned_jobs
+    from hurricane.storage.store import LocalStore
 
     cluster = Cluster.from_settings(settings)
     out = [Planned("", "", owner_configmap(search_id, cluster))]
@@ -183,14 +183,14 @@ def plan_command(
     """Print, as YAML, every Kubernetes object a search of SPEC would create under these chart
     values (each step, device and stage; Jobs, Services, TrainJobs, the owner ConfigMap), built
     by the executor's own functions. No cluster is needed."""
-    from hurricane.spec import SpecError, load_spec
+    from hurricane.spec import SpecError, read_spec_file
 
     chart_dir = chart or default_chart()
     if chart_dir is None or not (chart_dir / "Chart.yaml").is_file():
         _fail(f"no chart at {chart_dir}: give --chart (the directory with Chart.yaml)")
         return
     try:
-        spec = load_spec(spec_file)
+        spec = read_spec_file(spec_file)
     except (SpecError, OSError) as err:
         _fail(str(err))
         return

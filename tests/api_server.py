@@ -57,7 +57,7 @@ class ApiServer:
     def start(self) -> ApiServer:
         from minio import Minio
 
-        from hurricane.tokens import add_token
+        from hurricane.service.tokens import add_token
 
         self.root.mkdir(parents=True, exist_ok=True)
         for user, role in USERS.items():
@@ -98,7 +98,7 @@ class ApiServer:
         return {"Authorization": f"Bearer {self.tokens[user]}"} if user else {}
 
     def store(self) -> Any:
-        from hurricane.s3store import S3Store
+        from hurricane.storage.s3store import S3Store
 
         return S3Store(endpoint=self.moto.endpoint, access_key=self.ACCESS,
                        secret_key=self.SECRET, bucket=self.BUCKET, prefix="runs",

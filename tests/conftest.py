@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hurricane.spec import SearchSpec
-from hurricane.store import LocalStore
+from hurricane.storage.store import LocalStore
 
 TINY_OPS = ["SEP_3", "MB_3_1", "MB_5_3_SE", "Choice_3", "ChoiceX"]
 
@@ -73,8 +73,8 @@ def service_env(tmp_path, redis_server, monkeypatch):  # type: ignore[no-untyped
     (alice, bob, root as admin), data roots ``<tmp>/data/shared`` and
     ``<tmp>/data/users/{user}`` and the bucket ``datasets``; returns {user: token} and the
     store."""
+    from hurricane.service.tokens import add_token
     from hurricane.settings import get_settings
-    from hurricane.tokens import add_token
 
     tokens_file = tmp_path / "tokens.yaml"
     tokens = {"alice": add_token(tokens_file, "alice"), "bob": add_token(tokens_file, "bob"),

@@ -1,5 +1,5 @@
 """Run by the distributed-training tests under torchrun (or plainly, as one process): trains a
-supernet with hurricane.train.train on a spec's data and writes the loss curve and the final
+supernet with hurricane.nets.train.train on a spec's data and writes the loss curve and the final
 weights of rank 0. Usage: ddp_worker.py SPEC.json OUT.pt STEPS [float64]"""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from hurricane.distributed import finish, place
+from hurricane.nets.distributed import finish, place
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import train
+from hurricane.runs.steps import data_of, layout_of, path_sampler, pool_space, train_config
 from hurricane.spec import SearchSpec
-from hurricane.steps import data_of, layout_of, path_sampler, pool_space, train_config
-from hurricane.supernet import Supernet
-from hurricane.train import train
 
 
 def main() -> None:

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import torch
 
-from hurricane.data import load_data
+from hurricane.data.datasets import load_data
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import Checkpointer, TrainConfig, train
+from hurricane.runs.steps import layout_of, path_sampler, pool_space
 from hurricane.spec import SearchSpec
-from hurricane.steps import layout_of, path_sampler, pool_space
-from hurricane.store import LocalStore
-from hurricane.supernet import Supernet
-from hurricane.train import Checkpointer, TrainConfig, train
+from hurricane.storage.store import LocalStore
 from tests.conftest import tiny_spec_dict
 
 

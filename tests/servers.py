@@ -205,7 +205,7 @@ class ServiceStack:
         from minio import Minio
         from minio.versioningconfig import ENABLED, VersioningConfig
 
-        from hurricane.stack import Stack, StackConfig
+        from hurricane.service.stack import Stack, StackConfig
 
         self.root.mkdir(parents=True, exist_ok=True)
         self.moto.start()
@@ -244,12 +244,12 @@ class ServiceStack:
         return str(self.stack.token())
 
     def client(self):  # type: ignore[no-untyped-def]
-        from hurricane.client import Client
+        from hurricane.service.client import Client
 
         return Client(self.url, self.token)
 
     def store(self):  # type: ignore[no-untyped-def]
-        from hurricane.s3store import S3Store
+        from hurricane.storage.s3store import S3Store
 
         return S3Store(endpoint=self.moto.endpoint, access_key=self.ACCESS, secret_key=self.SECRET,
                        bucket=self.BUCKET, prefix="runs", region="us-east-1", timeout_s=5,
@@ -267,7 +267,7 @@ class ServiceStack:
     def wait(self, search_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled"),
              timeout: float = 300.0, *, until: object = None) -> dict[str, object]:
         """Polls the API until the search is in one of ``states`` (or ``until(view)``)."""
-        from hurricane.client import ApiError
+        from hurricane.service.client import ApiError
 
         c = self.client()
         deadline = time.monotonic() + timeout

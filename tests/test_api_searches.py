@@ -15,8 +15,8 @@ import redis
 import yaml
 from fastapi.testclient import TestClient
 
-from hurricane.executor import InlineExecutor
-from hurricane.pipeline import run_search
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
 from hurricane.spec import SearchSpec
 from tests.conftest import tiny_spec_dict
 

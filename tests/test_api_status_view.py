@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from hurricane.api.service import SearchService
-from hurricane.records import SearchNotFound, meta_key, submit, write_unit_state
+from hurricane.runs.records import SearchNotFound, meta_key, submit, write_unit_state
 from hurricane.settings import Settings
-from hurricane.store import LocalStore
+from hurricane.storage.store import LocalStore
 
 EVENT_S = 600.0
 

@@ -101,7 +101,7 @@ def test_searches_and_artifacts_are_invisible_to_other_users(clients, service_en
 
 
 def test_imported_tables_belong_to_their_owner_unless_an_admin_shares_them(clients, service_env) -> None:  # type: ignore[no-untyped-def]
-    from hurricane.steps.measure import imported_table
+    from hurricane.runs.steps.measure import imported_table
 
     alice, bob, root = clients["alice"], clients["bob"], clients["root"]
     store = service_env["store"]
@@ -183,7 +183,7 @@ def test_dataset_sources_stay_within_each_users_roots(clients, service_env, tmp_
 def test_a_job_reads_no_data_outside_the_roots(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Whatever a stored spec says: CIFAR's pickles outside the roots are never opened (a
     crafted pickle would run code), nor a symlink out of a user's directory."""
-    from hurricane.data import DatasetError, load_data
+    from hurricane.data.datasets import DatasetError, load_data
     from hurricane.spec import DatasetSpec
 
     marker = tmp_path / "pwned"

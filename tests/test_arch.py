@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from hurricane.arch import Arch, SearchSpace
+from hurricane.nets.arch import Arch, SearchSpace
 
 
 def test_string_form_round_trips_and_hashes() -> None:

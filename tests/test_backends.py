@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hurricane.arch import SearchSpace
-from hurricane.backends import BACKENDS, DeviceUnavailable
-from hurricane.devices import DEVICES, DeviceProfile, device_profile
-from hurricane.ops import build_op
-from hurricane.profiling import LatencyTable, Protocol, profile_table, time_module
+from hurricane.latency.backends import BACKENDS, DeviceUnavailable
+from hurricane.latency.devices import DEVICES, DeviceProfile, device_profile
+from hurricane.latency.profiling import LatencyTable, Protocol, profile_table, time_module
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.ops import build_op
+from hurricane.runs.steps import layout_of
 from hurricane.spec import SearchSpec
-from hurricane.steps import layout_of
 from tests.conftest import tiny_spec_dict
 
 HERE = ["cpu", "cpu-ort", "cpu-ov"]  # engines this machine has (no GPU/NPU/DSP)

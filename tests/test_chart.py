@@ -407,7 +407,7 @@ def test_gpu_example_ingress_pdb_and_tokens(gpu_objs: list[dict[str, Any]]) -> N
     auth = find(gpu_objs, "Secret", f"{FULLNAME}-auth")
     entries = yaml.safe_load(base64.b64decode(auth["data"]["tokens.yaml"]))
     assert [(e["user"], e["role"]) for e in entries] == [("alice", "admin"), ("bob", "user")]
-    from hurricane.tokens import parse_entries
+    from hurricane.service.tokens import parse_entries
 
     assert len(parse_entries(entries, "tokens.yaml")) == 2
 

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from hurricane.operator.plan import plan, release_env, settings_from_env
-from hurricane.spec import load_spec
+from hurricane.spec import read_spec_file
 from tests.servers import free_port, wait_for_port
 from tests.test_chart import (
     CHART,
@@ -121,7 +121,7 @@ def planned_jobs(values_file: Path | None, values: dict[str, Any] | None = None,
     operator's manifests functions, the settings the chart renders)."""
     objs = render(values, values_file)
     settings = settings_from_env(release_env(objs))
-    s = load_spec(EXAMPLES / spec)
+    s = read_spec_file(EXAMPLES / spec)
     return [dict(p.obj) for p in plan(s, settings, search_id=f"{s.name}-00000000")]
 
 
@@ -468,7 +468,7 @@ def test_the_redis_password_goes_into_the_client_url_quoted_and_only_once() -> N
 # -- 6. tokens with an expiry ----------------------------------------------------------------
 
 def test_token_expiry_reaches_the_api_through_the_chart() -> None:
-    from hurricane.tokens import hash_token, load_file
+    from hurricane.service.tokens import hash_token, load_file
 
     tokens = [{"user": "ci", "sha256": hash_token("t-ci"), "expires": "2027-01-06T00:00:00Z"},
               {"user": "alice", "role": "admin", "sha256": hash_token("t-a")}]
@@ -516,7 +516,7 @@ def test_job_keys_reach_only_what_the_rendered_policy_names(case: str,
     import boto3
     from minio.error import S3Error
 
-    from hurricane.s3store import S3Store
+    from hurricane.storage.s3store import S3Store
 
     values = None if case == "whole-bucket" else SCOPED
     objs = render(values)

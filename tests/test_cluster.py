@@ -14,10 +14,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from hurricane.contract import JobSpec
-from hurricane.devices import DEVICES
+from hurricane.latency.devices import DEVICES
 from hurricane.operator.executor import KubernetesExecutor, required_rules
 from hurricane.operator.manifests import Cluster, job_name, manifests, trainjob_name
+from hurricane.runs.contract import JobSpec
 from hurricane.settings import Settings, get_settings
 from tests.kube_fake import FakeKubeServer, condition, pod
 from tests.test_chart import of_kind, render, settings_data
@@ -151,7 +151,7 @@ def test_the_role_grants_exactly_what_the_executor_calls(values, monkeypatch) ->
             return any(r.resource == "events" for r in k.requests) or time.monotonic() > deadline
 
         cancel = KubernetesExecutor(settings=s, api_client=srv.client(), cancelled=relayed)
-        from hurricane.contract import JobCancelled
+        from hurricane.runs.contract import JobCancelled
 
         with pytest.raises(JobCancelled):
             cancel.run(train)  # services or trainjobs create, events list, delete

@@ -177,11 +177,11 @@ def test_the_plan_is_what_the_executor_creates(tmp_path: Path) -> None:
     docs = documents(plan_yaml(EXAMPLES / "digits-cpu.yaml", VALUES["shared-trainjob-no-kueue"][0]))
     planned = next(d for d in docs if d["kind"] == "TrainJob"
                    and d["metadata"]["labels"]["hurricane.io/step"] == "stage1")
-    from hurricane.pipeline import planned_jobs
-    from hurricane.spec import load_spec
-    from hurricane.store import LocalStore
+    from hurricane.runs.pipeline import planned_jobs
+    from hurricane.spec import read_spec_file
+    from hurricane.storage.store import LocalStore
 
-    jobs = planned_jobs(load_spec(EXAMPLES / "digits-cpu.yaml"), "digits-cpu-00000000",
+    jobs = planned_jobs(read_spec_file(EXAMPLES / "digits-cpu.yaml"), "digits-cpu-00000000",
                         LocalStore(tmp_path), store_url=s.store)
     (job,) = [j for step, _, j in jobs if step == "stage1"]
     assert job.max_restarts == 3  # the spec's training.max_restarts

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hurricane.data import DatasetError, load_data
+from hurricane.data.datasets import DatasetError, load_data
 from hurricane.spec import DatasetSpec
 
 
@@ -95,7 +95,7 @@ def test_imagefolder(tmp_path: Path) -> None:
 def test_cluttered_digits_are_generated_deterministically_from_disjoint_digits() -> None:
     from sklearn.datasets import load_digits
 
-    from hurricane.data import clutter_images
+    from hurricane.data.datasets import clutter_images
 
     spec = DatasetSpec(name="cluttered-digits", copies=2)
     a = load_data(spec, input_size=32, seed=0, num_classes=10)

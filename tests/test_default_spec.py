@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hurricane.executor import InlineExecutor
-from hurricane.latency_table import LatencyTable
-from hurricane.pipeline import run_step
-from hurricane.records import submit
+from hurricane.latency.latency_table import LatencyTable
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_step
+from hurricane.runs.records import submit
+from hurricane.runs.steps import pool_space
+from hurricane.runs.steps.common import table_key
 from hurricane.spec import SearchSpec
-from hurricane.steps import pool_space
-from hurricane.steps.common import table_key
 
 
 def test_default_spec_predictor_step_runs(store) -> None:  # type: ignore[no-untyped-def]

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from hurricane.contract import JobSpec
-from hurricane.executor import InlineExecutor, ProcessExecutor
-from hurricane.pipeline import run_search, run_step
-from hurricane.records import submit
+from hurricane.runs.contract import JobSpec
+from hurricane.runs.executor import InlineExecutor, ProcessExecutor
+from hurricane.runs.pipeline import run_search, run_step
+from hurricane.runs.records import submit
 from hurricane.spec import SearchSpec
-from hurricane.torchio import load_torch
+from hurricane.storage.torchio import load_torch
 from tests.conftest import tiny_spec_dict
 from tests.servers import wait_for
 
@@ -136,7 +136,7 @@ def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint( 
     held = wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, 600, "both ranks held")
     assert held and 150 in ckpts()
     seen = ckpts()
-    from hurricane.leases import newest
+    from hurricane.runs.leases import newest
 
     launcher = int(newest(store, sid, job.name).doc["pid"])  # torchrun
     ranks = wait_for(lambda: _children(launcher), 600, "torchrun's ranks")
@@ -150,7 +150,7 @@ def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint( 
 
 
 def test_the_device_comes_from_the_spec_and_the_machine(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from hurricane.distributed import place
+    from hurricane.nets.distributed import place
 
     for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(var, raising=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.evolution import EvolutionConfig, EvolutionSearch, InfeasibleBudget
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.search.evolution import EvolutionConfig, EvolutionSearch, InfeasibleBudget
 
 OPS = ("SEP_3", "SEP_5", "MB_3_1", "MB_3_6", "Choice_3", "ChoiceX")
 COST = {op: float(i + 1) for i, op in enumerate(OPS)}  # ms per layer

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from hurricane.contract import JobCancelled, JobSpec
-from hurricane.executor import InlineExecutor, ProcessExecutor
-from hurricane.leases import lease_prefix, newest
 from hurricane.machine import pid_alive
-from hurricane.pipeline import run_step
-from hurricane.records import submit
+from hurricane.runs.contract import JobCancelled, JobSpec
+from hurricane.runs.executor import InlineExecutor, ProcessExecutor
+from hurricane.runs.leases import lease_prefix, newest
+from hurricane.runs.pipeline import run_step
+from hurricane.runs.records import submit
 from hurricane.spec import SearchSpec
 from tests.conftest import tiny_spec_dict
 from tests.servers import wait_for

@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from hurricane.arch import Arch
-from hurricane.backbone import Layout
-from hurricane.export import ExportMismatch, check_parity, export_onnx
+from hurricane.nets.arch import Arch
+from hurricane.nets.backbone import Layout
+from hurricane.nets.export import ExportMismatch, check_parity, export_onnx
+from hurricane.nets.supernet import Network
 from hurricane.spec import BackboneSpec
-from hurricane.supernet import Network
 
 
 def test_onnx_matches_torch_with_dynamic_batch(tmp_path) -> None:  # type: ignore[no-untyped-def]

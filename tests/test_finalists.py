@@ -6,12 +6,12 @@ import random
 
 import torch
 
-from hurricane.arch import SearchSpace
-from hurricane.data import Data, load_data
-from hurricane.evolution import Candidate, EvolutionResult
+from hurricane.data.datasets import Data, load_data
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.supernet import Supernet
+from hurricane.runs.steps.common import SupernetScorer, finetuned_accuracy, layout_of, rank_finalists
+from hurricane.search.evolution import Candidate, EvolutionResult
 from hurricane.spec import SearchSpec
-from hurricane.steps.common import SupernetScorer, finetuned_accuracy, layout_of, rank_finalists
-from hurricane.supernet import Supernet
 from tests.conftest import tiny_spec_dict
 
 
@@ -76,8 +76,8 @@ def test_evolutions_top_is_rescored_over_several_recalibrations() -> None:
     """rescore_top: the first ``rescore`` candidates get the mean of R BN recalibrations on the
     whole validation split (the first recalibration is evolution's own batches), in that order;
     the rest keep theirs; what changed is recorded."""
-    from hurricane.steps.common import rescore_top
-    from hurricane.steps.quality import MultiScorer
+    from hurricane.runs.steps.common import rescore_top
+    from hurricane.runs.steps.quality import MultiScorer
 
     spec, net, space, data = _setup(rescore=3, rescore_recalibrations=2, finalists=0)
     rng = random.Random(2)

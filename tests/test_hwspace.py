@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from hurricane.flops import op_cost
-from hurricane.hwspace import exploring_op, hardware_space, plot_heatmap
-from hurricane.profiling import LatencyTable
+from hurricane.latency.profiling import LatencyTable
+from hurricane.nets.flops import op_cost
+from hurricane.runs.steps import layout_of
+from hurricane.search.hwspace import exploring_op, hardware_space, plot_heatmap
 from hurricane.spec import SearchSpec
-from hurricane.steps import layout_of
 from tests.conftest import tiny_spec_dict
 
 OPS = ["SEP_3", "SEP_7", "MB_3_1", "MB_7_6_SE", "Choice_3", "Choice_5", "ChoiceX"]

@@ -304,7 +304,7 @@ def test_dockerignore_matcher_follows_docker_semantics() -> None:
     ".git/HEAD", ".venv/bin/python", ".pypath/hurricane/cli.py", "runs/s/spec.json",
     "bench/.store/a/b.json", "bench/results/api_load.json", "bench/api_load.py",
     "build/lib/hurricane/cli.py", "dist/hurricane_nas-0.1.0-py3-none-any.whl",
-    "hurricane/__pycache__/cli.cpython-311.pyc", "hurricane/steps/__pycache__/a.cpython-311.pyc",
+    "hurricane/__pycache__/cli.cpython-311.pyc", "hurricane/runs/steps/__pycache__/a.cpython-311.pyc",
     "api/__pycache__/app.cpython-311.pyc", "hurricane/x.pyc", ".pytest_cache/v/cache/nodeids",
     ".mypy_cache/3.11/hurricane/cli.data.json", ".ruff_cache/0.17.6/1", ".hypothesis/examples/a",
     "tests/test_api.py", "hurricane_nas.egg-info/PKG-INFO", "charts/hurricane/values.yaml",
@@ -316,7 +316,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 @pytest.mark.parametrize("path", [
     "pyproject.toml", "README.md", "hurricane/__init__.py", "hurricane/__main__.py",
-    "hurricane/py.typed", "hurricane/steps/__init__.py", "api/app.py", "workers/app.py",
+    "hurricane/py.typed", "hurricane/runs/steps/__init__.py", "api/app.py", "workers/app.py",
     "operator/manifests.py", "images/requirements-api.txt", "images/requirements-trainer.txt",
 ])
 def test_dockerignore_sends(path: str) -> None:
@@ -504,7 +504,7 @@ def test_job_images_run_the_job_command(image: str) -> None:
     args = ["profile", "--search", "s", "--store", "s3://b/p", "--device", "cpu"]
     params = parse_job_command([*ep, *args])
     assert params == {"name": "profile", "search": "s", "store": "s3://b/p", "device": "cpu"}
-    from hurricane.contract import JobSpec
+    from hurricane.runs.contract import JobSpec
 
     for job in (JobSpec("digits-0a1b", "stage1", "s3://bucket/runs"),
                 JobSpec("digits-0a1b", "profile", "s3://bucket/runs", device="cpu")):
@@ -517,8 +517,8 @@ def test_executor_pods_run_in_the_job_images() -> None:
     """The Kubernetes executor's pods: measuring jobs in the profiler image run JobSpec.command();
     training jobs in the trainer image run torchrun around the same module; both as the
     images' user."""
-    from hurricane.contract import JobSpec
     from hurricane.operator.manifests import Cluster, manifests
+    from hurricane.runs.contract import JobSpec
     from hurricane.settings import Settings
 
     cluster = Cluster.from_settings(Settings(
@@ -724,8 +724,8 @@ import hurricane.api.app
 kind = type(hurricane.api.app.app).__name__
 # what the API loads after start-up: uvicorn's loop and HTTP parser, the s3:// store, the PNG plot
 import uvicorn.main, uvicorn.loops.uvloop, uvicorn.protocols.http.httptools_impl, uvicorn.lifespan.on
-import hurricane.s3store
-from hurricane.proxy import plot_srcc
+import hurricane.storage.s3store
+from hurricane.latency.proxy import plot_srcc
 with tempfile.TemporaryDirectory() as d:
     from pathlib import Path
     plot_srcc(["a", "b"], [[1.0, 0.5], [0.5, 1.0]], Path(d) / "m.png")

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from hurricane import progress
-from hurricane.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
 from hurricane.operator.executor import KubernetesExecutor, job_outcome
 from hurricane.operator.manifests import Cluster, job_name, manifests
+from hurricane.runs.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
 from hurricane.settings import Settings
 from tests.kube_fake import FakeKubeServer, condition, pod
 

@@ -14,8 +14,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from hurricane.contract import EXIT_INVALID, JobSpec
-from hurricane.devices import DEVICES
+from hurricane.latency.devices import DEVICES
 from hurricane.operator.manifests import (
     JOB_NAME_MAX,
     Cluster,
@@ -24,6 +23,7 @@ from hurricane.operator.manifests import (
     manifests,
     owner_configmap,
 )
+from hurricane.runs.contract import EXIT_INVALID, JobSpec
 from hurricane.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hurricane.flops import count, op_cost
-from hurricane.ops import OPS, Downsample, build_op
+from hurricane.nets.flops import count, op_cost
+from hurricane.nets.ops import OPS, Downsample, build_op
 
 # (stride, cin, cout, hw): stride 1 keeps channels; stride 2 widens, as in the backbone
 SHAPES = {1: (16, 16, 8), 2: (16, 32, 8)}

@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from hurricane.batching import IMAGENET_MEAN, IMAGENET_STD
 from hurricane.cli import app
-from hurricane.data import DatasetError, load_data
-from hurricane.packed import SPLITS, ShardCache, load_index, pack, parse_size
+from hurricane.data.batching import IMAGENET_MEAN, IMAGENET_STD
+from hurricane.data.datasets import DatasetError, load_data
+from hurricane.data.packed import SPLITS, ShardCache, load_index, pack, parse_size
+from hurricane.data.stream import StreamSplit
 from hurricane.settings import get_settings
 from hurricane.spec import DatasetSpec, SearchSpec
-from hurricane.stream import StreamSplit
 from tests.conftest import tiny_spec_dict
 from tests.servers import MotoServer, wait_for
 
@@ -225,7 +225,7 @@ def test_missing_and_corrupt_local_data_fail_clearly(packed_dir: Path, tmp_path:
 
 def test_s3_cache_downloads_once_verifies_and_stays_bounded(packed_dir: Path, s3_env: dict[str, str],
                                                             tmp_path: Path) -> None:
-    from hurricane.stores import open_store
+    from hurricane.storage.stores import open_store
 
     url = f"s3://{_bucket()}/sets/digits"
     store = open_store(url)
@@ -266,9 +266,9 @@ def test_s3_cache_downloads_once_verifies_and_stays_bounded(packed_dir: Path, s3
 
 
 def test_tiny_search_from_s3(image_dir: Path, s3_env: dict[str, str], tmp_path: Path) -> None:
-    from hurricane.executor import InlineExecutor
-    from hurricane.pipeline import run_search
-    from hurricane.store import LocalStore, search_key
+    from hurricane.runs.executor import InlineExecutor
+    from hurricane.runs.pipeline import run_search
+    from hurricane.storage.store import LocalStore, search_key
 
     url = f"s3://{_bucket()}/sets/digits"
     r = CliRunner().invoke(app, ["dataset", "pack", str(image_dir), url, "--shard-size", "64KiB"])
@@ -325,7 +325,7 @@ def test_the_api_refuses_an_s3_source_that_is_not_a_packed_set(image_dir: Path, 
     from fastapi.testclient import TestClient
 
     from hurricane.api.app import create_app
-    from hurricane.stores import open_store
+    from hurricane.storage.stores import open_store
 
     bucket = _bucket()
     monkeypatch.setenv("HURRICANE_DATA_BUCKETS", bucket)  # the one bucket datasets may name
@@ -375,8 +375,8 @@ def test_two_ranks_stream_their_rows_and_train_like_one(packed_dir: Path, tmp_pa
 def test_a_shard_evicted_by_another_process_is_fetched_again(packed_dir: Path,
                                                             s3_env: dict[str, str],
                                                             tmp_path: Path) -> None:
-    from hurricane.packed import SampleReader
-    from hurricane.stores import open_store
+    from hurricane.data.packed import SampleReader
+    from hurricane.storage.stores import open_store
 
     url = f"s3://{_bucket()}/sets/digits"
     store = open_store(url)
@@ -414,7 +414,7 @@ def test_a_streamed_split_pickles_for_spawned_loader_workers(packed_dir: Path) -
     import functools
     import pickle
 
-    from hurricane.stream import _train_item
+    from hurricane.data.stream import _train_item
 
     split = _split(packed_dir)
     x, y = split.train_batch(2, 8, seed=4)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from hurricane import progress
-from hurricane.executor import InlineExecutor, JobSpec, ProcessExecutor
-from hurricane.pipeline import STEPS, SearchConflict, run_search, run_step, submit
-from hurricane.records import summarize
+from hurricane.runs.executor import InlineExecutor, JobSpec, ProcessExecutor
+from hurricane.runs.pipeline import STEPS, SearchConflict, run_search, run_step, submit
+from hurricane.runs.records import summarize
+from hurricane.runs.steps import load_final
 from hurricane.spec import SearchSpec
-from hurricane.steps import load_final
-from hurricane.store import search_key
+from hurricane.storage.store import search_key
 from tests.conftest import tiny_spec_dict
 
 
@@ -149,9 +149,9 @@ def test_process_executor_runs_the_pod_command(tiny_spec, store) -> None:
 
 def test_hardware_space_and_a_table_device(tiny_spec, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Eq. 2 space from the first device's table; a second device given as an imported table."""
-    from hurricane.devices import DEVICES
-    from hurricane.profiling import Protocol, profile_table
-    from hurricane.steps import layout_of, pool_space
+    from hurricane.latency.devices import DEVICES
+    from hurricane.latency.profiling import Protocol, profile_table
+    from hurricane.runs.steps import layout_of, pool_space
 
     table = profile_table(layout_of(tiny_spec), pool_space(tiny_spec), DEVICES.get("cpu"),
                           Protocol(warmup=1, repeats=3))

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from hurricane.arch import Arch
-from hurricane.predictor import LatencyPredictor, PredictorConfig, metrics
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig, metrics
+from hurricane.nets.arch import Arch
 
 LAYERS, OPS = 8, 4
 CHOICES = tuple(tuple(f"op{k}" for k in range(OPS)) for _ in range(LAYERS))
@@ -238,7 +238,7 @@ NB201_OPS = ("none", "skip", "conv1", "conv3", "pool")
 
 
 def test_cell_graph_prunes_dead_edges() -> None:
-    from hurricane.predictor import CellGraph
+    from hurricane.latency.predictor import CellGraph
 
     g = CellGraph(NB201_EDGES)
     choices = tuple(NB201_OPS for _ in NB201_EDGES)
@@ -271,7 +271,7 @@ def test_cell_graph_prunes_dead_edges() -> None:
 def test_the_pruned_cell_encoding_is_chosen_when_the_device_prunes(prunes: bool) -> None:
     """A device that skips dead edges (cost of the live cell) gets the pruned encoding and a
     far better fit; one that computes every edge keeps the plain model."""
-    from hurricane.predictor import CellGraph
+    from hurricane.latency.predictor import CellGraph
 
     g = CellGraph(NB201_EDGES)
     choices = tuple(NB201_OPS for _ in NB201_EDGES)

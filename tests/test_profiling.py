@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.devices import DEVICES
-from hurricane.profiling import LatencyTable, Protocol, measure_arch, profile_table, time_callable
+from hurricane.latency.devices import DEVICES
+from hurricane.latency.profiling import LatencyTable, Protocol, measure_arch, profile_table, time_callable
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.runs.steps import layout_of
 from hurricane.spec import SearchSpec
-from hurricane.steps import layout_of
 from tests.conftest import tiny_spec_dict
 
 

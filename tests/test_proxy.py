@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.latency_sources import MeasuredLatencies, collect_latencies, table_space
-from hurricane.predictor import LatencyPredictor, PredictorConfig
-from hurricane.proxy import (
+from hurricane.latency.latency_sources import MeasuredLatencies, collect_latencies, table_space
+from hurricane.latency.predictor import LatencyPredictor, PredictorConfig
+from hurricane.latency.proxy import (
     AdaptConfig,
     AdaptedPredictor,
     _loo_scores,
@@ -23,6 +22,7 @@ from hurricane.proxy import (
     srcc,
     srcc_matrix,
 )
+from hurricane.nets.arch import Arch, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 OPS = ("SEP_3", "MB_3_1", "MB_5_3_SE", "Choice_3", "ChoiceX")

@@ -8,12 +8,13 @@ import math
 import pytest
 import torch
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.backbone import Layout
-from hurricane.data import Data, Split
-from hurricane.evolution import InfeasibleBudget
-from hurricane.profiling import LatencyTable
-from hurricane.proxyless import (
+from hurricane.data.datasets import Data, Split
+from hurricane.latency.profiling import LatencyTable
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.train import Checkpointer, TrainConfig
+from hurricane.search.evolution import InfeasibleBudget
+from hurricane.search.proxyless import (
     ExpectedLatency,
     PathGates,
     ProxylessConfig,
@@ -24,7 +25,6 @@ from hurricane.proxyless import (
     proxyless_search,
 )
 from hurricane.spec import BackboneSpec
-from hurricane.train import Checkpointer, TrainConfig
 
 OPS = ("SEP_3", "MB_3_3_SE", "Choice_5", "ChoiceX")
 # per-op latency (ms) at layer i: base · (1 + i/10); SEP_3 fastest, ChoiceX slowest
@@ -237,7 +237,7 @@ def test_resume_equals_an_uninterrupted_run(store) -> None:  # type: ignore[no-u
     table, space, data = _table(), _space(), _data()
 
     def run(prefix: str, stop_after: int | None = None):  # type: ignore[no-untyped-def]
-        from hurricane.supernet import Supernet
+        from hurricane.nets.supernet import Supernet
 
         torch.manual_seed(cfg.seed)
         net = Supernet(_layout(), space)

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from hurricane import progress
-from hurricane.contract import WHOLE, JobSpec
-from hurricane.executor import InlineExecutor, ProcessExecutor
-from hurricane.leases import newest
 from hurricane.machine import pid_alive
-from hurricane.pipeline import run_step, run_unit
-from hurricane.purge import purge_search, running_units, sweep, unfinished
-from hurricane.records import (
+from hurricane.runs.contract import WHOLE, JobSpec
+from hurricane.runs.executor import InlineExecutor, ProcessExecutor
+from hurricane.runs.leases import newest
+from hurricane.runs.pipeline import run_step, run_unit
+from hurricane.runs.purge import purge_search, running_units, sweep, unfinished
+from hurricane.runs.records import (
     SearchConflict,
     SearchPurged,
     guarded,
@@ -35,7 +35,7 @@ from hurricane.records import (
     write_unit_state,
 )
 from hurricane.spec import SearchSpec
-from hurricane.store import LocalStore
+from hurricane.storage.store import LocalStore
 from tests.conftest import tiny_spec_dict
 from tests.servers import in_thread, wait_for
 
@@ -234,7 +234,7 @@ def test_a_unit_whose_worker_died_is_not_waited_for_and_sweep_finishes(store, ti
 
 
 def test_a_purge_whose_caller_died_is_found_and_finished(store, tiny_spec) -> None:  # type: ignore[no-untyped-def]
-    from hurricane.purge import stop_and_wait
+    from hurricane.runs.purge import stop_and_wait
 
     sid = submit(tiny_spec, store, "half", owner="alice")
     stop_and_wait(store, sid, by="test", wait_s=0, poll_s=0.1, stale_s=30)  # then it died

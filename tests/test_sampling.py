@@ -11,14 +11,14 @@ import torch
 from pydantic import ValidationError
 from scipy import stats
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.sampling import PathPlan
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.sampling import PathPlan
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import Checkpointer, TrainConfig, step_seed, train
+from hurricane.runs.steps import data_of, layout_of, pool_space
+from hurricane.runs.steps.oneshot import op_sizes, path_plan, plan_loss
+from hurricane.runs.steps.quality import RankMonitor, spearman, verdict
 from hurricane.spec import SearchSpec
-from hurricane.steps import data_of, layout_of, pool_space
-from hurricane.steps.oneshot import op_sizes, path_plan, plan_loss
-from hurricane.steps.quality import RankMonitor, spearman, verdict
-from hurricane.supernet import Supernet
-from hurricane.train import Checkpointer, TrainConfig, step_seed, train
 from tests.conftest import tiny_spec_dict
 
 SPACE = SearchSpace((("SEP_3", "MB_3_3", "MB_7_6_SE"), ("SEP_3", "Choice_3"),
@@ -204,10 +204,10 @@ def test_until_reliable_ends_training_at_the_first_passing_check_and_resumes_its
 def test_a_search_step_records_the_iterations_until_reliable_used(store) -> None:  # type: ignore[no-untyped-def]
     """stage1 with until_reliable: train.json and the step result record the iterations used,
     the cap, that the verdict ended it, the sampling rule and every check."""
-    from hurricane.executor import InlineExecutor
-    from hurricane.pipeline import run_step
-    from hurricane.records import submit
-    from hurricane.store import search_key
+    from hurricane.runs.executor import InlineExecutor
+    from hurricane.runs.pipeline import run_step
+    from hurricane.runs.records import submit
+    from hurricane.storage.store import search_key
 
     spec = SearchSpec.model_validate(tiny_spec_dict(supernet={
         "iterations": 30, "check_every": 5, "min_iterations": 10, "until_reliable": True,

@@ -40,12 +40,12 @@ def service(tmp_path_factory) -> Iterator[ServiceStack]:  # type: ignore[no-unty
 def test_submit_watch_fetch_and_score_the_checkpoint(service, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import torch
 
-    from hurricane.arch import Arch
-    from hurricane.backbone import Layout
+    from hurricane.nets.arch import Arch
+    from hurricane.nets.backbone import Layout
+    from hurricane.nets.supernet import Network
+    from hurricane.nets.train import evaluate
+    from hurricane.runs.steps import data_of
     from hurricane.spec import BackboneSpec, SearchSpec
-    from hurricane.steps import data_of
-    from hurricane.supernet import Network
-    from hurricane.train import evaluate
 
     spec_file = tmp_path / "digits.yaml"
     spec_file.write_text(yaml.safe_dump(learning_spec()))
@@ -106,7 +106,7 @@ def test_submit_watch_fetch_and_score_the_checkpoint(service, tmp_path) -> None:
     # a fetch of a file changed behind the server's back is refused by its checksum
     listing = service.client().artifacts(sid, device="cpu")
     final = next(a for a in listing["data"] if a["key"].endswith("final.pt"))
-    from hurricane.client import ApiError
+    from hurricane.service.client import ApiError
 
     with pytest.raises(ApiError, match="SHA-256"):
         service.client().download(final["url"], tmp_path / "x.pt", size=final["size"],

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from hurricane.leases import newest
 from hurricane.machine import pid_alive
+from hurricane.runs.leases import newest
 from tests.conftest import tiny_spec_dict
 from tests.servers import ServiceStack, wait_for
 

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from hurricane import progress
-from hurricane.contract import WHOLE, JobCancelled, JobFailed, JobSpec
-from hurricane.executor import InlineExecutor
 from hurricane.operator.executor import KubernetesExecutor, admission_reason, required_rules
 from hurricane.operator.manifests import Cluster, job_name, manifests, trainjob_name
-from hurricane.pipeline import run_step, run_unit
-from hurricane.records import read_unit_state, submit, summarize
+from hurricane.runs.contract import WHOLE, JobCancelled, JobFailed, JobSpec
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_step, run_unit
+from hurricane.runs.records import read_unit_state, submit, summarize
 from hurricane.settings import Settings
 from hurricane.spec import SearchSpec
 from tests.conftest import tiny_spec_dict

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hurricane.spec import SearchSpec, SpecError, load_spec, parse_spec, spec_schema
+from hurricane.spec import SearchSpec, SpecError, parse_spec, read_spec_file, spec_schema
 from tests.conftest import tiny_spec_dict
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -18,14 +18,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
                                          if not p.name.startswith("values-")),  # Helm values
                          ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
-    assert isinstance(load_spec(path), SearchSpec)
+    assert isinstance(read_spec_file(path), SearchSpec)
 
 
 def test_yaml_and_json_load_the_same_spec(tmp_path: Path) -> None:
     d = tiny_spec_dict()
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
     (tmp_path / "s.json").write_text(json.dumps(d))
-    assert load_spec(tmp_path / "s.yaml") == load_spec(tmp_path / "s.json")
+    assert read_spec_file(tmp_path / "s.yaml") == read_spec_file(tmp_path / "s.json")
 
 
 def test_defaults_follow_method_md() -> None:
@@ -100,12 +100,12 @@ def test_dataset_path_required_for_cifar() -> None:
 def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
     with pytest.raises(SpecError, match="not valid YAML"):
-        load_spec(tmp_path / "bad.yaml")
+        read_spec_file(tmp_path / "bad.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(SpecError, match="mapping of fields"):
-        load_spec(tmp_path / "list.yaml")
+        read_spec_file(tmp_path / "list.yaml")
     with pytest.raises(SpecError, match="cannot read spec"):
-        load_spec(tmp_path / "missing.yaml")
+        read_spec_file(tmp_path / "missing.yaml")
 
 
 def test_schema_describes_fields() -> None:
@@ -147,8 +147,8 @@ def test_training_topology_is_checked(training, over, words) -> None:  # type: i
 
 
 def test_local_processes_run_one_node_only() -> None:
-    from hurricane.contract import JobInvalid, JobSpec
-    from hurricane.executor import ProcessExecutor
+    from hurricane.runs.contract import JobInvalid, JobSpec
+    from hurricane.runs.executor import ProcessExecutor
 
     ex = ProcessExecutor()
     assert ex.argv(JobSpec("s", "stage1", "/x", nprocs=2, max_restarts=3))[1:6] == [

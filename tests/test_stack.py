@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from hurricane.machine import pid_alive
-from hurricane.stack import Stack
+from hurricane.service.stack import Stack
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def test_stack_up_restarts_a_killed_member_and_keeps_the_live_ones(tmp_path: Pat
     died) and `stack up` restarts that member only, leaving nothing of the old one behind."""
     import signal
 
-    from hurricane.stack import group_alive
+    from hurricane.service.stack import group_alive
     from tests.servers import wait_for
 
     d = tmp_path / "stack"

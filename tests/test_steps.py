@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from hurricane.arch import SearchSpace
-from hurricane.evolution import InfeasibleBudget
-from hurricane.profiling import LatencyTable
+from hurricane.latency.profiling import LatencyTable
+from hurricane.nets.arch import SearchSpace
+from hurricane.runs.steps import resolve_budget
+from hurricane.search.evolution import InfeasibleBudget
 from hurricane.spec import SearchSpec
-from hurricane.steps import resolve_budget
 from tests.conftest import tiny_spec_dict
 
 OPS = ("SEP_3", "Choice_3")
@@ -38,7 +38,7 @@ def test_absolute_budget_checked_against_the_model_not_the_table() -> None:
 
 
 def test_quality_verdict_against_chance() -> None:
-    from hurricane.steps.common import quality_verdict
+    from hurricane.runs.steps.common import quality_verdict
 
     bad = quality_verdict([0.12, 0.25, 0.18], num_classes=10, margin=0.2)
     assert bad["floor"] == pytest.approx(0.28) and not bad["reliable"]

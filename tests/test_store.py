@@ -18,17 +18,17 @@ import httpx
 import pytest
 import urllib3
 
-from hurricane.s3store import S3Store
 from hurricane.settings import get_settings
-from hurricane.store import (
+from hurricane.storage.s3store import S3Store
+from hurricane.storage.store import (
     ArtifactNotFound,
     ArtifactStore,
     LocalStore,
     StoreUnavailable,
     search_key,
 )
-from hurricane.stores import open_store
-from hurricane.torchio import load_torch, save_torch
+from hurricane.storage.stores import open_store
+from hurricane.storage.torchio import load_torch, save_torch
 from tests.servers import MotoServer
 
 MiB = 1 << 20
@@ -190,7 +190,7 @@ def test_list_and_children_are_folder_scoped(store: ArtifactStore) -> None:
 
 
 def test_delete_prefix(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("hurricane.s3store._DELETE_BATCH", 2)  # several DeleteObjects requests
+    monkeypatch.setattr("hurricane.storage.s3store._DELETE_BATCH", 2)  # several DeleteObjects requests
     keys = ["d/1", "d/2", "d/e/3", "d/e/f/4", "d/e/f/5"]
     for k in [*keys, "dx/keep", "keep"]:
         store.put_bytes(k, b"x")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from hurricane.arch import Arch
-from hurricane.executor import InlineExecutor
-from hurricane.oppool import MANUAL_SPACE_OPS
-from hurricane.pipeline import run_search
+from hurricane.nets.arch import Arch
+from hurricane.nets.oppool import MANUAL_SPACE_OPS
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
+from hurricane.runs.steps import load_space
+from hurricane.runs.strategies import STRATEGIES
 from hurricane.spec import SearchSpec, SpecError, parse_spec
-from hurricane.steps import load_space
-from hurricane.store import search_key
-from hurricane.strategies import STRATEGIES
+from hurricane.storage.store import search_key
 from tests.conftest import tiny_spec_dict
 
 PROXYLESS = {"iterations": 16, "batch_size": 32, "lr": 0.05, "checkpoint_every": 8,
@@ -85,7 +85,7 @@ def test_strategy_settings_are_validated() -> None:
 
 
 def test_devices_with_the_same_winner_share_one_retraining(store, tmp_path) -> None:
-    from hurricane.profiling import LatencyTable
+    from hurricane.latency.profiling import LatencyTable
     from tests.conftest import TINY_OPS
 
     ms = {op: 0.1 * (i + 1) for i, op in enumerate(TINY_OPS)}

@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from hurricane.arch import SearchSpace
-from hurricane.backbone import Layout
+from hurricane.nets.arch import SearchSpace
+from hurricane.nets.backbone import Layout
+from hurricane.nets.supernet import SHARING, Network, SlicedConv, Supernet, recalibrate_bn
 from hurricane.spec import BackboneSpec
-from hurricane.supernet import SHARING, Network, SlicedConv, Supernet, recalibrate_bn
 
 OPS = ("SEP_3", "MB_3_3_SE", "Choice_5", "ChoiceX")
 WIDE = ("SEP_3", "SEP_5_SE", "MB_3_1", "MB_3_3", "MB_7_6_SE", "Choice_3", "Choice_7_SE",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hurricane.service.tokens import TokenError, TokenTable, add_token, hash_token, parse_entries
 from hurricane.settings import Settings
-from hurricane.tokens import TokenError, TokenTable, add_token, hash_token, parse_entries
 
 
 def test_tokens_are_stored_as_hashes_only(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_concurrent_lookups_while_the_file_loads_and_changes(tmp_path: Path) -> 
 def test_a_token_stops_working_when_it_expires(tmp_path: Path) -> None:
     import time
 
-    from hurricane.tokens import expiry_from, load_file
+    from hurricane.service.tokens import expiry_from, load_file
 
     f = tmp_path / "tokens.yaml"
     lasting = add_token(f, "alice", expires="30d")
@@ -102,7 +102,7 @@ def test_a_token_stops_working_when_it_expires(tmp_path: Path) -> None:
 def test_revoked_tokens_are_refused_within_a_second(tmp_path: Path) -> None:
     import time
 
-    from hurricane.tokens import revoke_tokens
+    from hurricane.service.tokens import revoke_tokens
 
     f = tmp_path / "tokens.yaml"
     a1, a2, b = add_token(f, "alice"), add_token(f, "alice"), add_token(f, "bob")

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hurricane.contract import Preempted
-from hurricane.steps import data_of, layout_of, path_sampler, pool_space
-from hurricane.supernet import Supernet
-from hurricane.train import Checkpointer, TrainConfig, param_groups, train
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import Checkpointer, Preempted, TrainConfig, param_groups, train
+from hurricane.runs.steps import data_of, layout_of, path_sampler, pool_space
 
 
 def _run(spec, store, prefix, *, stop_after=None, forward=None):  # type: ignore[no-untyped-def]
@@ -60,11 +59,11 @@ def test_a_sigtermed_job_process_ends_by_the_signal_after_its_checkpoint(tmp_pat
     (callers treat it as a disruption, never as a failed job), after the checkpoint of the step
     it was in. The training holds before step 40 until the signal comes (tests/pod_gate), so
     the signal lands mid-training on any machine."""
-    from hurricane.executor import InlineExecutor
-    from hurricane.pipeline import run_step
-    from hurricane.records import submit
+    from hurricane.runs.executor import InlineExecutor
+    from hurricane.runs.pipeline import run_step
+    from hurricane.runs.records import submit
     from hurricane.spec import SearchSpec
-    from hurricane.store import LocalStore
+    from hurricane.storage.store import LocalStore
     from tests.conftest import tiny_spec_dict
     from tests.servers import wait_for
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from hurricane.arch import Arch
-from hurricane.executor import InlineExecutor
-from hurricane.pipeline import run_search
-from hurricane.profiling import LatencyTable
+from hurricane.latency.profiling import LatencyTable
+from hurricane.nets.arch import Arch
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search
+from hurricane.runs.steps import latency_model, load_space, load_table
+from hurricane.runs.strategies import STRATEGIES
 from hurricane.spec import SearchSpec, SpecError, parse_spec
-from hurricane.steps import latency_model, load_space, load_table
-from hurricane.store import search_key
-from hurricane.strategies import STRATEGIES
+from hurricane.storage.store import search_key
 from tests.conftest import TINY_OPS, tiny_spec_dict
 
 PROXY_MS = {"SEP_3": 0.30, "MB_3_1": 0.10, "MB_5_3_SE": 0.60, "Choice_3": 0.20, "ChoiceX": 0.45}
@@ -75,7 +75,7 @@ def test_non_monotone_target_adapts_the_proxy_predictor(store, tmp_path) -> None
     model = latency_model(store, sid, "target-dev", table)
     import random
 
-    from hurricane.predictor import metrics
+    from hurricane.latency.predictor import metrics
 
     space = load_space(store, sid)
     rng = random.Random(7)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hurricane.arch import Arch, SearchSpace
-from hurricane.evolution import Candidate, pareto_front
-from hurricane.executor import InlineExecutor
-from hurricane.pipeline import run_search, run_step, submit
-from hurricane.spec import SearchSpec, SpecError, parse_spec
-from hurricane.steps import (
+from hurricane.nets.arch import Arch, SearchSpace
+from hurricane.nets.supernet import Supernet
+from hurricane.nets.train import Checkpointer, TrainConfig, train
+from hurricane.runs.executor import InlineExecutor
+from hurricane.runs.pipeline import run_search, run_step, submit
+from hurricane.runs.steps import (
     a_win0,
     data_of,
     inherit_weights,
@@ -23,11 +23,11 @@ from hurricane.steps import (
     stage2_space,
     train_supernet,
 )
-from hurricane.store import search_key
-from hurricane.strategies import STRATEGIES
-from hurricane.supernet import Supernet
-from hurricane.torchio import load_torch
-from hurricane.train import Checkpointer, TrainConfig, train
+from hurricane.runs.strategies import STRATEGIES
+from hurricane.search.evolution import Candidate, pareto_front
+from hurricane.spec import SearchSpec, SpecError, parse_spec
+from hurricane.storage.store import search_key
+from hurricane.storage.torchio import load_torch
 from tests.conftest import tiny_spec_dict
 
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import torch
 
-from hurricane.packed import INDEX, DatasetError, PackedIndex, Shard, ShardCache, load_index, pack, peek
-from hurricane.store import LocalStore
-from hurricane.torchio import load_torch, save_torch
-from hurricane.train import Checkpointer
+from hurricane.data.packed import INDEX, DatasetError, PackedIndex, Shard, ShardCache, load_index, pack, peek
+from hurricane.nets.train import Checkpointer
+from hurricane.storage.store import LocalStore
+from hurricane.storage.torchio import load_torch, save_torch
 from tests.test_packed import make_image_dir
 
 MARKER = Path("/tmp/hurricane-untrusted-pickle-ran")  # what the payload would create

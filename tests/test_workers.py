@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from hurricane.records import mark_active, submit, summarize
+from hurricane.runs.records import mark_active, submit, summarize
 from hurricane.spec import SearchSpec
 from tests.conftest import tiny_spec_dict
 
@@ -106,7 +106,7 @@ def test_invalid_input_fails_the_search_without_retries(tasks, service_env) -> N
 
 
 def test_a_failing_job_is_recorded_on_its_unit(tasks, service_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from hurricane.contract import JOBS
+    from hurricane.runs.contract import JOBS
 
     def broken(*a: Any, **k: Any) -> None:
         raise RuntimeError("the GPU fell off the bus")

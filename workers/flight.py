@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from hurricane.leases import newest
+from hurricane.runs.leases import newest
 from hurricane.settings import Settings
-from hurricane.store import ArtifactStore
+from hurricane.storage.store import ArtifactStore
 
 ADVANCE = "advance"
 ADVANCE_STALE_S = 300.0  # an advance is short: started longer ago than this, its worker died

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over hurricane.pipeline, with permanent names, ids only as
+"""Celery tasks: thin wrappers over hurricane.runs.pipeline, with permanent names, ids only as
 arguments, explicit queues, retries for transient failures and none for invalid input.
 
 - ``hurricane.advance(search_id)`` (queue ``control``): reads the stored plan and results,
@@ -20,8 +20,8 @@ import redis
 from celery import Task
 from celery.signals import worker_ready
 
-from hurricane.contract import JobCancelled, JobTransient
-from hurricane.records import (
+from hurricane.runs.contract import JobCancelled, JobTransient
+from hurricane.runs.records import (
     SearchNotFound,
     SearchPurged,
     active_searches,
@@ -32,8 +32,8 @@ from hurricane.records import (
     write_step_state,
 )
 from hurricane.settings import get_settings
-from hurricane.store import StoreUnavailable
-from hurricane.stores import open_store
+from hurricane.storage.store import StoreUnavailable
+from hurricane.storage.stores import open_store
 from hurricane.workers import flight
 from hurricane.workers.app import app
 from hurricane.workers.dispatch import (
@@ -84,13 +84,13 @@ def advance(self: Task, search_id: str) -> str:
 
 
 def _advance(search_id: str) -> str:
-    from hurricane.pipeline import finish_step, load_spec, next_work, write_final_report
+    from hurricane.runs.pipeline import finish_step, next_work, stored_spec, write_final_report
 
     s = get_settings()
     store = guarded(open_store(s.store), search_id)
     r = redis_client(s.redis_dsn)
     try:
-        spec = load_spec(store, search_id)
+        spec = stored_spec(store, search_id)
     except SearchNotFound:
         log.warning("advance %s: no such search (purged?)", search_id)
         return "gone"
@@ -135,8 +135,8 @@ def _advance(search_id: str) -> str:
 def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     """Runs one unit's job (adopting it when it already runs elsewhere), then advances."""
     from hurricane import progress
-    from hurricane.pipeline import load_spec, unit_job
-    from hurricane.pipeline import run_unit as pipeline_run_unit
+    from hurricane.runs.pipeline import run_unit as pipeline_run_unit
+    from hurricane.runs.pipeline import stored_spec, unit_job
     from hurricane.workers.progress import RedisReporter
 
     s = get_settings()
@@ -146,7 +146,7 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     try:
         store = guarded(open_store(s.store), search_id)
         try:
-            spec = load_spec(store, search_id)
+            spec = stored_spec(store, search_id)
         except SearchNotFound:
             flight.clear(r, search_id, name)
             return "gone"
@@ -197,7 +197,7 @@ def make_executor(s: Any, cancelled: Any) -> Any:
         from hurricane.operator.executor import KubernetesExecutor
 
         return KubernetesExecutor(settings=s, cancelled=cancelled, echo=True)
-    from hurricane.executor import create_executor
+    from hurricane.runs.executor import create_executor
 
     if s.executor == "process":
         return create_executor("process", echo=True, cancelled=cancelled)
@@ -209,7 +209,7 @@ def cleanup(self: Task, search_id: str) -> str:
     """After a purge: removes what the search left outside the store (its Kubernetes Jobs,
     through their owner object), then sweeps its prefix once more (what a purge interrupted
     half-way left, or a write already on its way when the purge began)."""
-    from hurricane.purge import sweep
+    from hurricane.runs.purge import sweep
 
     s = get_settings()
     try:
@@ -226,7 +226,7 @@ def cleanup(self: Task, search_id: str) -> str:
 
 
 def _record_gave_up(search_id: str, step: str, unit: str, err: BaseException) -> None:
-    from hurricane.records import write_unit_state
+    from hurricane.runs.records import write_unit_state
 
     try:
         store = open_store(get_settings().store)
@@ -257,7 +257,7 @@ def reconcile(self: Task) -> list[str]:
 
 
 def _reconcile(r: redis.Redis, s: Any) -> list[str]:
-    from hurricane.purge import sweep, unfinished
+    from hurricane.runs.purge import sweep, unfinished
 
     store = open_store(s.store)
     for sid in unfinished(store, older_than_s=s.purge_wait_s + 60):

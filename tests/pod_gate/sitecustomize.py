@@ -1,7 +1,7 @@
 """A gate for tests that must act on a training mid-way, whatever the machine's speed.
 
 Put this folder first on a training process's PYTHONPATH with ``HURRICANE_TEST_HOLD_AT=N`` and
-``HURRICANE_TEST_HOLD_DIR=<dir>``: when ``hurricane.train`` is imported, its step loop is
+``HURRICANE_TEST_HOLD_DIR=<dir>``: when ``hurricane.nets.train`` is imported, its step loop is
 wrapped so that before step N it writes ``<dir>/reached-<rank>-<pid>`` (the step; rank from
 torchrun's ``RANK``, else 0) and then holds until the process receives SIGTERM (train's own
 StopRequest handler sees it too), then goes on. Each rank holds once: a later process of the
@@ -76,7 +76,7 @@ def _claim(rank: str) -> bool:
 
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "hurricane.train":
+        if fullname != "hurricane.nets.train":
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:

@@ -1,0 +1,315 @@
+"""Executors run a step's heavy job: in this process, or as a local process (the same command
+and environment a Kubernetes pod gets), so the local process executor runs what the cluster
+runs. The process executor starts a job at most once at a time (a lease in the store: a
+second caller adopts the running job), stops it on cancellation and maps its exit code onto
+retryable or final failures."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from hurricane import progress
+from hurricane.registry import Registry
+from hurricane.runs.contract import (
+    EXIT_INVALID,
+    EXIT_TRANSIENT,
+    Executor,
+    JobCancelled,
+    JobFailed,
+    JobInvalid,
+    JobSpec,
+    JobTransient,
+)
+from hurricane.runs.leases import Lease, LeaseView, acquire, newest
+from hurricane.runs.records import guarded
+from hurricane.storage.stores import open_store
+
+PROGRESS_ENV = "HURRICANE_PROGRESS"
+PROGRESS_PREFIX = "@@hurricane-progress "
+log = logging.getLogger("hurricane.executor")
+
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "JobCancelled", "JobFailed", "JobSpec",
+           "ProcessExecutor", "create_executor"]
+
+
+class InlineExecutor:
+    """Runs the job's function in this process (tests, and inside a pod). With ``cancelled``
+    the job stops at its next progress step once that says so (JobCancelled), checked at most
+    every ``poll_s``; its writes go through the search's guard (none once it is purged)."""
+
+    name = "inline"
+
+    def __init__(self, *, cancelled: Callable[[], bool] | None = None,
+                 poll_s: float | None = None) -> None:
+        self.cancelled = cancelled
+        self.poll_s = poll_s
+
+    def run(self, job: JobSpec) -> None:
+        from hurricane.runs.jobs import run_job
+
+        store = guarded(open_store(job.store_url), job.search_id)
+        if self.cancelled is None:
+            run_job(job.step, job.search_id, store, device=job.device)
+            return
+        if self.poll_s is None:
+            from hurricane.settings import get_settings
+
+            self.poll_s = get_settings().cancel_poll_s
+        check = _CancelCheck(progress.reporter(), self.cancelled, self.poll_s,
+                             f"job {job.name} stopped: the search was cancelled")
+        check.check()
+        with progress.use_reporter(check):
+            run_job(job.step, job.search_id, store, device=job.device)
+
+
+class _CancelCheck:
+    """A reporter that passes everything on to ``inner`` and raises JobCancelled from a
+    progress step once ``cancelled()`` says so (asked at most every ``every_s``): how a job
+    running in this process is stopped, since no signal can reach it alone."""
+
+    def __init__(self, inner: progress.Reporter, cancelled: Callable[[], bool], every_s: float,
+                 why: str) -> None:
+        self.inner, self.cancelled, self.every_s, self.why = inner, cancelled, every_s, why
+        self.last = time.monotonic()
+
+    def check(self) -> None:
+        self.last = time.monotonic()
+        try:
+            stop = self.cancelled()
+        except Exception:  # an unreachable store is not a cancellation
+            return
+        if stop:
+            raise JobCancelled(self.why)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int, completed: int = 0) -> Iterator[progress.Task]:
+        outer = self
+        with self.inner.task(description, total, completed) as t:
+
+            class _T:
+                def advance(self, n: int = 1, **metrics: Any) -> None:
+                    t.advance(n, **metrics)
+                    if time.monotonic() - outer.last >= outer.every_s:
+                        outer.check()
+
+            yield _T()
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+
+
+class ProgressRelay:
+    """Turns a child's progress lines back into bars of this process's reporter."""
+
+    def __init__(self, reporter: progress.Reporter) -> None:
+        self.reporter = reporter  # captured by the caller: context variables stay in their thread
+        self.stack: list[tuple[contextlib.AbstractContextManager[progress.Task], progress.Task]] = []
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            cm = self.reporter.task(str(event["description"]), int(event["total"]),
+                                    int(event.get("completed", 0)))
+            self.stack.append((cm, cm.__enter__()))
+        elif kind == "advance" and self.stack:
+            self.stack[-1][1].advance(int(event.get("n", 1)), **(event.get("metrics") or {}))
+        elif kind == "end" and self.stack:
+            self.stack.pop()[0].__exit__(None, None, None)
+        elif kind == "message":
+            self.reporter.message(str(event.get("text", "")))
+
+    def close(self) -> None:
+        while self.stack:
+            self.stack.pop()[0].__exit__(None, None, None)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies (a killed
+    worker must not leave its job running unwatched; torchrun forwards SIGTERM to its ranks)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _classify(job: JobSpec, code: int, tail: str) -> JobFailed:
+    if code == EXIT_INVALID:
+        return JobInvalid(f"job {job.name} refused its input (exit code {code}):\n{tail}")
+    if code == EXIT_TRANSIENT:
+        return JobTransient(f"job {job.name} lost the object store (exit code {code}):\n{tail}")
+    if code < 0:
+        return JobTransient(f"job {job.name} was killed by signal {-code}; last output:\n{tail}")
+    return JobFailed(f"job {job.name} exited with code {code}; last output:\n{tail}")
+
+
+class ProcessExecutor:
+    """Runs the job's command as a local process (``torchrun`` when it asks for several)."""
+
+    name = "process"
+
+    def __init__(self, *, python: str | None = None, echo: bool = True,
+                 cancelled: Callable[[], bool] | None = None, leases: bool = True,
+                 heartbeat_s: float | None = None, stale_s: float | None = None,
+                 poll_s: float | None = None, grace_s: float | None = None) -> None:
+        from hurricane.settings import get_settings
+
+        s = get_settings()
+        self.python = python or sys.executable
+        self.echo = echo
+        self.cancelled = cancelled
+        self.leases = leases
+        self.heartbeat_s = heartbeat_s or s.job_heartbeat_s
+        self.stale_s = stale_s or s.job_stale_s
+        self.poll_s = poll_s or s.cancel_poll_s
+        self.grace_s = s.cancel_grace_s if grace_s is None else grace_s
+
+    def argv(self, job: JobSpec) -> list[str]:
+        cmd = job.command()
+        if job.nodes > 1:
+            raise JobInvalid(f"job {job.name}: training.nodes = {job.nodes}, but local processes "
+                             "run on one node (use the kubernetes executor, or nodes: 1)")
+        if job.nprocs > 1:
+            return [self.python, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc-per-node={job.nprocs}", f"--max-restarts={job.max_restarts}",
+                    "-m", *cmd[2:]]
+        return [self.python, *cmd[1:]]
+
+    def _is_cancelled(self) -> bool:
+        if self.cancelled is None:
+            return False
+        try:
+            return self.cancelled()
+        except Exception:  # an unreachable store is not a cancellation
+            return False
+
+    def run(self, job: JobSpec) -> None:
+        self.argv(job)  # refuses what cannot run here before taking the job's lease
+        if not self.leases:
+            self._spawn(job, None)
+            return
+        # a purged search's lease is neither taken nor written (SearchPurged)
+        store = guarded(open_store(job.store_url), job.search_id)
+        while True:
+            held = acquire(store, job.search_id, job.name, heartbeat_s=self.heartbeat_s,
+                           stale_s=self.stale_s)
+            if isinstance(held, Lease):
+                self._spawn(job, held)
+                return
+            if self._adopt(job, held):
+                return
+            # the adopted job's holder died: take the lease over (loop)
+
+    def _adopt(self, job: JobSpec, lease: LeaseView) -> bool:
+        """Waits for a job another caller runs; True when it succeeded, False when its holder
+        died (the caller takes over), raising when it failed or the search was cancelled."""
+        store = guarded(open_store(job.store_url), job.search_id)
+        progress.message(f"job {job.name} already runs on {lease.doc.get('host')} "
+                         f"(lease {lease.number}): waiting for it")
+        log.info("adopting job %s (lease %d held by %s on %s)", job.name, lease.number,
+                 lease.doc.get("holder"), lease.doc.get("host"))
+        while True:
+            if self._is_cancelled():
+                raise JobCancelled(f"job {job.name}: search cancelled while waiting for it")
+            time.sleep(min(self.poll_s, self.heartbeat_s))
+            cur = newest(store, job.search_id, job.name) or lease
+            if cur.state == "succeeded":
+                return True
+            if cur.state == "cancelled":
+                raise JobCancelled(f"job {job.name} was cancelled")
+            if cur.state == "failed":
+                raise _classify(job, int(cur.doc.get("exit_code", 1)), cur.doc.get("tail", ""))
+            if not cur.live(self.stale_s):
+                log.warning("job %s: lease %d went stale (%.0f s without heartbeat): taking over",
+                            job.name, cur.number, cur.age_s())
+                return False
+
+    def _spawn(self, job: JobSpec, lease: Lease | None) -> None:
+        env = {**os.environ, **job.env, PROGRESS_ENV: "jsonl", "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(self.argv(job), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                env=env, text=True, bufsize=1, start_new_session=True,
+                                preexec_fn=_die_with_parent)
+        if lease is not None:
+            with contextlib.suppress(Exception):
+                lease.update(pid=proc.pid)
+        tail: deque[str] = deque(maxlen=40)
+        relay = ProgressRelay(progress.reporter())
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith(PROGRESS_PREFIX):
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        relay.handle(json.loads(line[len(PROGRESS_PREFIX):]))
+                    continue
+                tail.append(line)
+                if self.echo:
+                    sys.stderr.write(line)
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        cancelled = False
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=self.poll_s)
+                    break
+                except subprocess.TimeoutExpired:
+                    if self._is_cancelled():
+                        cancelled = True
+                        code = self._stop(proc)
+                        break
+                    if lease is not None and lease.lost.is_set():
+                        self._stop(proc)
+                        raise JobTransient(f"job {job.name}: another worker took its lease "
+                                           "over (heartbeats did not reach the store): stopped "
+                                           "this copy") from None
+        except BaseException:
+            self._stop(proc)  # the caller is going away (KeyboardInterrupt, task time limit)
+            if lease is not None:
+                with contextlib.suppress(Exception):
+                    lease.release("failed", exit_code=-int(signal.SIGTERM), tail="caller stopped")
+            raise
+        finally:
+            t.join(timeout=5)
+            relay.close()
+        text = "".join(tail)
+        if cancelled:
+            if lease is not None:
+                lease.release("cancelled", exit_code=code)
+            raise JobCancelled(f"job {job.name} stopped: the search was cancelled")
+        if lease is not None:
+            lease.release("succeeded" if code == 0 else "failed", exit_code=code,
+                          tail=text[-4000:])
+        if code != 0:
+            raise _classify(job, code, text)
+
+    def _stop(self, proc: subprocess.Popen[str]) -> int:
+        """SIGTERM to the job's process group, SIGKILL after the grace period."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            return proc.wait(timeout=self.grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return proc.wait()
+
+
+EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS.register("inline", InlineExecutor)
+EXECUTORS.register("process", ProcessExecutor)
+
+
+def create_executor(name: str, **options: Any) -> Executor:
+    return EXECUTORS.get(name)(**options)  # type: ignore[no-any-return]

@@ -1,0 +1,181 @@
+"""The end of every strategy: retrain each device's winner, export ONNX and re-measure it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hurricane import progress
+from hurricane.data.datasets import Data
+from hurricane.latency.profiling import measure_arch
+from hurricane.nets.arch import Arch
+from hurricane.nets.backbone import Layout
+from hurricane.nets.distributed import Place, barrier, place
+from hurricane.nets.supernet import Network
+from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
+from hurricane.runs.contract import JOBS, STEPS, Step
+from hurricane.runs.steps.common import (
+    data_of,
+    devices_of,
+    job_spec,
+    latency_model,
+    layout_of,
+    load_table,
+    protocol_of,
+    step_result,
+    target_profile,
+    train_config,
+)
+from hurricane.runs.strategies import STRATEGIES
+from hurricane.search.evolution import Candidate
+from hurricane.spec import SearchSpec
+from hurricane.storage.store import ArtifactStore, search_key
+from hurricane.storage.torchio import load_torch, save_torch
+
+
+def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
+    """The strategy's final search step's winner per device."""
+    strategy = STRATEGIES.get(spec.strategy)
+    res = dict(step_result(store, search_id, strategy.winner_step(spec))["devices"])
+    if "transfer" in strategy.plan(spec):
+        res.update(step_result(store, search_id, "transfer")["devices"])
+    return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
+            for d, r in res.items()}
+
+
+def final_key(search_id: str, device: str, name: str) -> str:
+    return search_key(search_id, "retrain", device, name)
+
+
+def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
+                 prefix: str, where: Place | None = None) -> tuple[Network, dict[str, Any]]:
+    """Trains ``arch`` from scratch on train+val (distributed like the supernet stages) and
+    scores it on the test split (rank 0 only: other ranks return no metrics)."""
+    where = where or Place()
+    torch.manual_seed(spec.seed)
+    net = Network(layout_of(spec), arch)
+    cfg = train_config(spec.retrain, spec.seed, training=spec.training)
+    res = train(net, data.trainval(), cfg,
+                checkpointer=Checkpointer(store, prefix + "/ckpt", keep=cfg.keep_checkpoints),
+                description=f"retrain {arch.digest}", where=where)
+    if not where.main:
+        return net, {}
+    acc = evaluate(net, data.test)
+    return net, {"test_top1": acc, "iterations": res.steps, "train_seconds": res.seconds,
+                 "final_loss": res.final_loss, "test_images": len(data.test),
+                 "world_size": res.world_size}
+
+
+@JOBS.decorator("retrain")
+def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    set_threads(spec.retrain.threads)
+    where = place(spec.training.device)
+    data = data_of(spec, store, search_id)
+    found = winners(spec, store, search_id)
+    for name, cand in found.items():  # a device's job retrains every device sharing its winner
+        if device is not None and cand.arch != found[device].arch:
+            continue
+        if store.exists(final_key(search_id, name, "metrics.json")):
+            continue
+        # a device whose winner another device already retrained reuses that model
+        same = [d for d, c in found.items() if d != name and c.arch == cand.arch
+                and store.exists(final_key(search_id, d, "metrics.json"))]
+        if same:
+            if where.main:
+                store.put_bytes(final_key(search_id, name, "final.pt"),
+                                store.get_bytes(final_key(search_id, same[0], "final.pt")))
+            metrics = {**store.get_json(final_key(search_id, same[0], "metrics.json")),
+                       "shared_with": same[0]}
+        else:
+            net, metrics = retrain_arch(spec, cand.arch, data, store,
+                                        search_key(search_id, "retrain", name), where)
+            if not where.main:
+                barrier(where.world)  # rank 0 writes this device's outputs
+                continue
+            save_torch(store, final_key(search_id, name, "final.pt"), {
+                "arch": str(cand.arch), "backbone": spec.backbone.model_dump(mode="json"),
+                "classes": list(data.classes), "state_dict": net.state_dict()})
+        if where.main:
+            store.put_json(final_key(search_id, name, "arch.json"), {
+                "arch": str(cand.arch), "ops": list(cand.arch.ops), "device": name,
+                "backbone": spec.backbone.model_dump(mode="json")})
+            store.put_json(final_key(search_id, name, "metrics.json"), metrics)
+        if not same:
+            barrier(where.world)  # every rank sees this device's outputs before the next
+
+
+def _same_winner(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, list[str]]:
+    """Devices grouped by their winner, each group named by its first device."""
+    groups: dict[Arch, list[str]] = {}
+    for name, cand in winners(spec, store, search_id).items():
+        groups.setdefault(cand.arch, []).append(name)
+    return {names[0]: names for names in groups.values()}
+
+
+def retrain_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    return {"devices": {d.name: store.get_json(final_key(search_id, d.name, "metrics.json"))
+                        for d in spec.devices}}
+
+
+STEPS.register("retrain", Step(  # one training per distinct winner
+    "retrain", retrain_result,
+    units=lambda spec, sid, store: list(_same_winner(spec, sid, store)),
+    done=lambda spec, sid, store, u: all(
+        store.exists(final_key(sid, d, "metrics.json"))
+        for d in _same_winner(spec, sid, store).get(u, [u])),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "retrain", u, pin=False)))
+
+
+def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
+    from hurricane.spec import BackboneSpec
+
+    blob = load_torch(store, final_key(search_id, device, "final.pt"))
+    net = Network(Layout.from_spec(BackboneSpec.model_validate(blob["backbone"])),
+                  Arch.parse(blob["arch"]))
+    net.load_state_dict(blob["state_dict"])
+    return net.eval()
+
+
+@JOBS.decorator("export")
+def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
+    from hurricane.nets.export import export_and_check
+
+    data = data_of(spec, store, search_id)
+    x = next(data.test.eval_batches(64))[0]
+    for name in devices_of(spec, device):
+        key = _export_key(search_id, name)
+        if store.exists(key):
+            continue
+        net = load_final(store, search_id, name)
+        with progress.task(f"export {name}", total=2) as bar:
+            onnx_bytes, parity = export_and_check(net, input_size=spec.backbone.input_size,
+                                                  inputs=x, opset=spec.retrain.onnx_opset)
+            store.put_bytes(search_key(search_id, "export", name, "model.onnx"), onnx_bytes)
+            bar.advance(1)
+            prof = target_profile(spec, name)
+            timing = None if prof.backend == "table" else measure_arch(
+                layout_of(spec), net.arch,
+                protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
+            bar.advance(1)
+        table = load_table(store, search_id, name)
+        store.put_json(key, {
+            "onnx": search_key(search_id, "export", name, "model.onnx"),
+            "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
+            "measured_latency_ms": timing.median_ms if timing else None,
+            "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
+            "predicted_latency_ms": latency_model(store, search_id, name, table)(net.arch),
+            "table_latency_ms": table.arch_latency(net.arch)})
+
+
+def _export_key(search_id: str, device: str) -> str:
+    return search_key(search_id, "export", device, "export.json")
+
+
+STEPS.register("export", Step(  # measured on each device's own node pool
+    "export",
+    lambda spec, sid, store: {"devices": {d.name: store.get_json(_export_key(sid, d.name))
+                                          for d in spec.devices}},
+    units=lambda spec, sid, store: [d.name for d in spec.devices],
+    done=lambda spec, sid, store, u: store.exists(_export_key(sid, u)),
+    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "export", u)))
