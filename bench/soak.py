@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from _results import emit
 
-from hurricane.stack import Stack, StackConfig, free_port
-from hurricane.tokens import add_token
+from hurricane.service.stack import Stack, StackConfig, free_port
+from hurricane.service.tokens import add_token
 from tests.conftest import tiny_spec_dict
 from tests.servers import MotoServer
 
@@ -471,7 +471,7 @@ class Soak:
             if s.note:
                 entry["note"] = s.note
             if view.get("finished") and view.get("created"):
-                from hurricane.records import parse_time
+                from hurricane.runs.records import parse_time
 
                 entry["seconds"] = round(parse_time(view["finished"])
                                          - parse_time(view["created"]), 1)
@@ -598,10 +598,10 @@ def main(argv: list[str] | None = None) -> int:
                     "users (one cancelled, one purged), one 6 s S3 freeze")
     ap.add_argument("--searches", type=int)
     ap.add_argument("--minutes", type=float, help="the least time the soak lasts")
-    ap.add_argument("--supernet-iterations", type=int, help="per supernet stage (default "
-                    f"{Plan.supernet_iterations})")
-    ap.add_argument("--retrain-iterations", type=int, help="the winner's retrain (default "
-                    f"{Plan.retrain_iterations})")
+    ap.add_argument("--supernet-iterations", type=int, help="per supernet stage "
+                    f"(default {Plan.supernet_iterations})")
+    ap.add_argument("--retrain-iterations", type=int, help="the winner's retrain "
+                    f"(default {Plan.retrain_iterations})")
     ap.add_argument("--seed", type=int, default=24)
     ap.add_argument("--dir", type=Path, help="where the stack's state and logs go (kept)")
     ap.add_argument("--out", type=Path)
