@@ -17,8 +17,8 @@ from pydantic import ValidationError
 from hurricane.api.body import invalid, parse_document, pydantic_errors, read_limited
 from hurricane.api.deps import CurrentUser, OwnedSearch, ServiceDep, SettingsDep, StoreDep, base_url
 from hurricane.api.schemas import ArtifactsPublic, SearchCreated, SearchesPublic, SearchPublic
-from hurricane.api.service import FETCHED, Conflict, TooManyActive, signed_path
-from hurricane.data.packed import DatasetError, peek
+from hurricane.api.service import Conflict, TooManyActive, fetched, signed_path
+from hurricane.data.packed import ClassCountMismatch, DatasetError, check_packed
 from hurricane.data.sources import SourceNotAllowed, SourcePolicy
 from hurricane.latency import tables
 from hurricane.runs.records import SEARCH_STATES, TERMINAL
@@ -70,14 +70,11 @@ def admission_errors(spec: SearchSpec, user: User, s: Settings,
     else:
         if ds.name == "packed" and ds.path and ds.path.startswith("s3://"):
             try:
-                meta = peek(ds.path)
+                check_packed(ds.path, spec.backbone.num_classes)
+            except ClassCountMismatch as err:
+                add(("backbone", "num_classes"), str(err))
             except (DatasetError, ValueError) as err:
                 add(("dataset", "path"), str(err))
-            else:
-                if len(meta.get("classes", ())) != spec.backbone.num_classes:
-                    add(("backbone", "num_classes"),
-                        f"the packed dataset at {ds.path} has {len(meta['classes'])} classes; "
-                        f"backbone.num_classes is {spec.backbone.num_classes}")
     for i, d in enumerate(spec.devices):
         if d.table is None:
             continue
@@ -224,7 +221,7 @@ def list_artifacts(
         if device not in meta.get("devices", []):
             raise HTTPException(404, f"device {device!r} is not a target of this search; "
                                 f"targets: {', '.join(meta.get('devices', []))}")
-        rels = [t.format(device=device) for t in FETCHED.values()] + ["report.json", "report.md"]
+        rels = fetched(meta, device)
         items = []
         for rel in rels:
             key = f"searches/{search_id}/{rel}"

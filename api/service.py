@@ -35,6 +35,7 @@ from hurricane.runs.records import (
     submit,
     summarize,
 )
+from hurricane.runs.steps.results import device_artifacts, device_winners
 from hurricane.service.tokens import User
 from hurricane.settings import Settings
 from hurricane.spec import SearchSpec
@@ -44,10 +45,6 @@ from hurricane.workers.dispatch import enqueue_advance, enqueue_cleanup, revoke_
 
 log = logging.getLogger("hurricane.api")
 
-# files `hurricane fetch` downloads per device, and where they live under a search
-FETCHED = {"final.pt": "retrain/{device}/final.pt", "arch.json": "retrain/{device}/arch.json",
-           "metrics.json": "retrain/{device}/metrics.json",
-           "model.onnx": "export/{device}/model.onnx"}
 INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
 # A status read whose view is older than status_cache_s starts a refresh in the background and
 # gets the view it had (stale while revalidating), unless that view is older than STALE_MAX_S:
@@ -84,17 +81,20 @@ def _result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any] |
         return None
 
 
+def fetched(meta: dict[str, Any], device: str) -> list[str]:
+    """What `hurricane fetch` downloads for ``device``: the artifacts the search's steps
+    publish for it (keys relative to the search), then the report."""
+    return [*device_artifacts(meta["plan"], device).values(), "report.json", "report.md"]
+
+
 def winners(store: ArtifactStore, search_id: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Per device: the architecture found so far, its supernet top-1 and predicted latency,
     then (once retrained and exported) its test top-1 and measured latency."""
-    plan = meta["plan"]
-    searches = [s for s in plan if s.startswith("search") or s in ("proxyless", "transfer")]
     out: dict[str, Any] = {}
-    for s in searches:
-        res = _result(store, search_id, s)
-        for dev, r in (res or {}).get("devices", {}).items():
-            out[dev] = {"step": s, "arch": r["winner"], "supernet_top1": r["supernet_accuracy"],
-                        "predicted_latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"]}
+    found = device_winners(meta["plan"], lambda s: _result(store, search_id, s))
+    for dev, (s, r) in found.items():
+        out[dev] = {"step": s, "arch": r["winner"], "supernet_top1": r["supernet_accuracy"],
+                    "predicted_latency_ms": r["latency_ms"], "budget_ms": r["budget_ms"]}
     retrain = _result(store, search_id, "retrain") or {}
     for dev, r in retrain.get("devices", {}).items():
         out.setdefault(dev, {})["top1"] = r.get("test_top1")

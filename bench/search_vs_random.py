@@ -48,7 +48,7 @@ from hurricane.nets.arch import Arch
 from hurricane.nets.train import set_threads
 from hurricane.runs.steps.common import data_of, evolution_key, latency_model, load_space, load_table
 from hurricane.runs.steps.final import retrain_arch
-from hurricane.runs.strategies import STRATEGIES
+from hurricane.runs.steps.results import winner_step
 from hurricane.spec import SearchSpec, read_spec_file
 from hurricane.storage.store import LocalStore, search_key
 
@@ -149,7 +149,7 @@ def run(spec_path: Path, seed: int, n: int, workdir: Path, jobs: int) -> dict[st
     report = store.get_json(search_key(sid, "report.json"))
     device = spec.devices[0].name
     winner = report["devices"][device]
-    step = STRATEGIES.get(spec.strategy).winner_step(spec)
+    step = winner_step(spec)
     budget = float(store.get_json(evolution_key(sid, step, device))["budget_ms"])
     space = load_space(store, sid)
     latency = latency_model(store, sid, device, load_table(store, sid, device))

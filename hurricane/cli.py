@@ -94,15 +94,12 @@ def _check_packed_source(spec) -> None:  # type: ignore[no-untyped-def]
     ds = spec.dataset
     if ds.name != "packed":
         return
-    from hurricane.data.packed import DatasetError, peek
+    from hurricane.data.packed import DatasetError, check_packed
 
     try:
-        meta = peek(str(ds.path))
+        check_packed(str(ds.path), spec.backbone.num_classes)
     except (DatasetError, ValueError) as err:
         _fail(str(err))
-    if len(meta["classes"]) != spec.backbone.num_classes:
-        _fail(f"backbone.num_classes is {spec.backbone.num_classes} but the packed dataset at "
-              f"{ds.path} has {len(meta['classes'])} classes")
 
 
 @app.command()
@@ -375,7 +372,8 @@ def profile(
     spec = _load(spec_path)
     from hurricane.latency.backends import DeviceUnavailable
     from hurricane.latency.devices import DEVICES
-    from hurricane.runs.steps import layout_of, pool_space, protocol_of
+    from hurricane.runs.steps.common import layout_of, protocol_of
+    from hurricane.runs.steps.measure import pool_space
 
     try:
         dev = DEVICES.get(device)

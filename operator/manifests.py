@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from hurricane.latency.devices import NODE_LABEL
 from hurricane.runs.contract import EXIT_INVALID, JobSpec
+from hurricane.runs.steps.results import step_of
 from hurricane.settings import (
     DataVolumes,
     DevicePool,
@@ -33,9 +34,6 @@ PART_OF = "hurricane"
 MANAGED_BY = "hurricane-operator"
 CONTAINER = "job"
 RDZV_PORT = 29400
-TORCHRUN_STEPS = ("stage1", "stage2", "retrain")  # training that torchrun launches
-# steps that read the search's dataset: they get the data volume and the shard cache
-DATA_STEPS = (*TORCHRUN_STEPS, "search1", "search2", "proxyless", "transfer", "export")
 CACHE_DIR = "/var/cache/hurricane-data"
 CACHE_SHARE = 0.8  # of the emptyDir's sizeLimit: room for a shard being fetched
 _QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 1 << 10,
@@ -278,8 +276,9 @@ def data_volumes(job: JobSpec, cluster: Cluster) -> tuple[list[dict[str, Any]],
                                                           list[dict[str, Any]]]:
     """(volumes, mounts, env) that give a data-reading step its dataset: the claim of
     ``cluster.data.pvc`` read-only at its mount path (directory sources), and an emptyDir for
-    the shard cache of streamed sets (``s3://`` sources use the S3 settings every pod has)."""
-    if job.step not in DATA_STEPS:
+    the shard cache of streamed sets (``s3://`` sources use the S3 settings every pod has).
+    Which steps read images is their trait (``Step.reads_images``)."""
+    if not step_of(job.step).reads_images:
         return [], [], []
     d = cluster.data
     cache: dict[str, Any] = {"sizeLimit": d.cache_size}
@@ -488,10 +487,11 @@ def manifests(job: JobSpec, cluster: Cluster, owner: dict[str, Any]) -> list[Man
     """Everything ``job`` needs, in creation order: a measuring Job on its device pool, the
     supernet stages and retraining (torchrun) as a training Job with its headless Service or a
     TrainJob (``training_backend``), or a one-pod Job on the training pool. The last object is
-    the one whose status is the job's."""
+    the one whose status is the job's. Which steps torchrun launches is their trait
+    (``Step.distributed``)."""
     if job.node_label is not None:
         return [measure_job(job, cluster, owner)]
-    if job.step in TORCHRUN_STEPS or job.nodes > 1 or job.nprocs > 1:
+    if step_of(job.step).distributed or job.nodes > 1 or job.nprocs > 1:
         if cluster.training_backend == "trainjob":
             return [train_job(job, cluster, owner)]
         return [training_service(job, cluster, owner), training_job(job, cluster, owner)]

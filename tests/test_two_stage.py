@@ -23,6 +23,7 @@ from hurricane.runs.steps import (
     stage2_space,
     train_supernet,
 )
+from hurricane.runs.steps.results import winner_step
 from hurricane.runs.strategies import STRATEGIES
 from hurricane.search.evolution import Candidate, pareto_front
 from hurricane.spec import SearchSpec, SpecError, parse_spec
@@ -79,7 +80,7 @@ def test_stop_after_stage1_retrains_stage1_winner(store) -> None:
     spec = _spec(hurricane={"stop_after_stage1": True})
     plan = STRATEGIES.get("hurricane").plan(spec)
     assert "stage2" not in plan and "search2" not in plan
-    assert STRATEGIES.get("hurricane").winner_step(spec) == "search1"
+    assert winner_step(spec) == "search1"
     sid, report = run_search(spec, store, InlineExecutor(), "s1only")
     assert report["iterations_per_stage"] == {"stage1": 12}
     evo1 = store.get_json(search_key(sid, "search1", "cpu", "evolution.json"))

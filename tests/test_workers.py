@@ -106,12 +106,15 @@ def test_invalid_input_fails_the_search_without_retries(tasks, service_env) -> N
 
 
 def test_a_failing_job_is_recorded_on_its_unit(tasks, service_env, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from hurricane.runs.contract import JOBS
+    import dataclasses
+
+    from hurricane.runs.contract import STEPS
 
     def broken(*a: Any, **k: Any) -> None:
         raise RuntimeError("the GPU fell off the bus")
 
-    monkeypatch.setitem(JOBS._entries, "stage1", broken)
+    monkeypatch.setitem(STEPS._entries, "stage1",
+                        dataclasses.replace(STEPS.get("stage1"), run=broken))
     r = redis.Redis.from_url(service_env["env"]["HURRICANE_REDIS_URL"])
     sid = new_search(service_env)
     tasks.advance.apply(args=[sid]).get()

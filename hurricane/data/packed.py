@@ -229,6 +229,23 @@ def peek(source: str) -> dict[str, Any]:
     return _meta(source, store, root)[0]
 
 
+class ClassCountMismatch(DatasetError):
+    """A packed set has another number of classes than the spec's backbone."""
+
+
+def check_packed(source: str, num_classes: int) -> dict[str, Any]:
+    """A packed set named by a spec, checked before a search is submitted (the API, the CLI):
+    one that is not there or is not a packed set fails (DatasetError, ValueError for a source
+    that names no place), one whose classes are not ``num_classes`` fails with
+    ClassCountMismatch. Returns its index (:func:`peek`)."""
+    meta = peek(source)
+    n = len(meta.get("classes", ()))
+    if n != num_classes:
+        raise ClassCountMismatch(f"backbone.num_classes is {num_classes} but the packed dataset "
+                                 f"at {source} has {n} classes")
+    return meta
+
+
 def load_index(source: str) -> PackedIndex:
     """Reads and checks a packed set's index; fails with what was looked for."""
     store, root = _open_source(source)

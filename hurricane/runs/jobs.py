@@ -8,7 +8,7 @@ import os
 import signal
 import traceback
 
-from hurricane.runs.contract import EXIT_INVALID, EXIT_TRANSIENT, JOBS
+from hurricane.runs.contract import EXIT_INVALID, EXIT_TRANSIENT
 from hurricane.runs.records import SearchNotFound, SearchPurged, guarded, stored_spec
 from hurricane.storage.store import ArtifactStore, StoreUnavailable
 from hurricane.storage.stores import open_store
@@ -20,10 +20,10 @@ def run_job(step: str, search_id: str, store: ArtifactStore, *, device: str | No
     """One step's heavy work for one device (or all), reading the stored spec. Its writes go
     through the search's guard: once the search is purged the job stops at its next write
     (SearchPurged) and nothing lands in the purged prefix."""
-    import hurricane.runs.steps  # noqa: F401  (registers the step and job functions)
+    from hurricane.runs.steps.results import step_of  # importing the steps registers them
 
     store = guarded(store, search_id)
-    JOBS.get(step)(stored_spec(store, search_id), search_id, store, device)
+    step_of(step).job_function()(stored_spec(store, search_id), search_id, store, device)
 
 
 def invalid_input_errors() -> tuple[type[BaseException], ...]:

@@ -52,9 +52,9 @@ __all__ = [
 
 
 def step(name: str) -> Step:
-    import hurricane.runs.steps  # noqa: F401  (registers every step)
+    from hurricane.runs.steps.results import step_of  # importing the steps registers them
 
-    return STEPS.get(name)
+    return step_of(name)
 
 
 def planned_jobs(spec: SearchSpec, search_id: str, store: ArtifactStore,
@@ -70,12 +70,7 @@ def planned_jobs(spec: SearchSpec, search_id: str, store: ArtifactStore,
     out = []
     for name in STRATEGIES.get(spec.strategy).plan(spec):
         s = step(name)
-        try:
-            units = s.units(spec, search_id, store)
-        except Exception:  # needs results of earlier steps: every device it may run for
-            units = ([d.name for d in spec.devices if d.proxy is None] if name == "stage2"
-                     else [d.name for d in spec.devices])
-        for unit in units:
+        for unit in s.units_at_most(spec, search_id, store):
             job = s.job(spec, search_id, store, unit)
             if store_url is not None:
                 job = dataclasses.replace(job, store_url=store_url)
@@ -106,7 +101,7 @@ def run_unit(name: str, spec: SearchSpec, search_id: str, store: ArtifactStore,
 
     store = guarded(store, search_id)
     s = step(name)
-    if s.done(spec, search_id, store, unit):
+    if s.is_done(spec, search_id, store, unit):
         return False
     gen = read_control(store, search_id).generation if generation is None else generation
     prev = read_unit_state(store, search_id, name, unit) or {}
@@ -225,7 +220,7 @@ def finish_step(name: str, spec: SearchSpec, search_id: str, store: ArtifactStor
     gen = read_control(store, search_id).generation if generation is None else generation
     timer = timer or _step_timer(store, search_id, name, gen)
     try:
-        out = step(name).finish(spec, search_id, store)
+        out = step(name).result(spec, search_id, store)
     except BaseException as err:
         write_step_state(store, search_id, name, "failed", generation=gen, started=timer.started,
                          finished=now(), seconds=timer.seconds(), error=_error(err)[-2000:])

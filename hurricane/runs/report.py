@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from hurricane.runs.records import result_key
+from hurricane.runs.steps.results import (
+    device_artifacts,
+    device_winners,
+    winner_step,
+    winner_steps,
+)
 from hurricane.runs.strategies import STRATEGIES
 from hurricane.spec import SearchSpec
 from hurricane.storage.store import ArtifactStore, search_key
@@ -54,12 +60,12 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
     steps = strategy.plan(spec)
     results = {s: store.get_json(result_key(search_id, s)) for s in steps}
     timings = {s: r["_meta"]["seconds"] for s, r in results.items()}
-    search_step = strategy.winner_step(spec)
+    search_step = winner_step(spec)
+    found = device_winners(steps, results.get)
     devices = {}
     for d in spec.devices:
         n = d.name
-        found = results["transfer"] if d.proxy else results[search_step]
-        win = found["devices"][n]
+        win = found[n][1]
         exp = results["export"]["devices"][n]
         measured = exp["measured_latency_ms"]
         devices[n] = {
@@ -75,17 +81,15 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "meets_budget": exp["predicted_latency_ms"] <= win["budget_ms"],
             "measured_meets_budget": None if measured is None else measured <= win["budget_ms"],
             "onnx_max_abs_diff": exp["onnx_max_abs_diff"],
-            "stages": {s: results[s]["devices"][n]["winner"] for s in steps
-                       if (s.startswith("search") or s == "transfer")
-                       and n in results[s].get("devices", {})},
+            "stages": {s: results[s]["devices"][n]["winner"] for s in winner_steps(steps)
+                       if n in results[s].get("devices", {})},
             **({"proxy": d.proxy, "transfer": win["method"], "proxy_srcc": win["srcc"]}
                if d.proxy else {}),
             **({"predictor": _predictor_summary(results["predictor"]["devices"][n])}
                if n in results.get("predictor", {}).get("devices", {}) else {}),
             "artifacts": {
-                "final.pt": store.uri(search_key(search_id, "retrain", n, "final.pt")),
-                "arch.json": store.uri(search_key(search_id, "retrain", n, "arch.json")),
-                "model.onnx": store.uri(search_key(search_id, "export", n, "model.onnx")),
+                **{name: store.uri(search_key(search_id, rel))
+                   for name, rel in device_artifacts(steps, n, reported=True).items()},
                 **({"pareto.json": store.uri(win["pareto"])} if win.get("pareto") else {}),
             },
         }

@@ -14,22 +14,20 @@ class Strategy:
     steps: tuple[str, ...]
     description: str
     two_stage: bool = False  # Stage 1 fixes the early layers to a_win0 (Algorithm 1)
+    stage2: tuple[str, ...] = ()  # Stage 2's steps: left out when hurricane.stop_after_stage1
+    proxy_step: str = "transfer"  # devices served by a proxy device get their architecture here,
+    proxy_before: str = "retrain"  # right before this step
 
-    def plan(self, spec: Any) -> tuple[str, ...]:
+    def plan(self, spec: Any, *, proxies: bool = True) -> tuple[str, ...]:
         """The steps ``spec`` runs: HURRICANE may stop after Stage 1; devices served by a
-        proxy device get their architecture in ``transfer``, right before retraining."""
+        proxy device get their architecture in ``proxy_step`` (``proxies``: if any)."""
         steps = self.steps
         if self.two_stage and spec.hurricane.stop_after_stage1:
-            steps = tuple(s for s in steps if s not in ("stage2", "search2"))
-        if any(d.proxy for d in spec.devices):
-            i = steps.index("retrain")
-            steps = (*steps[:i], "transfer", *steps[i:])
+            steps = tuple(s for s in steps if s not in self.stage2)
+        if proxies and any(d.proxy for d in spec.devices):
+            i = steps.index(self.proxy_before)
+            steps = (*steps[:i], self.proxy_step, *steps[i:])
         return steps
-
-    def winner_step(self, spec: Any) -> str:
-        """The search step whose result holds each searched device's final architecture."""
-        plan = [s for s in self.plan(spec) if s != "transfer"]
-        return plan[plan.index("retrain") - 1]
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
@@ -46,7 +44,7 @@ STRATEGIES.register("hurricane", Strategy(
     "HURRICANE Algorithm 1: Stage 1 trains and searches the later layers with layers 1..t "
     "fixed to a_win0 (top Eq. 2 score); Stage 2 searches layers 1..t with the rest fixed to "
     "Stage 1's winner",
-    two_stage=True,
+    two_stage=True, stage2=("stage2", "search2"),
 ))
 STRATEGIES.register("proxyless", Strategy(
     "proxyless",

@@ -1,38 +1,45 @@
-"""The pipeline's steps (what the runner and Celery call) and jobs (what a pod runs).
+"""The pipeline's steps. Each step is one ``Step`` object (hurricane.runs.contract), declared
+in a module of its name: its units, done test, finish, job function and traits. Importing
+this package registers every step, and stays torch-free: a declaration names its job and
+finish functions by ``"module:function"``, loaded when they run.
 
-Importing this package registers every step and job; the names below are the ones tools,
-benchmarks and tests use.
+Declarations (one module per step, registered here in this order):
+profile, space, predictor, stage1, search1, stage2, search2, transfer, proxyless, retrain,
+export.
+
+Implementations: measure (profile, space, predictor), oneshot (supernet stages and their
+evolution), oneproxy (transfer), gradient (ProxylessNAS), final (retrain, export), quality
+(supernet quality), common (helpers), keys (store keys, torch-free), results (the results
+view: winners and artifacts per device, torch-free).
+
+_PUBLIC names, by home module, what tools, benchmarks and tests use: ``from
+hurricane.runs.steps import NAME`` loads its module on first use.
 """
 
 from __future__ import annotations
 
-from hurricane.runs.steps import final, measure, oneshot, proxyless, transfer  # noqa: F401 (registers)
-from hurricane.runs.steps.common import (
-    data_of,
-    latency_model,
-    layout_of,
-    load_space,
-    load_table,
-    protocol_of,
-    resolve_budget,
-    target,
-    target_profile,
-    train_config,
-)
-from hurricane.runs.steps.final import load_final, retrain_arch, winners
-from hurricane.runs.steps.measure import pool_space, profiled_ops
-from hurricane.runs.steps.oneshot import (
-    a_win0,
-    inherit_weights,
-    path_sampler,
-    stage2_dir,
-    stage2_space,
-    train_supernet,
+from hurricane import surface
+from hurricane.runs.steps import (  # noqa: F401 (each registers its step)
+    export,
+    predictor,
+    profile,
+    proxyless,
+    retrain,
+    search1,
+    search2,
+    space,
+    stage1,
+    stage2,
+    transfer,
 )
 
-__all__ = [
-    "a_win0", "data_of", "inherit_weights", "latency_model", "layout_of", "load_final",
-    "load_space", "load_table", "path_sampler", "pool_space", "profiled_ops", "protocol_of",
-    "resolve_budget", "retrain_arch", "stage2_dir", "stage2_space", "target", "target_profile",
-    "train_config", "train_supernet", "winners",
-]
+_PUBLIC = {
+    "common": ("data_of", "latency_model", "layout_of", "load_space", "load_table",
+               "protocol_of", "resolve_budget", "target", "target_profile", "train_config"),
+    "final": ("load_final", "retrain_arch", "winners"),
+    "measure": ("pool_space", "profiled_ops"),
+    "oneshot": ("a_win0", "inherit_weights", "path_sampler", "stage2_dir", "stage2_space",
+                "train_supernet"),
+}
+__all__ = [name for names in _PUBLIC.values() for name in names]
+__getattr__ = surface(__name__, _PUBLIC)

@@ -1,10 +1,11 @@
-"""Helpers every step shares: layouts, data, stored tables, job specs, latency models, budgets."""
+"""Helpers every step shares: layouts, data, stored tables, latency models, budgets, training
+configurations, scorers and quality verdicts."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from hurricane import progress
@@ -15,13 +16,26 @@ from hurricane.nets.arch import Arch, SearchSpace
 from hurricane.nets.backbone import Layout
 from hurricane.nets.supernet import Supernet, recalibrate_bn
 from hurricane.nets.train import TrainConfig, evaluate, train
-from hurricane.runs.contract import JobSpec
-from hurricane.runs.records import result_key
+from hurricane.runs.steps.keys import (
+    dataset_key,
+    devices_of,
+    evolution_key,
+    predictor_key,
+    searched_devices,
+    step_result,
+    table_key,
+    target,
+    transfer_key,
+)
 from hurricane.search.evolution import EvolutionConfig, EvolutionResult, InfeasibleBudget
-from hurricane.spec import DeviceTarget, SearchSpec, SupernetTrainSpec, TrainingSpec, TrainSettings
+from hurricane.spec import SearchSpec, TrainingSpec, TrainSettings
 from hurricane.storage.store import ArtifactStore, search_key
 
-DISTRIBUTED_STEPS = ("stage1", "stage2", "retrain")  # trained by torchrun (spec.training)
+# the store keys (their home: keys.py), importable from here as before
+__all__ = [
+    "dataset_key", "devices_of", "evolution_key", "predictor_key", "searched_devices",
+    "step_result", "table_key", "target", "transfer_key",
+]
 
 
 def layout_of(spec: SearchSpec) -> Layout:
@@ -32,10 +46,6 @@ def protocol_of(spec: SearchSpec, *, repeats: int | None = None) -> Protocol:
     p = spec.profile
     return Protocol(warmup=p.warmup, repeats=repeats or p.repeats, batch_size=p.batch_size,
                     threads=p.threads)
-
-
-def dataset_key(search_id: str) -> str:
-    return search_key(search_id, "dataset.json")
 
 
 def data_of(spec: SearchSpec, store: ArtifactStore | None = None,
@@ -59,10 +69,6 @@ def data_of(spec: SearchSpec, store: ArtifactStore | None = None,
     return data
 
 
-def table_key(search_id: str, device: str) -> str:
-    return search_key(search_id, "profile", device, "latency.json")
-
-
 def load_table(store: ArtifactStore, search_id: str, device: str) -> LatencyTable:
     return LatencyTable.from_json(store.get_json(table_key(search_id, device)))
 
@@ -71,50 +77,9 @@ def load_space(store: ArtifactStore, search_id: str) -> SearchSpace:
     return SearchSpace.from_json(store.get_json(search_key(search_id, "space", "space.json")))
 
 
-def step_result(store: ArtifactStore, search_id: str, step: str) -> dict[str, Any]:
-    return store.get_json(result_key(search_id, step))  # type: ignore[no-any-return]
-
-
-def target(spec: SearchSpec, name: str) -> DeviceTarget:
-    return next(d for d in spec.devices if d.name == name)
-
-
 def target_profile(spec: SearchSpec, name: str) -> DeviceProfile:
     t = target(spec, name)
     return device_profile(name, table=str(t.table) if t.table else None)
-
-
-def job_spec(spec: SearchSpec, search_id: str, store: ArtifactStore, step: str,
-         device: str | None = None, *, pin: bool = True) -> JobSpec:
-    """The job of ``step`` (for one ``device`` if given); ``pin`` runs it on that device's node
-    pool (measurements), otherwise anywhere (training, evolution)."""
-    prof = target_profile(spec, device) if device and pin else None
-    t = spec.training
-    distributed = step in DISTRIBUTED_STEPS
-    return JobSpec(search_id=search_id, step=step, store_url=store.url, device=device,
-                   node_label=prof.node_label if prof else None,
-                   resources=dict(prof.resources) if prof else {},
-                   nprocs=t.processes_per_node if distributed else 1,
-                   nodes=t.nodes if distributed else 1,
-                   max_restarts=t.max_restarts if distributed else 0)
-
-
-def devices_of(spec: SearchSpec, device: str | None, *, searched: bool = False) -> list[str]:
-    """Target names (``device`` alone if given); ``searched``: only devices with their own
-    search (not served by a proxy device)."""
-    names = [d.name for d in spec.devices]
-    if device is not None and device not in names:
-        raise ValueError(f"device {device!r} is not a target of this search; targets: {names}")
-    pool = searched_devices(spec) if searched else names
-    return [n for n in pool if device is None or n == device]
-
-
-def searched_devices(spec: SearchSpec) -> list[str]:
-    return [d.name for d in spec.devices if d.proxy is None]
-
-
-def predictor_key(search_id: str, device: str, name: str = "predictor.json") -> str:
-    return search_key(search_id, "predictor", device, name)
 
 
 def latency_model(store: ArtifactStore, search_id: str, device: str,
@@ -154,16 +119,14 @@ def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: Lat
 
 def train_config(s: TrainSettings, seed: int, *, iterations: int | None = None,
                  training: TrainingSpec | None = None) -> TrainConfig:
-    extra: dict[str, Any] = {}
-    if isinstance(s, SupernetTrainSpec):
-        extra = {"stop_loss": s.stop_loss, "stop_window": s.stop_window}
+    """A training's configuration from the spec's settings: every field of ``s`` (and of
+    ``training``: precision, memory format, BatchNorm sync) that TrainConfig has, by name."""
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in s.model_dump().items() if k in names}
     if training is not None:
-        extra.update(bf16=training.bf16, channels_last=training.channels_last,
-                     sync_bn=training.sync_bn)
-    return TrainConfig(iterations=iterations or s.iterations, batch_size=s.batch_size, lr=s.lr,
-                       momentum=s.momentum, weight_decay=s.weight_decay,
-                       label_smoothing=s.label_smoothing, checkpoint_every=s.checkpoint_every,
-                       keep_checkpoints=s.keep_checkpoints, seed=seed, threads=s.threads, **extra)
+        values.update({k: v for k, v in training.model_dump().items() if k in names})
+    values.update(seed=seed, iterations=iterations or s.iterations)
+    return TrainConfig(**values)
 
 
 class SupernetScorer:
@@ -309,14 +272,6 @@ def evolution_config(spec: SearchSpec) -> EvolutionConfig:
                            crossover=e.crossover, mutation=e.mutation,
                            mutation_prob=e.mutation_prob, max_tries=e.max_tries,
                            keep_top=e.keep_top, seed=spec.seed)
-
-
-def evolution_key(search_id: str, step: str, device: str, name: str = "evolution.json") -> str:
-    return search_key(search_id, step, device, name)
-
-
-def transfer_key(search_id: str, device: str, name: str = "transfer.json") -> str:
-    return search_key(search_id, "transfer", device, name)
 
 
 def measure_timings(layout: Layout, archs: list[Arch], protocol: Protocol, device: DeviceProfile,

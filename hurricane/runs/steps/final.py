@@ -14,19 +14,18 @@ from hurricane.nets.backbone import Layout
 from hurricane.nets.distributed import Place, barrier, place
 from hurricane.nets.supernet import Network
 from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
-from hurricane.runs.contract import JOBS, STEPS, Step
 from hurricane.runs.steps.common import (
     data_of,
     devices_of,
-    job_spec,
     latency_model,
     layout_of,
     load_table,
     protocol_of,
-    step_result,
     target_profile,
     train_config,
 )
+from hurricane.runs.steps.keys import export_key, final_key, step_result
+from hurricane.runs.steps.results import device_winners
 from hurricane.runs.strategies import STRATEGIES
 from hurricane.search.evolution import Candidate
 from hurricane.spec import SearchSpec
@@ -35,17 +34,11 @@ from hurricane.storage.torchio import load_torch, save_torch
 
 
 def winners(spec: SearchSpec, store: ArtifactStore, search_id: str) -> dict[str, Candidate]:
-    """The strategy's final search step's winner per device."""
-    strategy = STRATEGIES.get(spec.strategy)
-    res = dict(step_result(store, search_id, strategy.winner_step(spec))["devices"])
-    if "transfer" in strategy.plan(spec):
-        res.update(step_result(store, search_id, "transfer")["devices"])
+    """Each device's architecture: the latest winner step's of the strategy's plan."""
+    found = device_winners(STRATEGIES.get(spec.strategy).plan(spec),
+                           lambda s: step_result(store, search_id, s))
     return {d: Candidate(Arch.parse(r["winner"]), r["supernet_accuracy"], r["latency_ms"])
-            for d, r in res.items()}
-
-
-def final_key(search_id: str, device: str, name: str) -> str:
-    return search_key(search_id, "retrain", device, name)
+            for d, (_, r) in found.items()}
 
 
 def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
@@ -67,7 +60,6 @@ def retrain_arch(spec: SearchSpec, arch: Arch, data: Data, store: ArtifactStore,
                  "world_size": res.world_size}
 
 
-@JOBS.decorator("retrain")
 def retrain_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     set_threads(spec.retrain.threads)
     where = place(spec.training.device)
@@ -118,13 +110,14 @@ def retrain_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> di
                         for d in spec.devices}}
 
 
-STEPS.register("retrain", Step(  # one training per distinct winner
-    "retrain", retrain_result,
-    units=lambda spec, sid, store: list(_same_winner(spec, sid, store)),
-    done=lambda spec, sid, store, u: all(
-        store.exists(final_key(sid, d, "metrics.json"))
-        for d in _same_winner(spec, sid, store).get(u, [u])),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "retrain", u, pin=False)))
+def retrain_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list[str]:
+    """One training per distinct winner, named by the first device with it."""
+    return list(_same_winner(spec, search_id, store))
+
+
+def retrain_done(spec: SearchSpec, search_id: str, store: ArtifactStore, unit: str) -> bool:
+    return all(store.exists(final_key(search_id, d, "metrics.json"))
+               for d in _same_winner(spec, search_id, store).get(unit, [unit]))
 
 
 def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
@@ -137,14 +130,13 @@ def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
     return net.eval()
 
 
-@JOBS.decorator("export")
 def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     from hurricane.nets.export import export_and_check
 
     data = data_of(spec, store, search_id)
     x = next(data.test.eval_batches(64))[0]
     for name in devices_of(spec, device):
-        key = _export_key(search_id, name)
+        key = export_key(search_id, name)
         if store.exists(key):
             continue
         net = load_final(store, search_id, name)
@@ -168,14 +160,6 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
             "table_latency_ms": table.arch_latency(net.arch)})
 
 
-def _export_key(search_id: str, device: str) -> str:
-    return search_key(search_id, "export", device, "export.json")
-
-
-STEPS.register("export", Step(  # measured on each device's own node pool
-    "export",
-    lambda spec, sid, store: {"devices": {d.name: store.get_json(_export_key(sid, d.name))
-                                          for d in spec.devices}},
-    units=lambda spec, sid, store: [d.name for d in spec.devices],
-    done=lambda spec, sid, store, u: store.exists(_export_key(sid, u)),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "export", u)))
+def export_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    return {"devices": {d.name: store.get_json(export_key(search_id, d.name))
+                        for d in spec.devices}}

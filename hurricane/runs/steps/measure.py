@@ -14,11 +14,9 @@ from hurricane.latency.profiling import profile_table
 from hurricane.nets.arch import SearchSpace
 from hurricane.nets.oppool import MANUAL_SPACE_OPS
 from hurricane.nets.train import step_seed
-from hurricane.runs.contract import JOBS, STEPS, Step
 from hurricane.runs.records import load_meta
 from hurricane.runs.steps.common import (
     devices_of,
-    job_spec,
     latency_model,
     layout_of,
     load_space,
@@ -62,7 +60,6 @@ def pool_space(spec: SearchSpec) -> SearchSpace:
     return SearchSpace.uniform(profiled_ops(spec), spec.backbone.num_layers)
 
 
-@JOBS.decorator("profile")
 def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     for name in devices_of(spec, device):
         if store.exists(table_key(search_id, name)):
@@ -93,13 +90,6 @@ def profile_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> di
         out[d.name] = {"table": table_key(search_id, d.name), "fixed_ms": t.fixed_ms,
                        "measurements": t.meta.get("unique_measurements")}
     return {"devices": out}
-
-
-STEPS.register("profile", Step(  # one job per device: each runs on its own node pool
-    "profile", profile_result,
-    units=lambda spec, sid, store: [d.name for d in spec.devices],
-    done=lambda spec, sid, store, u: store.exists(table_key(sid, u)),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "profile", u)))
 
 
 def space_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
@@ -133,15 +123,16 @@ def space_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "ops": list(space.all_ops()), "table_bounds": bounds, **extra}
 
 
-STEPS.register("space", Step("space", space_result))  # light: computed where the step finishes
-
-
 def _measurable(spec: SearchSpec) -> list[str]:
     return [d.name for d in spec.devices if d.proxy is None
             and spec.predictor.enabled and target_profile(spec, d.name).backend != "table"]
 
 
-@JOBS.decorator("predictor")
+def measurable_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list[str]:
+    """The predictor step's units: devices measured end to end (not tables, not proxied)."""
+    return _measurable(spec)
+
+
 def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     """Measures sampled architectures end to end on the device and fits the predictor."""
     from hurricane.latency.predictor import LatencyPredictor, PredictorConfig
@@ -198,9 +189,3 @@ def predictor_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> 
                                          latency_model(store, search_id, d.name, table))
     return {"devices": out, "budgets_ms": budgets}
 
-
-STEPS.register("predictor", Step(
-    "predictor", predictor_result,
-    units=lambda spec, sid, store: _measurable(spec),
-    done=lambda spec, sid, store, u: store.exists(predictor_key(sid, u)),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "predictor", u)))

@@ -12,7 +12,6 @@ from hurricane.nets.distributed import barrier, place
 from hurricane.nets.sampling import PathPlan
 from hurricane.nets.supernet import Supernet
 from hurricane.nets.train import Checkpointer, StepLossFn, set_threads, step_seed, train
-from hurricane.runs.contract import JOBS, STEPS, WHOLE, Step
 from hurricane.runs.steps.common import (
     SupernetScorer,
     data_of,
@@ -20,7 +19,6 @@ from hurricane.runs.steps.common import (
     evolution_config,
     evolution_key,
     finalist_summary,
-    job_spec,
     latency_model,
     layout_of,
     load_space,
@@ -33,6 +31,7 @@ from hurricane.runs.steps.common import (
     searched_devices,
     train_config,
 )
+from hurricane.runs.steps.keys import train_key
 from hurricane.runs.steps.quality import RankMonitor, supernet_quality
 from hurricane.runs.strategies import STRATEGIES
 from hurricane.search.evolution import EvolutionSearch
@@ -169,26 +168,14 @@ def stage1_space(spec: SearchSpec, store: ArtifactStore, search_id: str) -> tupl
     return space.fix(start, range(t)), {"a_win0": str(start), "t": t}
 
 
-@JOBS.decorator("stage1")
 def stage1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     space, extra = stage1_space(spec, store, search_id)
     train_supernet(spec, search_id, store, "stage1", space, extra=extra)
 
 
-def _train_key(search_id: str, stage: str) -> str:
-    return search_key(search_id, stage, "train.json")
-
-
 def stage1_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    out = _public(store.get_json(_train_key(search_id, "stage1")))
+    out = _public(store.get_json(train_key(search_id, "stage1")))
     return {**out, **quality_warnings({"stage1": out})}
-
-
-STEPS.register("stage1", Step(
-    "stage1", stage1_result,
-    units=lambda spec, sid, store: [WHOLE],
-    done=lambda spec, sid, store, u: store.exists(_train_key(sid, "stage1")),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage1")))
 
 
 def _public(summary: dict[str, Any], points: int = 12) -> dict[str, Any]:
@@ -216,7 +203,6 @@ def stage2_space(spec: SearchSpec, store: ArtifactStore, search_id: str,
     return space.fix(a_win1, range(spec.stage_split, space.num_layers))
 
 
-@JOBS.decorator("stage2")
 def stage2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     init = None
     for name in devices_of(spec, device, searched=True):
@@ -241,18 +227,15 @@ def stage2_units(spec: SearchSpec, search_id: str, store: ArtifactStore) -> list
 
 
 def stage2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    devices = {name: _public(store.get_json(_train_key(
+    devices = {name: _public(store.get_json(train_key(
         search_id, stage2_dir(stage1_winner(store, search_id, name)))))
         for name in searched_devices(spec)}
     per_run = {f"stage2 ({d['a_win1']})": d for d in devices.values()}
     return {"devices": devices, **quality_warnings(per_run)}
 
 
-STEPS.register("stage2", Step(
-    "stage2", stage2_result, units=stage2_units,
-    done=lambda spec, sid, store, u: store.exists(
-        _train_key(sid, stage2_dir(stage1_winner(store, sid, u)))),
-    job=lambda spec, sid, store, u: job_spec(spec, sid, store, "stage2", u, pin=False)))
+def stage2_done(spec: SearchSpec, search_id: str, store: ArtifactStore, unit: str) -> bool:
+    return store.exists(train_key(search_id, stage2_dir(stage1_winner(store, search_id, unit))))
 
 
 def supernet_stage(spec: SearchSpec, store: ArtifactStore, search_id: str, step: str,
@@ -322,24 +305,17 @@ def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
     return {"devices": out}
 
 
-def _search_step_def(step: str) -> Step:
-    """search1/search2: one evolution per searched device, on any node."""
-    return Step(
-        step, lambda spec, sid, store: search_result(spec, sid, store, step),
-        units=lambda spec, sid, store: searched_devices(spec),
-        done=lambda spec, sid, store, u: store.exists(evolution_key(sid, step, u)),
-        job=lambda spec, sid, store, u: job_spec(spec, sid, store, step, u, pin=False))
-
-
-@JOBS.decorator("search1")
 def search1_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     search_supernet(spec, search_id, store, "search1", device)
 
 
-@JOBS.decorator("search2")
 def search2_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     search_supernet(spec, search_id, store, "search2", device)
 
 
-STEPS.register("search1", _search_step_def("search1"))
-STEPS.register("search2", _search_step_def("search2"))
+def search1_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    return search_result(spec, search_id, store, "search1")
+
+
+def search2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
+    return search_result(spec, search_id, store, "search2")
