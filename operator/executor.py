@@ -16,10 +16,8 @@ with Kueue workloads list. The chart's Role grants only these.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -44,7 +42,7 @@ from hurricane.operator.manifests import (
     owner_configmap,
 )
 from hurricane.runs.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
-from hurricane.runs.executor import PROGRESS_PREFIX, ProgressRelay
+from hurricane.runs.executor import BaseExecutor, ProgressRelay
 from hurricane.runs.records import SearchPurged
 from hurricane.settings import Settings, get_settings
 
@@ -148,16 +146,20 @@ def _same(a: dict[str, str], b: dict[str, str]) -> bool:
     return all(a.get(k) == b.get(k) for k in keys)
 
 
-class KubernetesExecutor:
-    """Runs jobs as Kubernetes Jobs (or TrainJobs) in ``settings.k8s_namespace``."""
+class KubernetesExecutor(BaseExecutor):
+    """Runs jobs as Kubernetes Jobs (or TrainJobs) in ``settings.k8s_namespace``; created by
+    name (``create_executor("kubernetes", ...)``: registered in hurricane.runs.executor)."""
 
     name = "kubernetes"
+    poll_s: float
 
     def __init__(self, *, settings: Settings | None = None,
                  api_client: k8s.ApiClient | None = None,
                  cancelled: Callable[[], bool] | None = None, echo: bool = False,
                  poll_s: float | None = None) -> None:
         self.settings = settings or get_settings()
+        super().__init__(cancelled=cancelled, echo=echo,
+                         poll_s=poll_s or self.settings.k8s_poll_s)
         self.cluster = Cluster.from_settings(self.settings)
         if api_client is None:
             from kubernetes import config
@@ -170,9 +172,6 @@ class KubernetesExecutor:
         self.batch = k8s.BatchV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
         self.custom = k8s.CustomObjectsApi(api_client)
-        self.cancelled = cancelled
-        self.echo = echo
-        self.poll_s = poll_s or self.settings.k8s_poll_s
         self._workloads_missing = False  # Kueue's Workload API of that version is not served
 
     # -- objects --------------------------------------------------------------------------
@@ -279,14 +278,6 @@ class KubernetesExecutor:
                 raise
             time.sleep(self.poll_s)
         raise JobFailed(f"the failed {obj['kind']} {name} was not deleted within {timeout:.0f} s")
-
-    def _is_cancelled(self) -> bool:
-        if self.cancelled is None:
-            return False
-        try:
-            return self.cancelled()
-        except Exception:  # an unreachable store is not a cancellation
-            return False
 
     def _follow(self, job: JobSpec, objs: list[Manifest]) -> None:
         main = objs[-1]
@@ -413,21 +404,11 @@ class KubernetesExecutor:
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
-                    self._line(raw.decode(errors="replace"), relay, tail)
+                    self.relay_line(raw.decode(errors="replace") + "\n", relay, tail)
             if buf:
-                self._line(buf.decode(errors="replace"), relay, tail)
+                self.relay_line(buf.decode(errors="replace") + "\n", relay, tail)
         except Exception as err:  # a log stream is best effort: the Job's status decides
             log.warning("log stream of pod %s ended: %s", pod, err)
-
-    def _line(self, line: str, relay: ProgressRelay, tail: deque[str]) -> None:
-        if line.startswith(PROGRESS_PREFIX):
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                relay.handle(json.loads(line[len(PROGRESS_PREFIX):]))
-            return
-        tail.append(line + "\n")
-        if self.echo:
-            sys.stderr.write(line + "\n")
-
 
 def _age_s(pod: dict[str, Any]) -> float:
     import datetime as dt

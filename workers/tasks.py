@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -21,6 +22,7 @@ from celery import Task
 from celery.signals import worker_ready
 
 from hurricane.runs.contract import JobCancelled, JobTransient
+from hurricane.runs.executor import BaseExecutor, create_executor
 from hurricane.runs.records import (
     SearchNotFound,
     SearchPurged,
@@ -31,7 +33,7 @@ from hurricane.runs.records import (
     stop_requested,
     write_step_state,
 )
-from hurricane.settings import get_settings
+from hurricane.settings import Settings, get_settings
 from hurricane.storage.store import StoreUnavailable
 from hurricane.storage.stores import open_store
 from hurricane.workers import flight
@@ -190,15 +192,11 @@ def run_unit(self: Task, search_id: str, step: str, unit: str) -> str:
     return outcome
 
 
-def make_executor(s: Any, cancelled: Any) -> Any:
+def make_executor(s: Settings, cancelled: Callable[[], bool] | None) -> BaseExecutor:
     """The executor of the settings: local processes (stopped when ``cancelled``), in the
     worker, or Kubernetes Jobs (hurricane.operator: deleted when ``cancelled``)."""
     if s.executor == "kubernetes":
-        from hurricane.operator.executor import KubernetesExecutor
-
-        return KubernetesExecutor(settings=s, cancelled=cancelled, echo=True)
-    from hurricane.runs.executor import create_executor
-
+        return create_executor("kubernetes", settings=s, cancelled=cancelled, echo=True)
     if s.executor == "process":
         return create_executor("process", echo=True, cancelled=cancelled)
     return create_executor(s.executor, cancelled=cancelled)

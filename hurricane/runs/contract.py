@@ -195,10 +195,9 @@ class Step:
         device = None if unit == WHOLE else unit
         prof = None
         if device is not None and self.pool == "device":
-            t = next(d for d in spec.devices if d.name == device)
-            prof = device_profile(device, table=str(t.table) if t.table else None)
-        t = spec.training
-        d = self.distributed
+            target = next(d for d in spec.devices if d.name == device)
+            prof = device_profile(device, table=str(target.table) if target.table else None)
+        t, d = spec.training, self.distributed
         return JobSpec(search_id=search_id, step=self.name, store_url=store.url, device=device,
                        node_label=prof.node_label if prof else None,
                        resources=dict(prof.resources) if prof else {},

@@ -1,6 +1,8 @@
 """Executors run a step's heavy job: in this process, or as a local process (the same command
 and environment a Kubernetes pod gets), so the local process executor runs what the cluster
-runs. The process executor starts a job at most once at a time (a lease in the store: a
+runs; the Kubernetes executor (hurricane.operator.executor) is registered here by name and
+loaded when created. All share :class:`BaseExecutor`: the cancel check, the relay of a job's
+log and progress lines, and cleaning up after a purge. The process executor starts a job at most once at a time (a lease in the store: a
 second caller adopts the running job), stops it on cancellation and maps its exit code onto
 retryable or final failures."""
 
@@ -18,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from hurricane import progress
 from hurricane.registry import Registry
@@ -40,11 +42,51 @@ PROGRESS_ENV = "HURRICANE_PROGRESS"
 PROGRESS_PREFIX = "@@hurricane-progress "
 log = logging.getLogger("hurricane.executor")
 
-__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "JobCancelled", "JobFailed", "JobSpec",
-           "ProcessExecutor", "create_executor"]
+__all__ = ["EXECUTORS", "BaseExecutor", "Executor", "InlineExecutor", "JobCancelled", "JobFailed",
+           "JobSpec", "ProcessExecutor", "create_executor"]
 
 
-class InlineExecutor:
+class BaseExecutor:
+    """What every executor shares: its name, whether the search was cancelled (``cancelled``,
+    a callable; an unreachable store is not a cancellation), the relay of a job's output
+    (progress lines back into this process's bars, the rest into the failure's tail and,
+    with ``echo``, onto stderr) and cleanup after a purge (nothing, unless the executor
+    leaves objects outside the store)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, cancelled: Callable[[], bool] | None = None, echo: bool = False,
+                 poll_s: float | None = None) -> None:
+        self.cancelled = cancelled
+        self.echo = echo
+        self.poll_s = poll_s
+
+    def run(self, job: JobSpec) -> None:
+        raise NotImplementedError
+
+    def _is_cancelled(self) -> bool:
+        if self.cancelled is None:
+            return False
+        try:
+            return self.cancelled()
+        except Exception:  # an unreachable store is not a cancellation
+            return False
+
+    def relay_line(self, line: str, relay: ProgressRelay, tail: deque[str]) -> None:
+        """One line of the job's output (with its newline)."""
+        if line.startswith(PROGRESS_PREFIX):
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                relay.handle(json.loads(line[len(PROGRESS_PREFIX):]))
+            return
+        tail.append(line)
+        if self.echo:
+            sys.stderr.write(line)
+
+    def delete_search(self, search_id: str) -> None:
+        """Removes what the search's jobs left outside the store (after a purge)."""
+
+
+class InlineExecutor(BaseExecutor):
     """Runs the job's function in this process (tests, and inside a pod). With ``cancelled``
     the job stops at its next progress step once that says so (JobCancelled), checked at most
     every ``poll_s``; its writes go through the search's guard (none once it is purged)."""
@@ -53,8 +95,7 @@ class InlineExecutor:
 
     def __init__(self, *, cancelled: Callable[[], bool] | None = None,
                  poll_s: float | None = None) -> None:
-        self.cancelled = cancelled
-        self.poll_s = poll_s
+        super().__init__(cancelled=cancelled, poll_s=poll_s)
 
     def run(self, job: JobSpec) -> None:
         from hurricane.runs.jobs import run_job
@@ -153,10 +194,11 @@ def _classify(job: JobSpec, code: int, tail: str) -> JobFailed:
     return JobFailed(f"job {job.name} exited with code {code}; last output:\n{tail}")
 
 
-class ProcessExecutor:
+class ProcessExecutor(BaseExecutor):
     """Runs the job's command as a local process (``torchrun`` when it asks for several)."""
 
     name = "process"
+    poll_s: float
 
     def __init__(self, *, python: str | None = None, echo: bool = True,
                  cancelled: Callable[[], bool] | None = None, leases: bool = True,
@@ -165,13 +207,11 @@ class ProcessExecutor:
         from hurricane.settings import get_settings
 
         s = get_settings()
+        super().__init__(cancelled=cancelled, echo=echo, poll_s=poll_s or s.cancel_poll_s)
         self.python = python or sys.executable
-        self.echo = echo
-        self.cancelled = cancelled
         self.leases = leases
         self.heartbeat_s = heartbeat_s or s.job_heartbeat_s
         self.stale_s = stale_s or s.job_stale_s
-        self.poll_s = poll_s or s.cancel_poll_s
         self.grace_s = s.cancel_grace_s if grace_s is None else grace_s
 
     def argv(self, job: JobSpec) -> list[str]:
@@ -184,14 +224,6 @@ class ProcessExecutor:
                     f"--nproc-per-node={job.nprocs}", f"--max-restarts={job.max_restarts}",
                     "-m", *cmd[2:]]
         return [self.python, *cmd[1:]]
-
-    def _is_cancelled(self) -> bool:
-        if self.cancelled is None:
-            return False
-        try:
-            return self.cancelled()
-        except Exception:  # an unreachable store is not a cancellation
-            return False
 
     def run(self, job: JobSpec) -> None:
         self.argv(job)  # refuses what cannot run here before taking the job's lease
@@ -248,13 +280,7 @@ class ProcessExecutor:
         def pump() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
-                if line.startswith(PROGRESS_PREFIX):
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        relay.handle(json.loads(line[len(PROGRESS_PREFIX):]))
-                    continue
-                tail.append(line)
-                if self.echo:
-                    sys.stderr.write(line)
+                self.relay_line(line, relay, tail)
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
@@ -306,10 +332,27 @@ class ProcessExecutor:
             return proc.wait()
 
 
-EXECUTORS: Registry[type] = Registry("executor")
+EXECUTORS: Registry[type[BaseExecutor] | str] = Registry("executor")
+"""Executor classes by name; a ``"module:Class"`` entry is imported when first created (the
+library never imports the service components: hurricane.operator registers by path)."""
 EXECUTORS.register("inline", InlineExecutor)
 EXECUTORS.register("process", ProcessExecutor)
+EXECUTORS.register("kubernetes", "hurricane.operator.executor:KubernetesExecutor")
 
 
-def create_executor(name: str, **options: Any) -> Executor:
-    return EXECUTORS.get(name)(**options)  # type: ignore[no-any-return]
+def executor_class(name: str) -> type[BaseExecutor]:
+    entry = EXECUTORS.get(name)
+    if isinstance(entry, str):
+        from hurricane.runs.contract import resolve
+
+        cls = resolve(entry)
+        if not (isinstance(cls, type) and issubclass(cls, BaseExecutor)):
+            raise TypeError(f"executor {name!r}: {entry} is not a BaseExecutor")
+        return cls
+    return entry
+
+
+def create_executor(name: str, **options: Any) -> BaseExecutor:
+    """The executor ``name`` (``hurricane executors``: inline, process, kubernetes) with
+    ``options`` (keyword arguments of its class)."""
+    return executor_class(name)(**options)
