@@ -2,9 +2,9 @@
 and environment a Kubernetes pod gets), so the local process executor runs what the cluster
 runs; the Kubernetes executor (hurricane.operator.executor) is registered here by name and
 loaded when created. All share :class:`BaseExecutor`: the cancel check, the relay of a job's
-log and progress lines, and cleaning up after a purge. The process executor starts a job at most once at a time (a lease in the store: a
-second caller adopts the running job), stops it on cancellation and maps its exit code onto
-retryable or final failures."""
+log and progress lines, and cleaning up after a purge. The process executor starts a job at
+most once at a time (a lease in the store: a second caller adopts the running job), stops it
+on cancellation and maps its exit code onto retryable or final failures."""
 
 from __future__ import annotations
 
