@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 from hurricane import progress
 from hurricane.registry import Registry
@@ -53,7 +53,7 @@ class BaseExecutor:
     with ``echo``, onto stderr) and cleanup after a purge (nothing, unless the executor
     leaves objects outside the store)."""
 
-    name: ClassVar[str]
+    name: str = "executor"
 
     def __init__(self, *, cancelled: Callable[[], bool] | None = None, echo: bool = False,
                  poll_s: float | None = None) -> None:
