@@ -50,7 +50,7 @@ def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(tmp_path: 
     assert r.stdout.strip() == "ACTIVE"
 
 
-SUBPACKAGES = ("data", "latency", "nets", "runs", "search", "service", "storage")
+SUBPACKAGES = ("data", "latency", "nets", "runs", "runs.steps", "search", "service", "storage")
 
 
 def test_subpackages_are_light_and_resolve_their_public_names(tmp_path: Path) -> None:

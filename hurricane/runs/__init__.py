@@ -3,8 +3,10 @@
 strategies  search strategies: the steps each uses, in order (torch-free)
 records     durable search records in the store: keys, state, control, summaries
 leases      job leases: a job runs at most once at a time, wherever it runs
-contract    what a step and a job are, and the registries they are found in
-steps       the steps and their jobs (a package: importing it registers them)
+contract    what a step (one object: units, done test, finish, job, traits) and a job are;
+            the step registry
+steps       the steps, one module each, and their implementations (a package: importing it
+            registers them, torch-free); steps.results: winners and artifacts per device
 report      report.json and report.md of a finished search
 purge       purging a search: stop its work, then delete, leaving a tombstone
 pipeline    running steps: one unit, one step, a whole search; what comes next
@@ -21,8 +23,9 @@ from __future__ import annotations
 from hurricane import surface
 
 _PUBLIC = {
-    "contract": ("EXIT_INVALID", "JobCancelled", "JobFailed", "JobInvalid", "JobSpec", "JobTransient"),
-    "executor": ("create_executor", "PROGRESS_PREFIX", "ProgressRelay"),
+    "contract": ("Artifact", "EXIT_INVALID", "JobCancelled", "JobFailed", "JobInvalid", "JobSpec",
+                 "JobTransient", "Step", "STEPS"),
+    "executor": ("BaseExecutor", "create_executor", "PROGRESS_PREFIX", "ProgressRelay"),
     "jobs": ("job_main",),
     "leases": ("newest",),
     "pipeline": ("finish_step", "next_work", "planned_jobs", "run_search", "run_step", "run_unit",

@@ -3,9 +3,8 @@ in a module of its name: its units, done test, finish, job function and traits. 
 this package registers every step, and stays torch-free: a declaration names its job and
 finish functions by ``"module:function"``, loaded when they run.
 
-Declarations (one module per step, registered here in this order):
-profile, space, predictor, stage1, search1, stage2, search2, transfer, proxyless, retrain,
-export.
+Declarations: one module per step, each imported below (the one place built-in steps are
+registered; a strategy gives their order). docs/adding-a-step.md walks through adding one.
 
 Implementations: measure (profile, space, predictor), oneshot (supernet stages and their
 evolution), oneproxy (transfer), gradient (ProxylessNAS), final (retrain, export), quality
@@ -40,6 +39,7 @@ _PUBLIC = {
     "measure": ("pool_space", "profiled_ops"),
     "oneshot": ("a_win0", "inherit_weights", "path_sampler", "stage2_dir", "stage2_space",
                 "train_supernet"),
+    "results": ("device_artifacts", "device_winners", "step_of", "winner_step", "winner_steps"),
 }
 __all__ = [name for names in _PUBLIC.values() for name in names]
 __getattr__ = surface(__name__, _PUBLIC)
