@@ -17,7 +17,8 @@ from hurricane import surface
 
 _PUBLIC = {
     "datasets": ("AnySplit", "check_readable", "Data", "load_data"),
-    "packed": ("DatasetError", "inspect", "pack", "parse_size", "peek"),
+    "packed": ("check_packed", "ClassCountMismatch", "DatasetError", "inspect", "pack", "parse_size",
+               "peek"),
     "sources": ("SourceNotAllowed", "SourcePolicy"),
 }
 __all__ = [name for names in _PUBLIC.values() for name in names]
