@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import tiny_spec_dict
@@ -42,6 +43,7 @@ def test_listings() -> None:
     assert "profile → space → predictor" in hurricane("strategies").stdout
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores: `make test-slow`, CI
 def test_run_end_to_end_with_local_processes(tmp_path: Path) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(tiny_spec_dict()))

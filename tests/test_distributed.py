@@ -53,6 +53,7 @@ def rel_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], *, worst: b
     return (num / den) ** 0.5
 
 
+@pytest.mark.slow  # about 2 min on 2 cores: `make test-slow`, CI
 def test_two_processes_train_like_one_on_the_same_global_batch(tmp_path: Path) -> None:
     spec = tiny_spec_dict(backbone={"dropout": 0.0},  # dropout masks are drawn per shard
                           supernet={"batch_size": 64, "lr": 0.05, "threads": 1},

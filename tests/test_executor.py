@@ -37,6 +37,7 @@ def executor(**kw: Any) -> ProcessExecutor:
     return ProcessExecutor(echo=False, heartbeat_s=0.5, stale_s=5.0, poll_s=0.2, grace_s=3.0, **kw)
 
 
+@pytest.mark.slow  # about 1.5 min on 2 cores: `make test-slow`, CI
 def test_a_second_caller_adopts_the_running_job(ready) -> None:  # type: ignore[no-untyped-def]
     store, sid, _ = ready
     job = JobSpec(search_id=sid, step="stage1", store_url=store.url)
