@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import random
@@ -607,14 +608,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     plan = TINY if args.tiny else Plan()
-    if args.searches:
-        plan = Plan(**{**plan.__dict__, "searches": args.searches})
-    if args.minutes is not None:
-        plan = Plan(**{**plan.__dict__, "min_s": args.minutes * 60})
-    if args.supernet_iterations:
-        plan = Plan(**{**plan.__dict__, "supernet_iterations": args.supernet_iterations})
-    if args.retrain_iterations:
-        plan = Plan(**{**plan.__dict__, "retrain_iterations": args.retrain_iterations})
+    given = {"searches": args.searches, "supernet_iterations": args.supernet_iterations,
+             "retrain_iterations": args.retrain_iterations,
+             "min_s": None if args.minutes is None else args.minutes * 60}
+    plan = dataclasses.replace(plan, **{k: v for k, v in given.items() if v is not None})
     root = args.dir or Path(tempfile.mkdtemp(prefix="hurricane-soak-"))
 
     def interrupted(signum: int, frame: Any) -> None:  # `timeout`, kill: stop every process
