@@ -256,8 +256,48 @@ class PredictorSpec(_Strict):
         "null: chosen per device by leave-one-out error")
 
 
+# Named sets of the supernet's sampling fields (``supernet.recipe``), measured against each
+# other by bench/supernet_recipes.py (docs/method.md). "shrink" is the default: on the 10-layer
+# recipes-deep space it took random architectures to 61.9% through the supernet at 1,000
+# iterations (Kendall tau 0.54 against training them alone), where "spos" reached 26.0% (tau
+# -0.16).
+SUPERNET_RECIPES: dict[str, dict[str, Any]] = {
+    "spos": {"sampling": "uniform", "paths": 1, "distill": False, "shrink_phases": 0,
+             "shrink_until": 0.5},
+    "sandwich": {"sampling": "sandwich", "paths": 4, "distill": True, "shrink_phases": 0,
+                 "shrink_until": 0.5},
+    "fair": {"sampling": "fair", "paths": 1, "distill": False, "shrink_phases": 0,
+             "shrink_until": 0.5},
+    "shrink": {"sampling": "sandwich", "paths": 4, "distill": True, "shrink_phases": 3,
+               "shrink_until": 0.5},
+}
+DEFAULT_RECIPE = "shrink"
+
+
+def _resolve_recipe(data: dict[str, Any]) -> dict[str, Any]:
+    """Fills the sampling fields a supernet section leaves out from its ``recipe`` (default
+    ``shrink``), and names the recipe the fields amount to: ``custom`` when a field given
+    explicitly departs from the named one. A section that gives every sampling field and no
+    recipe (a spec stored before recipes existed) keeps its fields and gets the matching name."""
+    keys = SUPERNET_RECIPES[DEFAULT_RECIPE].keys()
+    name = data.get("recipe")
+    if name is None and all(k in data for k in keys):
+        data["recipe"] = next((n for n, r in SUPERNET_RECIPES.items()
+                               if all(data[k] == v for k, v in r.items())), "custom")
+        return data
+    name = DEFAULT_RECIPE if name is None else name
+    if isinstance(name, str) and name in SUPERNET_RECIPES:
+        base = SUPERNET_RECIPES[name]
+        resolved = {k: data.get(k, v) for k, v in base.items()}
+        if resolved["sampling"] == "fair" and "paths" not in data:
+            resolved["paths"] = 1  # fair sets its own number of paths
+        data.update(resolved)
+        data["recipe"] = name if resolved == base else "custom"
+    return data
+
+
 class SupernetTrainSpec(TrainSettings):
-    """Single-path supernet training (SPOS recipe: METHOD.md's defaults)."""
+    """Supernet training: weight sharing, how paths are sampled (``recipe``), quality checks."""
 
     stop_loss: float | None = Field(
         None, gt=0, description="stop a stage once the mean training loss of the last "
@@ -271,19 +311,26 @@ class SupernetTrainSpec(TrainSettings):
         "shortcut per layer), layer (family, plus one output projection for the whole "
         "layer); "
         "bench/supernet_ranking.py measures them")
+    recipe: Literal["spos", "sandwich", "fair", "shrink", "custom"] = Field(
+        DEFAULT_RECIPE, description="a named set of sampling, paths, distill, shrink_phases "
+        "and shrink_until (fields given explicitly override it; the spec then records "
+        "'custom'): spos (uniform, 1 path), sandwich (sandwich, 4 paths, in-place "
+        "distillation), fair (FairNAS), shrink (sandwich with distillation and progressive "
+        "shrinking over the first half: the default, measured best by "
+        "bench/supernet_recipes.py); custom: no named defaults")
     sampling: Literal["uniform", "fair", "sandwich"] = Field(
-        "uniform", description="paths trained per step: uniform (SPOS: `paths` random paths), "
+        "sandwich", description="paths trained per step: uniform (SPOS: `paths` random paths), "
         "fair (FairNAS: every candidate of every layer once per step, as many paths as the "
         "widest layer has candidates), sandwich (BigNAS: the largest path, the smallest and "
         "`paths` - 2 random ones); bench/supernet_recipes.py measures them")
-    paths: int = Field(1, ge=1, le=64, description="paths per step for uniform and sandwich "
+    paths: int = Field(4, ge=1, le=64, description="paths per step for uniform and sandwich "
                        "sampling (each a forward and backward pass; their gradients add up)")
     distill: bool = Field(
-        False, description="in-place distillation: the step's first path (sandwich: the "
+        True, description="in-place distillation: the step's first path (sandwich: the "
         "largest; otherwise the largest path is added) learns from the labels, the others from "
         "its predictions")
     shrink_phases: int = Field(
-        0, ge=0, le=16, description="progressive shrinking (OFA): during the first "
+        3, ge=0, le=16, description="progressive shrinking (OFA): during the first "
         "`shrink_until` of the iterations, split into this many phases, phase p trains only "
         "each layer's ceil(n·p/phases) largest candidates; 0: off")
     shrink_until: float = Field(0.5, gt=0, lt=1, description="share of the iterations that "
@@ -311,6 +358,11 @@ class SupernetTrainSpec(TrainSettings):
         False, description="iterations become a cap: training ends at the first check whose "
         "verdict passes (learned, consistent and stable); needs check_every. The iterations "
         "used are recorded")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        return _resolve_recipe(dict(data)) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _sampling(self) -> SupernetTrainSpec:

@@ -117,7 +117,8 @@ def test_a_killed_rank_is_restarted_and_training_continues_from_the_checkpoint( 
     monkeypatch.setenv("HURRICANE_TEST_HOLD_DIR", str(gate))
     spec = SearchSpec.model_validate(tiny_spec_dict(
         training={"processes_per_node": 2, "max_restarts": 2},
-        supernet={"iterations": 600, "checkpoint_every": 50, "batch_size": 32, "threads": 1}))
+        supernet={"recipe": "spos", "iterations": 600, "checkpoint_every": 50, "batch_size": 32,
+                  "threads": 1}))
     sid = submit(spec, store, "ddpkill")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

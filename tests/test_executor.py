@@ -26,7 +26,7 @@ from tests.servers import wait_for
 def ready(store) -> tuple[Any, str, SearchSpec]:  # type: ignore[no-untyped-def]
     """A search whose steps before stage1 are done; its stage1 job trains 1,500 steps."""
     spec = SearchSpec.model_validate(tiny_spec_dict(
-        supernet={"iterations": 1500, "checkpoint_every": 100}))
+        supernet={"recipe": "spos", "iterations": 1500, "checkpoint_every": 100}))
     sid = submit(spec, store, "ex1")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

@@ -48,7 +48,7 @@ EVENT_S = 600  # bounds on events a real process must reach: they only catch a h
 def ready(store: LocalStore) -> tuple[LocalStore, str, SearchSpec]:
     """A search whose steps before stage1 are done; stage1 trains 500 steps."""
     spec = SearchSpec.model_validate(tiny_spec_dict(
-        supernet={"iterations": 500, "checkpoint_every": 10}))
+        supernet={"recipe": "spos", "iterations": 500, "checkpoint_every": 10}))
     sid = submit(spec, store, "purge-me", owner="alice")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

@@ -87,13 +87,35 @@ def test_progressive_shrinking_offers_the_largest_candidates_first() -> None:
 
 def test_spec_fields_name_the_sampling_rules_bounds() -> None:
     with pytest.raises(ValidationError, match=r"(?s)supernet.*paths must be >= 2"):
-        SearchSpec.model_validate(tiny_spec_dict(supernet={"sampling": "sandwich"}))
+        SearchSpec.model_validate(tiny_spec_dict(supernet={"sampling": "sandwich", "paths": 1}))
     with pytest.raises(ValidationError, match="sampling"):
         SearchSpec.model_validate(tiny_spec_dict(supernet={"sampling": "greedy"}))
     with pytest.raises(ValidationError, match="leave paths at 1"):
         SearchSpec.model_validate(tiny_spec_dict(supernet={"sampling": "fair", "paths": 3}))
     with pytest.raises(ValidationError, match="until_reliable needs check_every"):
         SearchSpec.model_validate(tiny_spec_dict(supernet={"until_reliable": True}))
+
+
+def test_a_recipe_fills_the_sampling_fields_it_is_not_told_and_the_spec_names_what_it_got() -> None:
+    sup = lambda **s: SearchSpec.model_validate(tiny_spec_dict(supernet=s)).supernet  # noqa: E731
+    default = sup()
+    assert (default.recipe, default.sampling, default.paths, default.distill,
+            default.shrink_phases) == ("shrink", "sandwich", 4, True, 3)
+    spos = sup(recipe="spos")
+    assert (spos.sampling, spos.paths, spos.distill, spos.shrink_phases) == ("uniform", 1, False, 0)
+    assert sup(recipe="spos", paths=2).recipe == "custom"  # an explicit field departs from it
+    assert sup(sampling="fair").paths == 1  # fair counts its own paths
+    # every sampling field given and no recipe (a spec stored before recipes): kept, and named
+    assert sup(sampling="uniform", paths=1, distill=False, shrink_phases=0,
+               shrink_until=0.5).recipe == "spos"
+    assert sup(sampling="uniform", paths=2, distill=False, shrink_phases=0,
+               shrink_until=0.5).recipe == "custom"
+    stored = SearchSpec.model_validate(tiny_spec_dict(supernet={"recipe": "sandwich"}))
+    dumped = stored.model_dump(mode="json")
+    del dumped["supernet"]["recipe"]
+    assert SearchSpec.model_validate(dumped) == stored
+    with pytest.raises(ValidationError, match=r"(?s)supernet.recipe.*'spos'"):
+        sup(recipe="bignas")
 
 
 def _train(spec: SearchSpec, store, prefix: str, stop_after: int | None = None,  # type: ignore[no-untyped-def]
@@ -172,7 +194,11 @@ def test_verdict_fails_on_inconsistent_or_moving_rankings_and_says_what_to_chang
     low = verdict([0.1, 0.11, 0.12], [0.1, 0.11, 0.12], [0.1, 0.11, 0.12], None,
                   num_classes=10, spec=spec, iterations=12)
     assert low["tests"] == {"learned": False, "consistent": True}  # no check before: no stability
-    assert "after 12 iterations" in low["warning"] and "sampling: sandwich" in low["warning"]
+    assert "after 12 iterations" in low["warning"] and "supernet.recipe" not in low["warning"]
+    spos = SearchSpec.model_validate(tiny_spec_dict(supernet={"recipe": "spos"}))
+    low_spos = verdict([0.1, 0.11, 0.12], [0.1, 0.11, 0.12], [0.1, 0.11, 0.12], None,
+                       num_classes=10, spec=spos, iterations=12)
+    assert "the default recipe (supernet.recipe: shrink, spos now)" in low_spos["warning"]
 
 
 def test_until_reliable_ends_training_at_the_first_passing_check_and_resumes_its_checks(store) -> None:  # type: ignore[no-untyped-def]
@@ -212,8 +238,8 @@ def test_a_search_step_records_the_iterations_until_reliable_used(store) -> None
     spec = SearchSpec.model_validate(tiny_spec_dict(supernet={
         "iterations": 30, "check_every": 5, "min_iterations": 10, "until_reliable": True,
         "quality_archs": 3, "quality_margin": 0.0, "rank_consistency": -1.0,
-        "rank_stability": -1.0, "sampling": "sandwich", "paths": 2, "distill": True,
-        "checkpoint_every": 100}, predictor={"enabled": False}))
+        "rank_stability": -1.0, "recipe": "sandwich", "paths": 2, "checkpoint_every": 100},
+        predictor={"enabled": False}))
     sid = submit(spec, store, "ur")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

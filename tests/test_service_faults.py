@@ -52,7 +52,7 @@ def held(gate: Path) -> None:
 def submit(service: ServiceStack, tmp_path: Any, **over: Any) -> str:
     import yaml
 
-    spec = tiny_spec_dict(**{"supernet": {"iterations": 1000, "checkpoint_every": 25,
+    spec = tiny_spec_dict(**{"supernet": {"recipe": "spos", "iterations": 1000, "checkpoint_every": 25,
                                           "batch_size": 32, "lr": 0.05, "threads": 1}, **over})
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec))

@@ -294,7 +294,7 @@ def ready(store) -> tuple[Any, str, SearchSpec]:  # type: ignore[no-untyped-def]
     """A search whose steps before stage1 are done; stage1 trains 500 steps, no periodic
     checkpoint before the end (what survives an eviction is the SIGTERM checkpoint)."""
     spec = SearchSpec.model_validate(tiny_spec_dict(
-        supernet={"iterations": 500, "checkpoint_every": 10_000}))
+        supernet={"recipe": "spos", "iterations": 500, "checkpoint_every": 10_000}))
     sid = submit(spec, store, "evict")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

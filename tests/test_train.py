@@ -69,7 +69,7 @@ def test_a_sigtermed_job_process_ends_by_the_signal_after_its_checkpoint(tmp_pat
 
     store = LocalStore(tmp_path / "runs")
     spec = SearchSpec.model_validate(tiny_spec_dict(
-        supernet={"iterations": 3000, "checkpoint_every": 100_000}))
+        supernet={"recipe": "spos", "iterations": 3000, "checkpoint_every": 100_000}))
     sid = submit(spec, store, "term")
     for step in ("profile", "space", "predictor"):
         run_step(step, spec, sid, store, InlineExecutor())

@@ -23,7 +23,7 @@ _PUBLIC = {
     "devices": ("device_profile", "DeviceProfile", "DEVICES", "NODE_LABEL"),
     "latency_sources": ("collect_latencies", "MeasuredLatencies"),
     "latency_table": ("check_table", "LatencyTable", "TableErrors"),
-    "predictor": ("LatencyPredictor", "metrics", "PredictorConfig"),
+    "predictor": ("LatencyPredictor", "metrics", "Predictor", "PredictorConfig"),
     "profiling": ("measure_arch", "profile_table", "Protocol", "Timing"),
     "proxy": ("AdaptedPredictor", "decide", "matrix_json", "plot_srcc", "proxy_decisions",
               "srcc_matrix_counts"),

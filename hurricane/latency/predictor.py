@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -221,7 +222,30 @@ def _choices_of(space: Any) -> tuple[tuple[str, ...], ...]:
     return choices
 
 
-class LatencyPredictor:
+class Predictor(ABC):
+    """What evolution, the budget and the report call on any latency predictor: op indices of
+    architectures (``encode``), vectorised predictions from them (``predict_indices``), and
+    from these ``predict`` and ``evaluate``. ``LatencyPredictor`` and the one-proxy
+    ``AdaptedPredictor`` are the two kinds."""
+
+    floor_ms: float
+
+    @abstractmethod
+    def encode(self, archs: Sequence[Any]) -> np.ndarray:
+        """Op indices (n, layers) of architectures (objects with ``.ops`` or op-name sequences)."""
+
+    @abstractmethod
+    def predict_indices(self, idx: np.ndarray) -> np.ndarray:
+        """Predicted latency (ms) of each row of op indices."""
+
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
+        return self.predict_indices(self.encode(archs))
+
+    def evaluate(self, archs: Sequence[Any], latencies: Sequence[float] | np.ndarray) -> PredictorMetrics:
+        return metrics(self.predict(archs), latencies)
+
+
+class LatencyPredictor(Predictor):
     """Predicts architecture latency (ms) from per-(layer, op) one-hots, their pairwise
     interactions, and optionally a layer table's sum (as an offset or a feature).
 
@@ -559,12 +583,6 @@ class LatencyPredictor:
                 v += self._table_raw(chunk, self._log)
             out[s:s + step] = np.exp(v) if self._log else v
         return np.maximum(out, self.floor_ms, out=out)
-
-    def predict(self, archs: Sequence[Any]) -> np.ndarray:
-        return self.predict_indices(self.encode(archs))
-
-    def evaluate(self, archs: Sequence[Any], latencies: Sequence[float] | np.ndarray) -> PredictorMetrics:
-        return metrics(self.predict(archs), latencies)
 
     # ----- persistence -----
     def to_json(self) -> dict[str, Any]:

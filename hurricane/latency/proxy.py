@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import spearmanr
 
-from hurricane.latency.predictor import FLOOR_FRACTION, LatencyPredictor, PredictorMetrics, metrics
+from hurricane.latency.predictor import FLOOR_FRACTION, LatencyPredictor, Predictor
 
 FORMAT = "hurricane.adapted-predictor/1"
 MATRIX_FORMAT = "hurricane.latency-srcc/1"
@@ -223,7 +223,7 @@ def _loo_scores(U: np.ndarray, K: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.asarray(((e / d) ** 2).mean(axis=1))
 
 
-class AdaptedPredictor:
+class AdaptedPredictor(Predictor):
     """A fitted proxy ``LatencyPredictor`` re-weighted for a target from a few measurements.
 
     Same call shapes as ``LatencyPredictor`` (``fit``/``fit_indices``, ``predict``,
@@ -392,12 +392,6 @@ class AdaptedPredictor:
             out += ((c @ half) * c).sum(axis=1) - c @ np.diag(half)
         out = np.exp(out) if self.log_target else out
         return np.maximum(out, self.floor_ms, out=out)
-
-    def predict(self, archs: Sequence[Any]) -> np.ndarray:
-        return self.predict_indices(self.encode(archs))
-
-    def evaluate(self, archs: Sequence[Any], latencies: Sequence[float] | np.ndarray) -> PredictorMetrics:
-        return metrics(self.predict(archs), latencies)
 
     # ----- persistence -----
     def to_json(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hurricane import progress
 from hurricane.data.datasets import Data, DatasetError, load_data
@@ -30,6 +30,9 @@ from hurricane.runs.steps.keys import (
 from hurricane.search.evolution import EvolutionConfig, EvolutionResult, InfeasibleBudget
 from hurricane.spec import SearchSpec, TrainingSpec, TrainSettings
 from hurricane.storage.store import ArtifactStore, search_key
+
+if TYPE_CHECKING:
+    from hurricane.latency.predictor import Predictor
 
 # the store keys (their home: keys.py), importable from here as before
 __all__ = [
@@ -88,10 +91,11 @@ def latency_model(store: ArtifactStore, search_id: str, device: str,
     proxy's predictor adapted to it), else the table sum."""
     key = predictor_key(search_id, device)
     adapted = transfer_key(search_id, device, "predictor.json")
+    model: Predictor
     if store.exists(key):
         from hurricane.latency.predictor import LatencyPredictor
 
-        model: Any = LatencyPredictor.from_json(store.get_json(key))
+        model = LatencyPredictor.from_json(store.get_json(key))
     elif store.exists(adapted):
         from hurricane.latency.proxy import AdaptedPredictor
 

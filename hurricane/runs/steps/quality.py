@@ -147,8 +147,9 @@ def _warning(v: dict[str, Any], n: int, iterations: int | None, spec: SearchSpec
                    f"mean validation accuracy through it ({v['accuracy_min']:.1%}-"
                    f"{v['accuracy_max']:.1%}; chance is {v['chance']:.1%}, reliable from "
                    f"{v['floor']:.1%})")
-        fix.append(f"train longer (supernet.iterations, {s.iterations} now) or with "
-                   "sampling: sandwich and distill: true")
+        fix.append(f"train longer (supernet.iterations, {s.iterations} now)"
+                   + ("" if s.recipe == "shrink" else
+                      f" or with the default recipe (supernet.recipe: shrink, {s.recipe} now)"))
     if t.get("consistent") is False:
         why.append(f"its scores do not agree with themselves: two halves of the validation "
                    f"split, each after its own BN recalibration, rank {n} random architectures "
