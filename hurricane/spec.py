@@ -271,7 +271,8 @@ SUPERNET_RECIPES: dict[str, dict[str, Any]] = {
     "shrink": {"sampling": "sandwich", "paths": 4, "distill": True, "shrink_phases": 3,
                "shrink_until": 0.5},
 }
-DEFAULT_RECIPE = "shrink"
+Recipe = Literal["spos", "sandwich", "fair", "shrink", "custom"]
+DEFAULT_RECIPE: Recipe = "shrink"
 
 
 def _resolve_recipe(data: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +312,7 @@ class SupernetTrainSpec(TrainSettings):
         "shortcut per layer), layer (family, plus one output projection for the whole "
         "layer); "
         "bench/supernet_ranking.py measures them")
-    recipe: Literal["spos", "sandwich", "fair", "shrink", "custom"] = Field(
+    recipe: Recipe = Field(
         DEFAULT_RECIPE, description="a named set of sampling, paths, distill, shrink_phases "
         "and shrink_until (fields given explicitly override it; the spec then records "
         "'custom'): spos (uniform, 1 path), sandwich (sandwich, 4 paths, in-place "

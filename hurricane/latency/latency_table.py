@@ -155,23 +155,27 @@ def _shown(v: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops: set[str],
-                max_errors: int = 50) -> LatencyTable:
-    """Parses an imported table strictly: CSV ``layer,op,median_ms[,iqr_ms]`` rows (plus an
-    optional ``fixed`` row) or ``to_json``'s JSON (text, or a document already parsed with
-    ``hurricane.documents``); every problem is reported with its line (CSV) or field path
-    (JSON), up to ``max_errors``."""
-    errors: list[tuple[str, str]] = []
-    ops: dict[int, dict[str, float]] = {}
-    iqr: dict[int, dict[str, float]] = {}
-    fixed = 0.0
+class _TableReader:
+    """Collects an imported table's rows and every problem with them, by line or field."""
 
-    def add(layer: Any, op: Any, ms: Any, spread: Any, where: str) -> None:
+    def __init__(self, known_ops: set[str], max_errors: int) -> None:
+        self.known_ops, self.max_errors = known_ops, max_errors
+        self.errors: list[tuple[str, str]] = []
+        self.ops: dict[int, dict[str, float]] = {}
+        self.iqr: dict[int, dict[str, float]] = {}
+        self.fixed = 0.0
+
+    @property
+    def full(self) -> bool:
+        return len(self.errors) >= self.max_errors
+
+    def add(self, layer: Any, op: Any, ms: Any, spread: Any, where: str) -> None:
+        errors = self.errors
         lay = _layer(layer)
         if lay is None:
             errors.append((where, f"layer must be an integer 0..{MAX_LAYER}, got "
                            f"{_shown(layer)}"))
-        if op not in known_ops:
+        if op not in self.known_ops:
             errors.append((where, f"unknown op {_shown(op)}; allowed: the 32 ops of "
                            "`hurricane ops list`"))
         v = _number(ms)
@@ -180,15 +184,22 @@ def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops:
         s = None if spread in (None, "") else _number(spread)
         if spread not in (None, "") and (s is None or s < 0):
             errors.append((where, f"iqr_ms must be a finite number >= 0, got {_shown(spread)}"))
-        if lay is None or op not in known_ops or v is None or v < 0:
+        if lay is None or op not in self.known_ops or v is None or v < 0:
             return
-        if op in ops.get(lay, {}):
+        if op in self.ops.get(lay, {}):
             errors.append((where, f"layer {lay} op {op} appears twice"))
-        ops.setdefault(lay, {})[op] = v
+        self.ops.setdefault(lay, {})[op] = v
         if s is not None:
-            iqr.setdefault(lay, {})[op] = s
+            self.iqr.setdefault(lay, {})[op] = s
 
-    if fmt == "json" or isinstance(text, dict):
+    def set_fixed(self, value: Any, where: str, what: str = "") -> None:
+        fv = _number(value)
+        if fv is None or fv < 0:
+            self.errors.append((where, f"{what}must be a finite number >= 0, got {_shown(value)}"))
+        else:
+            self.fixed = fv
+
+    def read_json(self, text: str | dict[str, Any]) -> None:
         if isinstance(text, str):
             from hurricane.documents import DocumentError, parse_json
 
@@ -200,29 +211,25 @@ def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops:
             doc = text
         if not isinstance(doc, dict) or not isinstance(doc.get("ops"), dict):
             raise TableErrors([("ops", "expected an object with 'ops': {layer: {op: ms}}")])
-        f = doc.get("fixed_ms", 0.0)
-        fv = _number(f)
-        if fv is None or fv < 0:
-            errors.append(("fixed_ms", f"must be a finite number >= 0, got {_shown(f)}"))
-        else:
-            fixed = fv
+        self.set_fixed(doc.get("fixed_ms", 0.0), "fixed_ms")
         spreads = doc.get("iqr", {})
         if not isinstance(spreads, dict):
-            errors.append(("iqr", "expected an object {layer: {op: iqr_ms}}"))
+            self.errors.append(("iqr", "expected an object {layer: {op: iqr_ms}}"))
             spreads = {}
         for layer, row in doc["ops"].items():
-            if len(errors) >= max_errors:
+            if self.full:
                 break
             if not isinstance(row, dict):
-                errors.append((f"ops.{layer}", "expected an object {op: ms}"))
+                self.errors.append((f"ops.{layer}", "expected an object {op: ms}"))
                 continue
             spread_row = spreads.get(layer, {})
             if not isinstance(spread_row, dict):
-                errors.append((f"iqr.{layer}", "expected an object {op: iqr_ms}"))
+                self.errors.append((f"iqr.{layer}", "expected an object {op: iqr_ms}"))
                 continue
             for op, ms in row.items():
-                add(layer, op, ms, spread_row.get(op), f"ops.{layer}.{op}")
-    else:
+                self.add(layer, op, ms, spread_row.get(op), f"ops.{layer}.{op}")
+
+    def read_csv(self, text: str) -> None:
         reader = csv.reader(text.splitlines())  # a lone '\r' ends a line too
         rows = []
         try:
@@ -236,28 +243,39 @@ def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops:
         for n, row in enumerate(rows[1:], 2):
             if not row or not "".join(row).strip():
                 continue
-            if len(errors) >= max_errors:
+            if self.full:
                 break
             if len(row) < 3 or len(row) > 4:
-                errors.append((f"line {n}", f"expected 3 or 4 columns, got {len(row)}"))
-                continue
-            if row[0].strip() == "fixed":
-                fv = _number(row[2])
-                if fv is None or fv < 0:
-                    errors.append((f"line {n}", f"fixed median_ms must be a finite number "
-                                   f">= 0, got {_shown(row[2])}"))
-                else:
-                    fixed = fv
-                continue
-            add(row[0].strip(), row[1].strip(), row[2].strip(),
-                row[3].strip() if len(row) > 3 else None, f"line {n}")
-    if not errors and not ops:
-        errors.append(("table", "no layer,op rows"))
-    if not errors:
-        layers = sorted(ops)
-        if layers != list(range(len(layers))):
-            errors.append(("table", f"layers must be numbered 0..n-1 without gaps, got {layers}"))
-    if errors:
-        raise TableErrors(errors[:max_errors])
-    return LatencyTable(device=device, ops=ops, iqr=iqr, fixed_ms=fixed,
-                        meta={"backend": "table", "imported": True})
+                self.errors.append((f"line {n}", f"expected 3 or 4 columns, got {len(row)}"))
+            elif row[0].strip() == "fixed":
+                self.set_fixed(row[2], f"line {n}", "fixed median_ms ")
+            else:
+                self.add(row[0].strip(), row[1].strip(), row[2].strip(),
+                         row[3].strip() if len(row) > 3 else None, f"line {n}")
+
+    def table(self, device: str) -> LatencyTable:
+        errors = self.errors
+        if not errors and not self.ops:
+            errors.append(("table", "no layer,op rows"))
+        if not errors:
+            layers = sorted(self.ops)
+            if layers != list(range(len(layers))):
+                errors.append(("table", f"layers must be numbered 0..n-1 without gaps, got {layers}"))
+        if errors:
+            raise TableErrors(errors[:self.max_errors])
+        return LatencyTable(device=device, ops=self.ops, iqr=self.iqr, fixed_ms=self.fixed,
+                            meta={"backend": "table", "imported": True})
+
+
+def check_table(text: str | dict[str, Any], *, device: str, fmt: str, known_ops: set[str],
+                max_errors: int = 50) -> LatencyTable:
+    """Parses an imported table strictly: CSV ``layer,op,median_ms[,iqr_ms]`` rows (plus an
+    optional ``fixed`` row) or ``to_json``'s JSON (text, or a document already parsed with
+    ``hurricane.documents``); every problem is reported with its line (CSV) or field path
+    (JSON), up to ``max_errors``."""
+    reader = _TableReader(known_ops, max_errors)
+    if fmt == "json" or isinstance(text, dict):
+        reader.read_json(text)
+    else:
+        reader.read_csv(text)
+    return reader.table(device)

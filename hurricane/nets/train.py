@@ -9,7 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -189,6 +189,98 @@ class StopRequest:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+@dataclass
+class _Losses:
+    """What a training carries from step to step and through its checkpoints: the recent
+    losses (for ``stop_loss``), the logged history, and whether it converged or settled."""
+
+    recent: deque[float]
+    history: list[tuple[int, float]] = field(default_factory=list)
+    pending: list[float] = field(default_factory=list)
+    converged: bool = False
+    settled: bool = False
+
+    @classmethod
+    def resumed(cls, cfg: TrainConfig, state: dict[str, Any] | None) -> _Losses:
+        out = cls(recent=deque(maxlen=cfg.stop_window))
+        if state is not None:
+            out.recent.extend(state.get("recent_losses", []))
+            out.history = [tuple(h) for h in state.get("history", [])]  # type: ignore[misc]
+            out.pending = list(state.get("pending_losses", []))
+            out.converged = bool(state.get("converged", False))
+            out.settled = bool(state.get("settled", False))
+        return out
+
+    def record(self, done: int, loss: float, cfg: TrainConfig) -> None:
+        self.recent.append(loss)
+        self.pending.append(loss)
+        if done % cfg.log_every == 0:
+            self.history.append((done, sum(self.pending) / len(self.pending)))
+            self.pending.clear()
+        self.converged = (cfg.stop_loss is not None and len(self.recent) == cfg.stop_window
+                          and sum(self.recent) / len(self.recent) <= cfg.stop_loss)
+
+    def state(self) -> dict[str, Any]:
+        return {"recent_losses": list(self.recent), "history": self.history,
+                "pending_losses": self.pending, "converged": self.converged,
+                "settled": self.settled}
+
+
+def _plain_loss(forward: ForwardFn, loss_fn: nn.Module) -> StepLossFn:
+    """One path's forward and the labels' loss, as a ``step_loss``."""
+    def step_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = loss_fn(forward(model, x, step), y)
+        return loss, loss
+    return step_loss
+
+
+def _backward(step_loss: StepLossFn, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              step: int, cfg: TrainConfig, *, bf16: bool) -> torch.Tensor:
+    """The step's loss and its gradients (which travel to the other ranks while backward
+    runs); returns the loss to report. Dropout masks depend only on (seed, step)."""
+    torch.manual_seed(step_seed(cfg.seed, step, 1))
+    with torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+        loss, shown = step_loss(model, x, y, step)
+    loss.backward()
+    return shown
+
+
+def _save(checkpointer: Checkpointer, done: int, model: nn.Module, opt: torch.optim.Optimizer,
+          losses: _Losses, monitor: Monitor | None) -> None:
+    checkpointer.save(done, {"step": done, "model": model.state_dict(),
+                             "optimizer": opt.state_dict(), **losses.state(),
+                             **({"monitor": monitor.state_dict()} if monitor is not None else {})})
+
+
+def _place(model: nn.Module, cfg: TrainConfig, where: Place) -> bool:
+    """Moves ``model`` where it trains, with every rank's copy equal to rank 0's; True on CUDA."""
+    cuda = where.device.type == "cuda"
+    model.to(where.device)
+    if cuda and cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    broadcast_model(model, where.world)
+    if where.distributed and cfg.sync_bn:
+        sync_batchnorm(model)
+    return cuda
+
+
+def _unplace(model: nn.Module) -> None:
+    """Back to plain BatchNorm, the CPU and the default memory format."""
+    plain_batchnorm(model)
+    model.to("cpu")
+    model.to(memory_format=torch.contiguous_format)
+
+
+def _on_device(x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+               where: Place) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.pin_memory().to(where.device, non_blocking=True)
+    y = y.pin_memory().to(where.device, non_blocking=True)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
 def train(
     model: nn.Module,
     data: AnySplit,
@@ -222,38 +314,24 @@ def train(
     """
     where = where or Place()
     set_threads(cfg.threads)
-    cuda = where.device.type == "cuda"
-    model.to(where.device)
-    if cuda and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    broadcast_model(model, where.world)
-    if where.distributed and cfg.sync_bn:
-        sync_batchnorm(model)
+    cuda = _place(model, cfg, where)
     fwd = forward or (lambda m, x, _s: m(x))
     sync = GradSync(model, where.world)
     opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
                           momentum=cfg.momentum, nesterov=False)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    recent: deque[float] = deque(maxlen=cfg.stop_window)
-    history: list[tuple[int, float]] = []
-    pending: list[float] = []
-    converged = settled = False
     start, state = _resume(checkpointer, where)
+    losses = _Losses.resumed(cfg, state)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        recent.extend(state.get("recent_losses", []))
-        history = [tuple(h) for h in state.get("history", [])]  # type: ignore[misc]
-        pending = list(state.get("pending_losses", []))
-        converged = bool(state.get("converged", False))
-        settled = bool(state.get("settled", False))
         if monitor is not None and "monitor" in state:
             monitor.load_state_dict(state["monitor"])
     model.train()
     t0 = time.perf_counter()
-    loss_val = recent[-1] if recent else float("nan")
+    loss_val = losses.recent[-1] if losses.recent else float("nan")
     end = cfg.iterations if stop_after is None else min(cfg.iterations, stop_after)
-    if converged or settled:
+    if losses.converged or losses.settled:
         end = start
     bar_cm = (progress.task(description, total=cfg.iterations, completed=start) if where.main
               else contextlib.nullcontext(_Silent()))
@@ -266,44 +344,23 @@ def train(
                 g["lr"] = lr
             x, y = next(batches)
             if cuda:
-                x = x.pin_memory().to(where.device, non_blocking=True)
-                y = y.pin_memory().to(where.device, non_blocking=True)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            torch.manual_seed(step_seed(cfg.seed, step, 1))  # dropout masks
-            with (torch.autocast("cuda", dtype=torch.bfloat16) if cuda and cfg.bf16
-                  else contextlib.nullcontext()):
-                if step_loss is not None:
-                    loss, shown = step_loss(model, x, y, step)
-                else:
-                    loss = shown = loss_fn(fwd(model, x, step), y)
+                x, y = _on_device(x, y, cfg, where)
             opt.zero_grad(set_to_none=True)
-            loss.backward()  # gradients travel to the other ranks while this runs
+            shown = _backward(step_loss or _plain_loss(fwd, loss_fn), model, x, y, step, cfg,
+                              bf16=cuda and cfg.bf16)
             loss_val = sync.wait(shown, stop.requested)
             preempted = sync.stop  # any rank asked: every rank stops after this step
             opt.step()
             done = step + 1
-            recent.append(loss_val)
-            pending.append(loss_val)
-            if done % cfg.log_every == 0:
-                history.append((done, sum(pending) / len(pending)))
-                pending.clear()
-            converged = (cfg.stop_loss is not None and len(recent) == cfg.stop_window
-                         and sum(recent) / len(recent) <= cfg.stop_loss)
-            if monitor is not None and not converged and monitor.due(done):
-                settled = bool(agree(int(monitor.stop(done, model)), where.world))
+            losses.record(done, loss_val, cfg)
+            if monitor is not None and not losses.converged and monitor.due(done):
+                losses.settled = bool(agree(int(monitor.stop(done, model)), where.world))
+            stopping = losses.converged or losses.settled
             if where.main and checkpointer is not None and (
-                    done % cfg.checkpoint_every == 0 or done == end or converged or settled
-                    or preempted):
-                checkpointer.save(done, {"step": done, "model": model.state_dict(),
-                                         "optimizer": opt.state_dict(),
-                                         "recent_losses": list(recent), "history": history,
-                                         "pending_losses": pending, "converged": converged,
-                                         "settled": settled,
-                                         **({"monitor": monitor.state_dict()}
-                                            if monitor is not None else {})})
+                    done % cfg.checkpoint_every == 0 or done == end or stopping or preempted):
+                _save(checkpointer, done, model, opt, losses, monitor)
             bar.advance(1, loss=loss_val, lr=lr)
-            if converged or settled:
+            if stopping:
                 end = done
                 break
             if preempted and done < end:
@@ -319,14 +376,11 @@ def train(
     steps = max(0, end - start)
     bs = min(cfg.batch_size, len(data))
     sync.close()
-    plain_batchnorm(model)
-    model.to("cpu")
-    model.to(memory_format=torch.contiguous_format)
+    _unplace(model)
     return TrainResult(steps=end, resumed_from=start, final_loss=loss_val, seconds=seconds,
                        images_per_s=steps * bs / seconds if seconds > 0 else 0.0,
-                       converged=converged, settled=settled, history=tuple(history),
-                       total=cfg.iterations,
-                       world_size=where.world)
+                       converged=losses.converged, settled=losses.settled,
+                       history=tuple(losses.history), total=cfg.iterations, world_size=where.world)
 
 
 @torch.no_grad()

@@ -340,6 +340,50 @@ class ProxylessResult:
                 "seconds": self.seconds}
 
 
+def _check_budget(space: SearchSpace, table: LatencyTable, budget_ms: float,
+                  config: ProxylessConfig) -> None:
+    if budget_ms <= 0:
+        raise ValueError(f"budget_ms must be > 0, got {budget_ms}")
+    if config.latency_loss == "mul":
+        lo = table.bounds(space)[0]
+        if min(lo, budget_ms) <= 1.0:
+            raise ValueError(
+                f"latency_loss='mul' uses log(E[lat] in ms)/log(budget) and needs both above 1 ms "
+                f"(fastest {lo:.3f} ms, budget {budget_ms:.3f} ms); use latency_loss='linear'")
+
+
+def _resume(checkpointer: Checkpointer | None,
+            modules: dict[str, Any]) -> tuple[int, list[dict[str, Any]], float, float | None]:
+    """Loads the newest checkpoint into ``modules`` (anything with ``load_state_dict``); returns
+    its step, the history, the seconds spent before and the last architecture loss (None until
+    the first architecture update)."""
+    if checkpointer is None or (found := checkpointer.latest()) is None:
+        return 0, [], 0.0, None
+    start, state = found
+    for key, module in modules.items():
+        module.load_state_dict(state[key])
+    return start, list(state["history"]), float(state["seconds"]), state["arch_loss"]
+
+
+def _weight_step(net: Supernet, gates: PathGates, opt: torch.optim.Optimizer, loss_fn: nn.Module,
+                 data: Data, step: int, config: ProxylessConfig) -> float:
+    """One update of the supernet's weights on a training batch, through a path the gates
+    sample (uniformly during warm-up); returns the loss."""
+    w = config.weights
+    for g in opt.param_groups:
+        g["lr"] = linear_lr(w.lr, step, config.iterations)
+    x, y = data.train.train_batch(step, w.batch_size, seed=w.seed)
+    arch = gates.sample(torch.Generator().manual_seed(step_seed(w.seed, step, _PATHS)),
+                        uniform=step < config.warmup_iterations)
+    torch.manual_seed(step_seed(w.seed, step, _DROPOUT))
+    loss = loss_fn(net(x, arch), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def proxyless_search(
     layout: Layout,
     space: SearchSpace,
@@ -360,15 +404,8 @@ def proxyless_search(
     Resumes from ``checkpointer``'s newest checkpoint; all randomness depends only on
     (seed, step), so a resumed run equals a straight one. ``stop_after`` ends after that step.
     """
-    if budget_ms <= 0:
-        raise ValueError(f"budget_ms must be > 0, got {budget_ms}")
+    _check_budget(space, table, budget_ms, config)
     expected = ExpectedLatency(space, table)
-    if config.latency_loss == "mul":
-        lo = table.bounds(space)[0]
-        if min(lo, budget_ms) <= 1.0:
-            raise ValueError(
-                f"latency_loss='mul' uses log(E[lat] in ms)/log(budget) and needs both above 1 ms "
-                f"(fastest {lo:.3f} ms, budget {budget_ms:.3f} ms); use latency_loss='linear'")
     latency = latency or table.arch_latency
     w = config.weights
     set_threads(w.threads)
@@ -385,36 +422,16 @@ def proxyless_search(
                                 eps=config.arch_eps, weight_decay=0.0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=w.label_smoothing)
     arch_bs = config.arch_batch_size or w.batch_size
-    start, prior_s = 0, 0.0
-    history: list[dict[str, Any]] = []
-    arch_loss: float | None = None  # None until the first architecture update
-    if checkpointer is not None and (found := checkpointer.latest()) is not None:
-        start, state = found
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gates.load_state_dict(state["gates"])
-        arch_opt.load_state_dict(state["arch_optimizer"])
-        history, prior_s = list(state["history"]), float(state["seconds"])
-        arch_loss = state["arch_loss"]
+    modules: dict[str, Any] = {"model": net, "optimizer": opt, "gates": gates,
+                               "arch_optimizer": arch_opt}
+    start, history, prior_s, arch_loss = _resume(checkpointer, modules)
     net.train()
     t0 = time.perf_counter()
     end = config.iterations if stop_after is None else min(config.iterations, stop_after)
     loss_val = float("nan")
     with progress.task(description, total=config.iterations, completed=start) as bar:
         for step in range(start, end):
-            lr = linear_lr(w.lr, step, config.iterations)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = data.train.train_batch(step, w.batch_size, seed=w.seed)
-            arch = gates.sample(torch.Generator().manual_seed(step_seed(w.seed, step, _PATHS)),
-                                uniform=step < config.warmup_iterations)
-            torch.manual_seed(step_seed(w.seed, step, _DROPOUT))
-            loss = loss_fn(net(x, arch), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            loss_val = float(loss.detach())
+            loss_val = _weight_step(net, gates, opt, loss_fn, data, step, config)
             if config.is_arch_step(step):
                 xa, ya = data.val.train_batch(config.arch_update_index(step), arch_bs, seed=w.seed)
                 torch.manual_seed(step_seed(w.seed, step, _ARCH_DROPOUT))
@@ -431,8 +448,7 @@ def proxyless_search(
                                 "arch_loss": arch_loss})
             if checkpointer is not None and (done % w.checkpoint_every == 0 or done == end):
                 checkpointer.save(done, {
-                    "step": done, "model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "gates": gates.state_dict(), "arch_optimizer": arch_opt.state_dict(),
+                    "step": done, **{k: m.state_dict() for k, m in modules.items()},
                     "history": history, "arch_loss": arch_loss,
                     "seconds": prior_s + time.perf_counter() - t0})
             bar.advance(1, loss=loss_val, exp_ms=e_lat)
