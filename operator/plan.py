@@ -194,17 +194,7 @@ def plan_command(
     except (SpecError, OSError) as err:
         _fail(str(err))
         return
-    user: dict[str, Any] = {}
-    for f in values or []:
-        try:
-            user = merge_values(user, yaml.safe_load(f.read_text()) or {})
-        except (OSError, yaml.YAMLError) as err:
-            _fail(f"--values {f}: {err}")
-    for item in set_values or []:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            _fail(f"--set {item!r}: give KEY=VALUE")
-        user = merge_values(user, dotted(key, yaml.safe_load(raw) if raw else ""))
+    user = _user_values(values or [], set_values or [])
     try:
         import helm_python
     except ImportError:
@@ -226,20 +216,42 @@ def plan_command(
     except PlanError as err:
         _fail(f"this search cannot run under these values: {err}")
         return
+    header = _header(spec, sid, settings, planned,
+                     f"release {release} in namespace {namespace}, chart {chart_dir}")
+    typer.echo(to_yaml(planned, header=header), nl=False)
+
+
+def _user_values(files: list[Path], sets: list[str]) -> dict[str, Any]:
+    """The values files merged in order, then each --set on top, as helm does."""
+    user: dict[str, Any] = {}
+    for f in files:
+        try:
+            user = merge_values(user, yaml.safe_load(f.read_text()) or {})
+        except (OSError, yaml.YAMLError) as err:
+            _fail(f"--values {f}: {err}")
+    for item in sets:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            _fail(f"--set {item!r}: give KEY=VALUE")
+        user = merge_values(user, dotted(key, yaml.safe_load(raw) if raw else ""))
+    return user
+
+
+def _header(spec: Any, sid: str, settings: Any, planned: list[Any], release: str) -> list[str]:
+    """The comment lines above the plan: what was planned, under which release and setup."""
     kinds: dict[str, int] = {}
     for p in planned:
         kinds[p.obj["kind"]] = kinds.get(p.obj["kind"], 0) + 1
-    header = [f"hurricane cluster plan: search {sid} ({spec.strategy}, devices "
-              f"{', '.join(d.name for d in spec.devices)})",
-              f"release {release} in namespace {namespace}, chart {chart_dir}",
-              f"training backend {settings.k8s_training_backend}; Kueue "
-              + (f"queue {settings.k8s_kueue.queue}"
-                 + (f", priority {settings.k8s_kueue.priority_class}"
-                    if settings.k8s_kueue.priority_class else "")
-                 if settings.k8s_kueue.enabled else "off"),
-              "objects: " + ", ".join(f"{n} {k}" for k, n in kinds.items()),
-              f"ownerReferences name uid {PLACEHOLDER_UID}: the cluster assigns the real one"]
-    typer.echo(to_yaml(planned, header=header), nl=False)
+    kueue = settings.k8s_kueue
+    return [f"hurricane cluster plan: search {sid} ({spec.strategy}, devices "
+            f"{', '.join(d.name for d in spec.devices)})",
+            release,
+            f"training backend {settings.k8s_training_backend}; Kueue "
+            + (f"queue {kueue.queue}"
+               + (f", priority {kueue.priority_class}" if kueue.priority_class else "")
+               if kueue.enabled else "off"),
+            "objects: " + ", ".join(f"{n} {k}" for k, n in kinds.items()),
+            f"ownerReferences name uid {PLACEHOLDER_UID}: the cluster assigns the real one"]
 
 
 def register(app: typer.Typer) -> None:

@@ -346,6 +346,79 @@ def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> int:
     return int(tar.offset) - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
 
 
+def _destination(dest: str, work_dir: str | Path | None) -> tuple[Any, Path]:
+    """The store to upload to (None for a directory) and the directory shards are written in;
+    refuses a destination that already holds a packed set."""
+    taken = DatasetError(f"{dest} already holds a packed dataset ({INDEX}); choose another "
+                         "destination or delete it first")
+    if is_remote(dest):
+        from hurricane.storage.stores import open_store
+
+        store = open_store(dest)
+        if store.exists(INDEX):
+            raise taken
+        return store, Path(tempfile.mkdtemp(prefix="hurricane-pack-", dir=work_dir))
+    out_dir = Path(dest.removeprefix("file://")).expanduser()
+    if (out_dir / INDEX).exists():
+        raise taken
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return None, out_dir
+
+
+class _SampleTable:
+    """Each packed image's shard, data offset, size, label and split: ``samples.npz``."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[int]] = {k: [] for k in ("shard", "offset", "size", "label",
+                                                           "split")}
+
+    def __len__(self) -> int:
+        return len(self.cols["shard"])
+
+    def add(self, **values: int) -> None:
+        for col, v in values.items():
+            self.cols[col].append(v)
+
+    def npz(self) -> bytes:
+        buf = io.BytesIO()
+        c = self.cols
+        np.savez(buf, shard=np.array(c["shard"], np.int32), offset=np.array(c["offset"], np.int64),
+                 size=np.array(c["size"], np.int32), label=np.array(c["label"], np.int32),
+                 split=np.array(c["split"], np.int8))
+        return buf.getvalue()
+
+
+def _write_shard(path: Path, todo: list[tuple[Path, int]], k: int, shard: int, split: str,
+                 shard_bytes: int, table: _SampleTable, bar: Any) -> int:
+    """Writes images ``todo[k:]`` into one shard until it reaches ``shard_bytes`` (at least
+    one image); returns the index of the first image left for the next shard."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        first = k
+        while k < len(todo) and (k == first or tar.offset < shard_bytes):
+            f, lab = todo[k]
+            key = f"{len(table):09d}"
+            data = f.read_bytes()
+            off = _tar_member(tar, f"{key}{f.suffix.lower()}", data)
+            _tar_member(tar, f"{key}.cls", str(lab).encode())
+            table.add(shard=shard, offset=off, size=len(data), label=lab,
+                      split=SPLITS.index(split))
+            k += 1
+            bar.advance(1)
+    return k
+
+
+def _publish(store: Any, out_dir: Path, blob: bytes, index: bytes) -> None:
+    """Writes the sample table, then the index: a reader never sees a half-written set."""
+    if store is not None:
+        store.put_bytes(SAMPLES, blob)
+        store.put_bytes(INDEX, index)
+    else:
+        (out_dir / SAMPLES).write_bytes(blob)
+        tmp = out_dir / f".{INDEX}.tmp"
+        tmp.write_bytes(index)
+        os.replace(tmp, out_dir / INDEX)
+
+
 def pack(image_dir: str | Path, dest: str, *, shard_bytes: int = DEFAULT_SHARD_BYTES,
          val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0,
          work_dir: str | Path | None = None) -> PackedIndex:
@@ -360,24 +433,9 @@ def pack(image_dir: str | Path, dest: str, *, shard_bytes: int = DEFAULT_SHARD_B
         raise ValueError(f"--shard-size must be at least 64KiB, got {shard_bytes} bytes")
     classes, rows, layout = scan_image_dir(Path(image_dir), val_fraction=val_fraction,
                                            test_fraction=test_fraction, seed=seed)
-    remote = is_remote(dest)
-    store = None
-    if remote:
-        from hurricane.storage.stores import open_store
-
-        store = open_store(dest)
-        if store.exists(INDEX):
-            raise DatasetError(f"{dest} already holds a packed dataset ({INDEX}); choose another "
-                               "destination or delete it first")
-        out_dir = Path(tempfile.mkdtemp(prefix="hurricane-pack-", dir=work_dir))
-    else:
-        out_dir = Path(dest.removeprefix("file://")).expanduser()
-        if (out_dir / INDEX).exists():
-            raise DatasetError(f"{dest} already holds a packed dataset ({INDEX}); choose another "
-                               "destination or delete it first")
-        out_dir.mkdir(parents=True, exist_ok=True)
+    store, out_dir = _destination(dest, work_dir)
     shards: list[Shard] = []
-    table: dict[str, list[int]] = {k: [] for k in ("shard", "offset", "size", "label", "split")}
+    table = _SampleTable()
     try:
         with progress.task(f"pack {len(rows)} images", total=len(rows)) as bar:
             for split in SPLITS:
@@ -386,49 +444,24 @@ def pack(image_dir: str | Path, dest: str, *, shard_bytes: int = DEFAULT_SHARD_B
                 while k < len(todo):
                     name = f"{split}-{sum(1 for s in shards if s.split == split):05d}.tar"
                     path = out_dir / name
-                    n = 0
-                    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-                        while k < len(todo) and (n == 0 or tar.offset < shard_bytes):
-                            f, lab = todo[k]
-                            key = f"{len(table['shard']):09d}"
-                            data = f.read_bytes()
-                            off = _tar_member(tar, f"{key}{f.suffix.lower()}", data)
-                            _tar_member(tar, f"{key}.cls", str(lab).encode())
-                            for col, v in (("shard", len(shards)), ("offset", off),
-                                           ("size", len(data)), ("label", lab),
-                                           ("split", SPLITS.index(split))):
-                                table[col].append(v)
-                            k, n = k + 1, n + 1
-                            bar.advance(1)
+                    first, k = k, _write_shard(path, todo, k, len(shards), split, shard_bytes,
+                                               table, bar)
                     with path.open("rb") as fh:
                         digest = sha256_stream(fh)
-                    shards.append(Shard(name, split, n, path.stat().st_size, digest))
+                    shards.append(Shard(name, split, k - first, path.stat().st_size, digest))
                     if store is not None:
                         store.put_file(name, path)
                         path.unlink()
-        buf = io.BytesIO()
-        np.savez(buf, shard=np.array(table["shard"], np.int32),
-                 offset=np.array(table["offset"], np.int64),
-                 size=np.array(table["size"], np.int32), label=np.array(table["label"], np.int32),
-                 split=np.array(table["split"], np.int8))
-        blob = buf.getvalue()
+        blob = table.npz()
         meta = {"format": FORMAT, "classes": list(classes),
                 "shards": [s.__dict__ for s in shards],
                 "samples_sha256": hashlib.sha256(blob).hexdigest(),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "seed": seed,
                 "val_fraction": val_fraction, "test_fraction": test_fraction, "layout": layout,
                 "shard_bytes": shard_bytes, "source_dir": str(Path(image_dir).resolve())}
-        index = (json.dumps(meta, indent=1) + "\n").encode()
-        if store is not None:
-            store.put_bytes(SAMPLES, blob)
-            store.put_bytes(INDEX, index)
-        else:
-            (out_dir / SAMPLES).write_bytes(blob)
-            tmp = out_dir / f".{INDEX}.tmp"
-            tmp.write_bytes(index)
-            os.replace(tmp, out_dir / INDEX)
+        _publish(store, out_dir, blob, (json.dumps(meta, indent=1) + "\n").encode())
     finally:
-        if remote:
+        if store is not None:
             for p in out_dir.glob("*"):
                 p.unlink(missing_ok=True)
             out_dir.rmdir()
