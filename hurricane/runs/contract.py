@@ -74,6 +74,9 @@ class Executor(Protocol):
 UnitsFn = Callable[[SearchSpec, str, ArtifactStore], list[str]]
 DoneFn = Callable[[SearchSpec, str, ArtifactStore, str], bool]
 FinishFn = Callable[[SearchSpec, str, ArtifactStore], dict[str, Any]]
+# a step's stored result -> {label: one supernet training's entry (iterations, loss_curve,
+# final_loss, quality)}
+SupernetsFn = Callable[[dict[str, Any]], dict[str, dict[str, Any]]]
 JobFn = Callable[[SearchSpec, str, ArtifactStore, "str | None"], None]
 Pool = Literal["device", "training"]
 
@@ -145,7 +148,8 @@ class Step:
     ``winner``: its result's ``devices`` map holds each device's architecture (``winner``,
     ``supernet_accuracy``, ``latency_ms``, ``budget_ms``), a later winner step's replacing an
     earlier one's; ``artifacts``: the files it publishes per device; ``planned_units``: its
-    units when planned ahead of the results they depend on (at most)."""
+    units when planned ahead of the results they depend on (at most); ``supernets``: the
+    supernet trainings its result holds, by label (the report's iterations and quality)."""
 
     name: str
     finish: FinishFn | str
@@ -158,6 +162,11 @@ class Step:
     winner: bool = False
     artifacts: tuple[Artifact, ...] = ()
     planned_units: UnitsFn | str | None = None
+    supernets: SupernetsFn | str | None = None
+
+    def supernet_runs(self, result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The supernet trainings in this step's ``result``, by label (none for most steps)."""
+        return {} if self.supernets is None else resolve(self.supernets)(result)  # type: ignore[no-any-return]
 
     def unit_names(self, spec: SearchSpec, search_id: str, store: ArtifactStore) -> list[str]:
         return resolve(self.units)(spec, search_id, store)  # type: ignore[no-any-return]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hurricane.runs.records import result_key
 from hurricane.runs.steps.results import (
     device_artifacts,
     device_winners,
+    step_of,
     winner_step,
     winner_steps,
 )
@@ -16,18 +18,21 @@ from hurricane.spec import SearchSpec
 from hurricane.storage.store import ArtifactStore, search_key
 
 
-def supernet_iterations(results: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Training iterations per training step (one Stage 2 training per distinct Stage 1
-    winner; one ProxylessNAS run per device)."""
-    out: dict[str, int] = {}
-    if "stage1" in results:
-        out["stage1"] = results["stage1"]["iterations"]
-    if "stage2" in results:
-        runs = {r["a_win1"]: r["iterations"] for r in results["stage2"]["devices"].values()}
-        out["stage2"] = sum(runs.values())
-    if "proxyless" in results:
-        out["proxyless"] = sum(r["iterations"] for r in results["proxyless"]["devices"].values())
+def supernet_runs(plan: Sequence[str],
+                  results: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per step of ``plan`` that trains supernets (the ``supernets`` trait): its trainings by
+    label (one Stage 2 training per distinct Stage 1 winner; one ProxylessNAS run per device)."""
+    out = {}
+    for s in plan:
+        runs = step_of(s).supernet_runs(results[s]) if s in results else {}
+        if runs:
+            out[s] = runs
     return out
+
+
+def supernet_iterations(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, int]:
+    """Training iterations per training step, summed over its trainings."""
+    return {s: sum(r["iterations"] for r in by_label.values()) for s, by_label in runs.items()}
 
 
 def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
@@ -40,19 +45,12 @@ def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
             "holdout_mape": m["predictor"]["mape"], "table_sum_mape": m["table_sum"]["mape"]}
 
 
-def supernet_summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per supernet training (stage1; stage2 per a_win1; proxyless per device): its loss curve and how random
-    architectures score through it, as the training steps' results hold them."""
-    runs: dict[str, dict[str, Any]] = {}
-    if "stage1" in results:
-        runs["stage1"] = results["stage1"]
-    for d in results.get("stage2", {}).get("devices", {}).values():
-        runs.setdefault(f"stage2 ({d['a_win1']})", d)
-    for name, d in results.get("proxyless", {}).get("devices", {}).items():
-        runs[f"proxyless ({name})"] = d
+def supernet_summary(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per supernet training: its loss curve and how random architectures score through it,
+    as the training steps' results hold them."""
     return {label: {"loss_curve": t.get("loss_curve", []), "final_loss": t.get("final_loss"),
                     "iterations": t.get("iterations"), "quality": t.get("quality")}
-            for label, t in runs.items()}
+            for by_label in runs.values() for label, t in by_label.items()}
 
 
 def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
@@ -93,8 +91,9 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
                 **({"pareto.json": store.uri(win["pareto"])} if win.get("pareto") else {}),
             },
         }
-    iters = supernet_iterations(results)
-    supernets = supernet_summary(results)
+    runs = supernet_runs(steps, results)
+    iters = supernet_iterations(runs)
+    supernets = supernet_summary(runs)
     warnings = [w for r in results.values() for w in r.get("warnings") or ()]
     return {
         "search_id": search_id,
@@ -103,7 +102,7 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
         "dataset": spec.dataset.name,
         "space_kind": spec.space.kind,
         "space_size": results["space"]["size"],
-        "a_win0": results["stage1"].get("a_win0") if "stage1" in results else None,
+        "a_win0": next((r["a_win0"] for r in results.values() if r.get("a_win0")), None),
         "supernet_iterations": sum(iters.values()),
         "iterations_per_stage": iters,
         "architectures_evaluated": {n: results[search_step]["devices"].get(n, {}).get("evaluated")

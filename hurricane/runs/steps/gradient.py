@@ -89,3 +89,7 @@ def proxyless_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> 
                      **({"quality": r["quality"]} if "quality" in r else {})}
     return {"devices": out, **quality_warnings({f"proxyless ({n})": d for n, d in out.items()})}
 
+
+def proxyless_supernets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One gradient search, with its own supernet, per device."""
+    return {f"proxyless ({name})": d for name, d in result["devices"].items()}

@@ -230,8 +230,17 @@ def stage2_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dic
     devices = {name: _public(store.get_json(train_key(
         search_id, stage2_dir(stage1_winner(store, search_id, name)))))
         for name in searched_devices(spec)}
-    per_run = {f"stage2 ({d['a_win1']})": d for d in devices.values()}
-    return {"devices": devices, **quality_warnings(per_run)}
+    result = {"devices": devices}
+    return {**result, **quality_warnings(stage2_supernets(result))}
+
+
+def stage1_supernets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"stage1": result}
+
+
+def stage2_supernets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One training per distinct Stage 1 winner (devices that agree on it share one)."""
+    return {f"stage2 ({d['a_win1']})": d for d in result["devices"].values()}
 
 
 def stage2_done(spec: SearchSpec, search_id: str, store: ArtifactStore, unit: str) -> bool:

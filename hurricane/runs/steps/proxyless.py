@@ -11,4 +11,5 @@ STEP = STEPS.register("proxyless", Step(
     units=searched_devices,
     done=lambda spec, sid, store, u: store.exists(proxyless_key(sid, u)),
     run="hurricane.runs.steps.gradient:proxyless_job",
-    reads_images=True, winner=True))
+    reads_images=True, winner=True,
+    supernets="hurricane.runs.steps.gradient:proxyless_supernets"))

@@ -11,4 +11,5 @@ STEP = STEPS.register("stage1", Step(
     units=one_unit,
     done=lambda spec, sid, store, u: store.exists(train_key(sid, "stage1")),
     run="hurricane.runs.steps.oneshot:stage1_job",
-    distributed=True, reads_images=True))
+    distributed=True, reads_images=True,
+    supernets="hurricane.runs.steps.oneshot:stage1_supernets"))

@@ -10,4 +10,5 @@ STEP = STEPS.register("stage2", Step(
     units="hurricane.runs.steps.oneshot:stage2_units",
     done="hurricane.runs.steps.oneshot:stage2_done",
     run="hurricane.runs.steps.oneshot:stage2_job",
-    distributed=True, reads_images=True, planned_units=searched_devices))
+    distributed=True, reads_images=True, planned_units=searched_devices,
+    supernets="hurricane.runs.steps.oneshot:stage2_supernets"))
