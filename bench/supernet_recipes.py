@@ -55,21 +55,20 @@ from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
 from hurricane.runs.steps.common import data_of, layout_of, train_config
 from hurricane.runs.steps.oneshot import path_plan, plan_loss
 from hurricane.runs.steps.quality import SplitScorer, verdict
-from hurricane.spec import SearchSpec, read_spec_file
+from hurricane.spec import SUPERNET_RECIPES, SearchSpec, read_spec_file
 from hurricane.storage.store import LocalStore
 
 ROOT = Path(__file__).resolve().parents[1]
+_R = SUPERNET_RECIPES  # the spec's named recipes: each entry sets every sampling field
 RECIPES: dict[str, dict[str, Any]] = {
-    "family": {},
-    "uniform4": {"paths": 4},
-    "sandwich": {"sampling": "sandwich", "paths": 4},
-    "sandwich-kd": {"sampling": "sandwich", "paths": 4, "distill": True},
-    "fair": {"sampling": "fair"},
-    "shrink-kd": {"sampling": "sandwich", "paths": 4, "distill": True, "shrink_phases": 3,
-                  "shrink_until": 0.5},
-    "fewshot": {},
+    "family": {**_R["spos"], "recipe": "spos"},  # uniform single path (SPOS), family sharing
+    "uniform4": {**_R["spos"], "paths": 4, "recipe": "custom"},
+    "sandwich": {**_R["sandwich"], "distill": False, "recipe": "custom"},
+    "sandwich-kd": {**_R["sandwich"], "recipe": "sandwich"},
+    "fair": {**_R["fair"], "recipe": "fair"},
+    "shrink-kd": {**_R["shrink"], "recipe": "shrink"},  # the default since issue 23
+    "fewshot": {**_R["spos"], "recipe": "spos"},
 }
-
 
 class FewShot(nn.Module):
     """Sub-supernets split by the family of layer ``layer``'s candidate: before step ``at``
