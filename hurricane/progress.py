@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger("hurricane")
 
@@ -89,6 +89,7 @@ class RichReporter:
         self.console.print(text)
 
 
+_T = TypeVar("_T")
 _current: ContextVar[Reporter | None] = ContextVar("hurricane_reporter", default=None)
 _default = LogReporter()
 
@@ -98,12 +99,17 @@ def reporter() -> Reporter:
 
 
 @contextlib.contextmanager
-def use_reporter(r: Reporter) -> Iterator[Reporter]:
-    token = _current.set(r)
+def _bound(var: ContextVar[_T | None], value: _T) -> Iterator[_T]:
+    """``var`` set to ``value`` in this context (thread or task) until the block ends."""
+    token = var.set(value)
     try:
-        yield r
+        yield value
     finally:
-        _current.reset(token)
+        var.reset(token)
+
+
+def use_reporter(r: Reporter) -> contextlib.AbstractContextManager[Reporter]:
+    return _bound(_current, r)
 
 
 StateHook = Callable[[str, str], None]
@@ -121,13 +127,8 @@ def unit_state(state: str, reason: str = "") -> None:
         message(f"{state}: {reason}" if reason else state)
 
 
-@contextlib.contextmanager
-def use_state_hook(hook: StateHook) -> Iterator[StateHook]:
-    token = _state_hook.set(hook)
-    try:
-        yield hook
-    finally:
-        _state_hook.reset(token)
+def use_state_hook(hook: StateHook) -> contextlib.AbstractContextManager[StateHook]:
+    return _bound(_state_hook, hook)
 
 
 def task(description: str, total: int, completed: int = 0) -> contextlib.AbstractContextManager[Task]:

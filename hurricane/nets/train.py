@@ -246,6 +246,14 @@ def _backward(step_loss: StepLossFn, model: nn.Module, x: torch.Tensor, y: torch
     return shown
 
 
+def _load(state: dict[str, Any], model: nn.Module, opt: torch.optim.Optimizer,
+          monitor: Monitor | None) -> None:
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if monitor is not None and "monitor" in state:
+        monitor.load_state_dict(state["monitor"])
+
+
 def _save(checkpointer: Checkpointer, done: int, model: nn.Module, opt: torch.optim.Optimizer,
           losses: _Losses, monitor: Monitor | None) -> None:
     checkpointer.save(done, {"step": done, "model": model.state_dict(),
@@ -323,10 +331,7 @@ def train(
     start, state = _resume(checkpointer, where)
     losses = _Losses.resumed(cfg, state)
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if monitor is not None and "monitor" in state:
-            monitor.load_state_dict(state["monitor"])
+        _load(state, model, opt, monitor)
     model.train()
     t0 = time.perf_counter()
     loss_val = losses.recent[-1] if losses.recent else float("nan")
@@ -367,18 +372,16 @@ def train(
                 progress.message(f"{description}: SIGTERM: stopped after step {done} "
                                  "(checkpoint written); a new run continues from it")
                 break
+    sync.close()
     if preempted and done < end:
-        sync.close()
         if where.distributed:
             barrier(where.world)  # rank 0's checkpoint is written before any rank exits
         raise Preempted(done)
     seconds = time.perf_counter() - t0
-    steps = max(0, end - start)
-    bs = min(cfg.batch_size, len(data))
-    sync.close()
+    images = max(0, end - start) * min(cfg.batch_size, len(data))
     _unplace(model)
     return TrainResult(steps=end, resumed_from=start, final_loss=loss_val, seconds=seconds,
-                       images_per_s=steps * bs / seconds if seconds > 0 else 0.0,
+                       images_per_s=images / seconds if seconds > 0 else 0.0,
                        converged=losses.converged, settled=losses.settled,
                        history=tuple(losses.history), total=cfg.iterations, world_size=where.world)
 
