@@ -54,6 +54,7 @@ from hurricane.storage.store import LocalStore, search_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "bench/specs/vs-random").glob("*.yaml"))
+GOAL_RUNS = 8  # the goals are stated over 4 specs x 2 seeds
 
 
 def percentile(x: float, others: list[float]) -> float:
@@ -214,11 +215,13 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 r["evolution_pick_percentile"] for r in runs), 1),
             "rescore_changed_pick": sum(r["evolution_pick"] != r["winner"] for r in runs),
             "reliable_and_not_below_median": len(flagged_ok),
-            "goals": {"above_p75_in_7_of_8": sum(r["above_p75"] for r in runs) >= 7 * len(runs) / 8,
-                      "mean_percentile_85": statistics.fmean(
-                          r["winner_percentile"] for r in runs) >= 85,
-                      "every_below_median_flagged": all(not r["verdict"]["reliable"]
-                                                        for r in below)}}
+            # judged on the full 8 runs (4 specs x 2 seeds) only: fewer say nothing yet
+            "goals": None if len(runs) < GOAL_RUNS else {
+                "above_p75_in_7_of_8": sum(r["above_p75"] for r in runs) >= 7 * len(runs) / 8,
+                "mean_percentile_85": statistics.fmean(
+                    r["winner_percentile"] for r in runs) >= 85,
+                "every_below_median_flagged": all(not r["verdict"]["reliable"] for r in below)},
+            "goal_runs": GOAL_RUNS}
 
 
 def main() -> None:
@@ -233,6 +236,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="keep the runs already in --out")
     args = ap.parse_args()
     set_threads(None)
+    args.workdir.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     if args.resume and args.out and args.out.exists():
         runs = json.loads(args.out.read_text())["runs"]

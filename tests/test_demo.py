@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_search_reaches_90_percent_within_budget(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "hurricane", "run", "examples/digits-cpu.yaml",
                         "--store", str(tmp_path), "--search-id", "demo", "--quiet"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1200)
+                       cwd=ROOT, capture_output=True, text=True,
+                       timeout=3600)  # a hang guard only: the run takes minutes
     assert r.returncode == 0, r.stderr[-3000:]
     base = tmp_path / "searches" / "demo"
     report = json.loads((base / "report.json").read_text())
