@@ -222,6 +222,20 @@ def _choices_of(space: Any) -> tuple[tuple[str, ...], ...]:
     return choices
 
 
+def measured_latencies(latencies_ms: Sequence[float] | np.ndarray, n: int, at_least: int,
+                       too_few: str) -> np.ndarray:
+    """Measured latencies to fit on, one per architecture: at least ``at_least`` of them
+    (else ``too_few`` as the error), finite and positive."""
+    y = np.asarray(latencies_ms, dtype=float).ravel()
+    if y.shape[0] != n:
+        raise ValueError(f"{n} architectures but {y.shape[0]} latencies")
+    if y.shape[0] < at_least:
+        raise ValueError(too_few)
+    if not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise ValueError("latencies must be finite and > 0 ms")
+    return y
+
+
 class Predictor(ABC):
     """What evolution, the budget and the report call on any latency predictor: op indices of
     architectures (``encode``), vectorised predictions from them (``predict_indices``), and
@@ -399,13 +413,8 @@ class LatencyPredictor(Predictor):
         outlying samples once (``flagged``: samples the timing protocol marked as noisy), and
         refits."""
         idx = self._check_indices(idx)
-        y = np.asarray(latencies_ms, dtype=float).ravel()
-        if y.shape[0] != idx.shape[0]:
-            raise ValueError(f"{idx.shape[0]} architectures but {y.shape[0]} latencies")
-        if y.shape[0] < 2:
-            raise ValueError("fit needs at least 2 measured architectures")
-        if not np.all(np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("latencies must be finite and > 0 ms")
+        y = measured_latencies(latencies_ms, idx.shape[0], 2,
+                               "fit needs at least 2 measured architectures")
         flags = (np.zeros(y.shape[0], dtype=bool) if flagged is None
                  else np.asarray(flagged, dtype=bool).ravel())
         if flags.shape != y.shape:

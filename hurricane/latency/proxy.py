@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy.stats import spearmanr
 
-from hurricane.latency.predictor import FLOOR_FRACTION, LatencyPredictor, Predictor
+from hurricane.latency.predictor import FLOOR_FRACTION, LatencyPredictor, Predictor, measured_latencies
 
 FORMAT = "hurricane.adapted-predictor/1"
 MATRIX_FORMAT = "hurricane.latency-srcc/1"
@@ -313,13 +313,8 @@ class AdaptedPredictor(Predictor):
         idx = np.asarray(idx)
         s = self._proxy_out(idx)
         idx = idx.astype(np.int64)
-        y = np.asarray(latencies_ms, dtype=float).ravel()
-        if y.shape[0] != idx.shape[0]:
-            raise ValueError(f"{idx.shape[0]} architectures but {y.shape[0]} latencies")
-        if y.shape[0] < 3:
-            raise ValueError("adaptation needs at least 3 target measurements")
-        if not np.all(np.isfinite(y)) or np.any(y <= 0):
-            raise ValueError("latencies must be finite and > 0 ms")
+        y = measured_latencies(latencies_ms, idx.shape[0], 3,
+                               "adaptation needs at least 3 target measurements")
         # as in LatencyPredictor: a raw-ms model must not extrapolate to <= 0 ms
         self.floor_ms = FLOOR_FRACTION * float(y.min())
         if self.log_target:
