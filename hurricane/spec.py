@@ -273,6 +273,7 @@ SUPERNET_RECIPES: dict[str, dict[str, Any]] = {
 }
 Recipe = Literal["spos", "sandwich", "fair", "shrink", "custom"]
 DEFAULT_RECIPE: Recipe = "shrink"
+_D = SUPERNET_RECIPES[DEFAULT_RECIPE]  # the fields' defaults (the schema shows them)
 
 
 def _resolve_recipe(data: dict[str, Any]) -> dict[str, Any]:
@@ -320,22 +321,22 @@ class SupernetTrainSpec(TrainSettings):
         "shrinking over the first half: the default, measured best by "
         "bench/supernet_recipes.py); custom: no named defaults")
     sampling: Literal["uniform", "fair", "sandwich"] = Field(
-        "sandwich", description="paths trained per step: uniform (SPOS: `paths` random paths), "
+        _D["sampling"], description="paths trained per step: uniform (SPOS: `paths` random paths), "
         "fair (FairNAS: every candidate of every layer once per step, as many paths as the "
         "widest layer has candidates), sandwich (BigNAS: the largest path, the smallest and "
         "`paths` - 2 random ones); bench/supernet_recipes.py measures them")
-    paths: int = Field(4, ge=1, le=64, description="paths per step for uniform and sandwich "
-                       "sampling (each a forward and backward pass; their gradients add up)")
+    paths: int = Field(_D["paths"], ge=1, le=64, description="paths per step for uniform and "
+                       "sandwich sampling (each a forward and backward pass; their gradients add up)")
     distill: bool = Field(
-        True, description="in-place distillation: the step's first path (sandwich: the "
+        _D["distill"], description="in-place distillation: the step's first path (sandwich: the "
         "largest; otherwise the largest path is added) learns from the labels, the others from "
         "its predictions")
     shrink_phases: int = Field(
-        3, ge=0, le=16, description="progressive shrinking (OFA): during the first "
+        _D["shrink_phases"], ge=0, le=16, description="progressive shrinking (OFA): during the first "
         "`shrink_until` of the iterations, split into this many phases, phase p trains only "
         "each layer's ceil(n·p/phases) largest candidates; 0: off")
-    shrink_until: float = Field(0.5, gt=0, lt=1, description="share of the iterations that "
-                                "progressive shrinking spans")
+    shrink_until: float = Field(_D["shrink_until"], gt=0, lt=1, description="share of the "
+                                "iterations that progressive shrinking spans")
     quality_archs: int = Field(
         10, ge=0, le=1000, description="random architectures of the stage's space scored "
         "through the trained supernet (BN recalibrated, validation split) to measure whether it "
