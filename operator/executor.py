@@ -44,7 +44,9 @@ from hurricane.operator.manifests import (
 from hurricane.runs.contract import JobCancelled, JobFailed, JobInvalid, JobSpec
 from hurricane.runs.executor import BaseExecutor, ProgressRelay
 from hurricane.runs.records import SearchPurged
+from hurricane.runs.unitlog import UnitLog
 from hurricane.settings import Settings, get_settings
+from hurricane.storage.stores import open_store
 
 log = logging.getLogger("hurricane.operator")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -285,15 +287,20 @@ class KubernetesExecutor(BaseExecutor):
         selector = f"{JOBSET_NAME_LABEL if kind == 'TrainJob' else JOB_NAME_LABEL}={name}"
         container = TRAINER_NODE if kind == "TrainJob" else CONTAINER
         tail: deque[str] = deque(maxlen=40)
-        reporter = progress.reporter()
+        # the output's tail for the API's log route, from the store the job writes to
+        unit_log = UnitLog(lambda: open_store(job.store_url), job.search_id, job.name,
+                           every_s=self.settings.job_heartbeat_s).start()
+        reporter = unit_log.tee(progress.reporter())
         relay = ProgressRelay(reporter)
         streams: dict[str, threading.Thread] = {}
         reported: set[str] = set()
         phase, said, ran = "created", "", False
+        ended: tuple[str, int | None] = ("failed", None)
         try:
             while True:
                 if self._is_cancelled():
                     self._stop(objs, selector)
+                    ended = ("cancelled", None)
                     raise JobCancelled(f"Kubernetes {kind} {name} deleted: the search was "
                                        "cancelled")
                 obj = self._call(kind, "read", name)
@@ -302,6 +309,7 @@ class KubernetesExecutor(BaseExecutor):
                     for t in streams.values():
                         t.join(timeout=10)
                     if outcome.complete:
+                        ended = ("succeeded", 0)
                         return
                     raise failure(job, outcome, "".join(tail), kind)
                 if suspended(obj):
@@ -317,13 +325,15 @@ class KubernetesExecutor(BaseExecutor):
                         progress.unit_state("running")
                         reporter.message(f"{kind} {name} admitted: running")
                     phase, ran = "running", True
-                    self._watch_pods(selector, container, streams, reported, relay, tail)
+                    self._watch_pods(selector, container, streams, reported, relay, tail,
+                                     unit_log)
                 time.sleep(self.poll_s)
         except SearchPurged:  # recording the unit's state was refused: the search was purged
             self._stop(objs, selector)
             raise
         finally:
             relay.close()
+            unit_log.close(*ended)
 
     def _stop(self, objs: list[Manifest], selector: str) -> None:
         """Deletes the job's objects, then waits (at most ``settings.stop_wait_s``) until its
@@ -367,7 +377,8 @@ class KubernetesExecutor(BaseExecutor):
         return admission_reason(found.get("items") or [], k.queue, ran=ran)
 
     def _watch_pods(self, selector: str, container: str, streams: dict[str, threading.Thread],
-                    reported: set[str], relay: ProgressRelay, tail: deque[str]) -> None:
+                    reported: set[str], relay: ProgressRelay, tail: deque[str],
+                    unit_log: UnitLog | None = None) -> None:
         """Streams the logs of the job's leading pod (index 0, else the newest) once it runs;
         relays why a pod has been pending (scheduling events) once per reason."""
         ns = self.cluster.namespace
@@ -380,7 +391,7 @@ class KubernetesExecutor(BaseExecutor):
             if phase in ("Running", "Succeeded", "Failed") and pname not in streams \
                     and not any(t.is_alive() for t in streams.values()):
                 t = threading.Thread(target=self._stream_log,
-                                     args=(pname, container, relay, tail),
+                                     args=(pname, container, relay, tail, unit_log),
                                      name=f"log-{pname}", daemon=True)
                 streams[pname] = t
                 t.start()
@@ -394,7 +405,7 @@ class KubernetesExecutor(BaseExecutor):
                                                f"{ev.get('message')}")
 
     def _stream_log(self, pod: str, container: str, relay: ProgressRelay,
-                    tail: deque[str]) -> None:
+                    tail: deque[str], unit_log: UnitLog | None = None) -> None:
         try:
             resp = self.core.read_namespaced_pod_log(pod, self.cluster.namespace,
                                                      container=container, follow=True,
@@ -404,9 +415,9 @@ class KubernetesExecutor(BaseExecutor):
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
-                    self.relay_line(raw.decode(errors="replace") + "\n", relay, tail)
+                    self.relay_line(raw.decode(errors="replace") + "\n", relay, tail, unit_log)
             if buf:
-                self.relay_line(buf.decode(errors="replace") + "\n", relay, tail)
+                self.relay_line(buf.decode(errors="replace") + "\n", relay, tail, unit_log)
         except Exception as err:  # a log stream is best effort: the Job's status decides
             log.warning("log stream of pod %s ended: %s", pod, err)
 

@@ -209,6 +209,28 @@ def metrics(pred: Sequence[float] | np.ndarray, true: Sequence[float] | np.ndarr
                             srcc=srcc, n=int(t.size), max_ape=float(rel.max() * 100))
 
 
+def holdout_indices(n: int, holdout: float) -> set[int]:
+    """Which of ``n`` measured architectures (in measuring order) are held out for the
+    predictor's accuracy: every k-th, k = round(1 / holdout) (at least 2), so drift during the
+    measurements hits both sides alike."""
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    return set(range(0, n, max(2, round(1 / holdout))))
+
+
+def fit_points(archs: Sequence[Any], measured_ms: Sequence[float],
+               predicted_ms: Sequence[float] | np.ndarray,
+               table_ms: Sequence[float] | None, test: set[int]) -> list[dict[str, Any]]:
+    """One entry per measured architecture: measured, predicted and table-sum latency (ms)
+    and whether the predictor was fitted on it (``train``) or held it out (``test``)."""
+    table = list(table_ms) if table_ms is not None else [None] * len(archs)
+    return [{"arch": str(a), "measured_ms": float(y), "predicted_ms": float(p),
+             "table_ms": None if t is None else float(t),
+             "split": "test" if i in test else "train"}
+            for i, (a, y, p, t) in enumerate(zip(archs, measured_ms, predicted_ms, table,
+                                                 strict=True))]
+
+
 def _choices_of(space: Any) -> tuple[tuple[str, ...], ...]:
     raw = space.choices if hasattr(space, "choices") else space
     choices = tuple(tuple(str(o) for o in layer) for layer in raw)

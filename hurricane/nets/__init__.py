@@ -25,7 +25,7 @@ _PUBLIC = {
     "backbone": ("build_stem", "Head", "Layout"),
     "distributed": ("barrier", "finish", "Place", "place"),
     "export": ("export_and_check",),
-    "flops": ("op_cost",),
+    "flops": ("layer_summary", "network_cost", "op_cost"),
     "oppool": ("MANUAL_SPACE_OPS", "OPS"),
     "ops": ("build_op",),
     "sampling": ("PathPlan",),

@@ -12,6 +12,7 @@ purge       purging a search: stop its work, then delete, leaving a tombstone
 pipeline    running steps: one unit, one step, a whole search; what comes next
 jobs        the job entry point a pod or a local process runs (`hurricane job`)
 executor    executors: a job in this process or as a local process (Kubernetes: operator)
+unitlog     the live tail of a job's output in the store, written by the executors
 
 _PUBLIC names, by home module, what other packages use: the library imports them from
 their modules (what the import contracts read); ``from hurricane.runs import NAME`` loads
@@ -23,8 +24,8 @@ from __future__ import annotations
 from hurricane import surface
 
 _PUBLIC = {
-    "contract": ("Artifact", "EXIT_INVALID", "JobCancelled", "JobFailed", "JobInvalid", "JobSpec",
-                 "JobTransient", "Step", "STEPS"),
+    "contract": ("Artifact", "every_device", "EXIT_INVALID", "JobCancelled", "JobFailed",
+                 "JobInvalid", "JobSpec", "JobTransient", "Step", "STEPS", "WHOLE"),
     "executor": ("BaseExecutor", "create_executor", "PROGRESS_PREFIX", "ProgressRelay"),
     "jobs": ("job_main",),
     "leases": ("newest",),
@@ -38,6 +39,7 @@ _PUBLIC = {
                 "write_step_state", "write_unit_state"),
     "report": ("verdict_words",),
     "strategies": ("STRATEGIES",),
+    "unitlog": ("UnitLog", "unit_log_key"),
 }
 __all__ = [name for names in _PUBLIC.values() for name in names]
 __getattr__ = surface(__name__, _PUBLIC)

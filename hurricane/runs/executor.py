@@ -36,6 +36,8 @@ from hurricane.runs.contract import (
 )
 from hurricane.runs.leases import Lease, LeaseView, acquire, newest
 from hurricane.runs.records import guarded
+from hurricane.runs.unitlog import UnitLog
+from hurricane.storage.store import ArtifactStore
 from hurricane.storage.stores import open_store
 
 PROGRESS_ENV = "HURRICANE_PROGRESS"
@@ -72,13 +74,17 @@ class BaseExecutor:
         except Exception:  # an unreachable store is not a cancellation
             return False
 
-    def relay_line(self, line: str, relay: ProgressRelay, tail: deque[str]) -> None:
-        """One line of the job's output (with its newline)."""
+    def relay_line(self, line: str, relay: ProgressRelay, tail: deque[str],
+                   unit_log: UnitLog | None = None) -> None:
+        """One line of the job's output (with its newline); ``unit_log`` keeps it for the
+        API's log route (progress lines reach it through the relay's reporter)."""
         if line.startswith(PROGRESS_PREFIX):
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 relay.handle(json.loads(line[len(PROGRESS_PREFIX):]))
             return
         tail.append(line)
+        if unit_log is not None:
+            unit_log.line(line)
         if self.echo:
             sys.stderr.write(line)
 
@@ -236,7 +242,7 @@ class ProcessExecutor(BaseExecutor):
             held = acquire(store, job.search_id, job.name, heartbeat_s=self.heartbeat_s,
                            stale_s=self.stale_s)
             if isinstance(held, Lease):
-                self._spawn(job, held)
+                self._spawn(job, held, store)
                 return
             if self._adopt(job, held):
                 return
@@ -266,8 +272,10 @@ class ProcessExecutor(BaseExecutor):
                             job.name, cur.number, cur.age_s())
                 return False
 
-    def _spawn(self, job: JobSpec, lease: Lease | None) -> None:
+    def _spawn(self, job: JobSpec, lease: Lease | None, store: ArtifactStore | None = None) -> None:
         env = {**os.environ, **job.env, PROGRESS_ENV: "jsonl", "PYTHONUNBUFFERED": "1"}
+        unit_log = UnitLog(store or (lambda: open_store(job.store_url)), job.search_id, job.name,
+                           every_s=self.heartbeat_s)
         proc = subprocess.Popen(self.argv(job), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 env=env, text=True, bufsize=1, start_new_session=True,
                                 preexec_fn=_die_with_parent)
@@ -275,16 +283,18 @@ class ProcessExecutor(BaseExecutor):
             with contextlib.suppress(Exception):
                 lease.update(pid=proc.pid)
         tail: deque[str] = deque(maxlen=40)
-        relay = ProgressRelay(progress.reporter())
+        relay = ProgressRelay(unit_log.tee(progress.reporter()))
+        unit_log.start()
 
         def pump() -> None:
             assert proc.stdout is not None
             for line in proc.stdout:
-                self.relay_line(line, relay, tail)
+                self.relay_line(line, relay, tail, unit_log)
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
         cancelled = False
+        code = -int(signal.SIGTERM)  # until the process's own exit code is known
         try:
             while True:
                 try:
@@ -301,7 +311,7 @@ class ProcessExecutor(BaseExecutor):
                                            "over (heartbeats did not reach the store): stopped "
                                            "this copy") from None
         except BaseException:
-            self._stop(proc)  # the caller is going away (KeyboardInterrupt, task time limit)
+            code = self._stop(proc)  # the caller is going away (KeyboardInterrupt, time limit)
             if lease is not None:
                 with contextlib.suppress(Exception):
                     lease.release("failed", exit_code=-int(signal.SIGTERM), tail="caller stopped")
@@ -309,6 +319,8 @@ class ProcessExecutor(BaseExecutor):
         finally:
             t.join(timeout=5)
             relay.close()
+            unit_log.close("cancelled" if cancelled else "succeeded" if code == 0 else "failed",
+                           exit_code=code, write=lease is None or not lease.lost.is_set())
         text = "".join(tail)
         if cancelled:
             if lease is not None:

@@ -36,6 +36,8 @@ _PUBLIC = {
     "common": ("data_of", "latency_model", "layout_of", "load_space", "load_table",
                "protocol_of", "resolve_budget", "target", "target_profile", "train_config"),
     "final": ("load_final", "retrain_arch", "winners"),
+    "keys": ("evolution_key", "export_key", "predictor_key", "table_key", "train_key",
+             "transfer_key"),
     "measure": ("pool_space", "profiled_ops"),
     "oneshot": ("a_win0", "inherit_weights", "path_sampler", "stage2_dir", "stage2_space",
                 "train_supernet"),

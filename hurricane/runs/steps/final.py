@@ -12,6 +12,7 @@ from hurricane.latency.profiling import measure_arch
 from hurricane.nets.arch import Arch
 from hurricane.nets.backbone import Layout
 from hurricane.nets.distributed import Place, barrier, place
+from hurricane.nets.flops import layer_summary, network_cost
 from hurricane.nets.supernet import Network
 from hurricane.nets.train import Checkpointer, evaluate, set_threads, train
 from hurricane.runs.steps.common import (
@@ -151,13 +152,17 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
                 protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
             bar.advance(1)
         table = load_table(store, search_id, name)
+        cost = network_cost(net, spec.backbone.input_size)
         store.put_json(key, {
             "onnx": search_key(search_id, "export", name, "model.onnx"),
             "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
             "measured_latency_ms": timing.median_ms if timing else None,
             "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
             "predicted_latency_ms": latency_model(store, search_id, name, table)(net.arch),
-            "table_latency_ms": table.arch_latency(net.arch)})
+            "table_latency_ms": table.arch_latency(net.arch),
+            # what the model costs, whole and per layer (the API is torch-free: it cannot count)
+            "macs": cost.macs, "params": cost.params,
+            "layers": layer_summary(layout_of(spec), net.arch)})
 
 
 def export_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:

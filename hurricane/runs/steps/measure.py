@@ -9,7 +9,7 @@ from typing import Any
 
 from hurricane.latency import tables
 from hurricane.latency.latency_table import LatencyTable
-from hurricane.latency.predictor import metrics
+from hurricane.latency.predictor import fit_points, holdout_indices, metrics
 from hurricane.latency.profiling import profile_table
 from hurricane.nets.arch import SearchSpace
 from hurricane.nets.oppool import MANUAL_SPACE_OPS
@@ -150,9 +150,7 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
         lat = [t.median_ms for t in timings]
         flags = [noisy(t) for t in timings]
         table = load_table(store, search_id, name)
-        # every k-th measured arch is held out: drift during the run hits both sides alike
-        step = max(2, round(1 / ps.holdout))
-        test_i = set(range(0, len(archs), step))
+        test_i = holdout_indices(len(archs), ps.holdout)
         train_a = [a for i, a in enumerate(archs) if i not in test_i]
         test_a = [a for i, a in enumerate(archs) if i in test_i]
         train_y = [y for i, y in enumerate(lat) if i not in test_i]
@@ -168,6 +166,9 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
             {"arch": str(a), "latency_ms": t.median_ms, "iqr_ms": t.iqr_ms,
              "outliers": t.outliers, "flagged": f}
             for a, t, f in zip(archs, timings, flags, strict=True)])
+        # each measured architecture beside its prediction (a scatter plot of the fit)
+        store.put_json(predictor_key(search_id, name, "fit.json"), {"points": fit_points(
+            archs, lat, model.predict(archs), [table.arch_latency(a) for a in archs], test_i)})
         store.put_json(predictor_key(search_id, name, "metrics.json"), {
             "n_train": len(train_a), "n_test": len(test_a), "chosen": model.chosen,
             "predictor": {"mape": m.mape, "within_10pct": m.within_10pct, "srcc": m.srcc,
