@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hurricane import __version__
-from hurricane.api import devices, health, searches
+from hurricane.api import devices, health, insights, searches
 from hurricane.api.body import SafeJSONResponse, clean_errors
 from hurricane.api.limits import BodyLimit
 from hurricane.runs.records import SearchNotFound
@@ -30,6 +30,7 @@ def create_app() -> FastAPI:
                   "submit a search spec, follow its steps, fetch the retrained model.")
     app.state.metrics = health.Metrics()
     app.include_router(searches.router)
+    app.include_router(insights.router)
     app.include_router(devices.router)
     app.include_router(health.router)
     app.include_router(health.files)

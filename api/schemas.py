@@ -77,6 +77,17 @@ class SearchPublic(BaseModel):
     cancelled_at: str | None = None
 
 
+class StepsDone(BaseModel):
+    done: int = Field(description="steps succeeded")
+    total: int = Field(description="steps in the plan")
+
+
+class DeviceResult(BaseModel):
+    top1: float | None = Field(None, description="test top-1 of the retrained winner")
+    latency_ms: float | None = Field(None, description="measured if known, else predicted")
+    budget_ms: float | None = None
+
+
 class SearchSummary(BaseModel):
     search_id: str
     name: str
@@ -86,6 +97,8 @@ class SearchSummary(BaseModel):
     created: str
     finished: str | None = None
     devices: list[str]
+    progress: StepsDone
+    results: dict[str, DeviceResult] = Field(description="per target device")
 
 
 class SearchesPublic(BaseModel):
@@ -132,3 +145,111 @@ class TablePublic(BaseModel):
     imported_by: str | None = None
     imported_at: str | None = None
     table: dict[str, Any] = Field(description="device, fixed_ms, ops {layer: {op: ms}}, iqr")
+
+
+# -- insights (GET /v1/searches/{id}/insights) ---------------------------------------------------
+
+class SupernetInsight(_Open):
+    loss_curve: list[list[float]] = Field(default_factory=list, description="[iteration, "
+                                          "mean training loss] pairs, at most 200")
+    iterations: int | None = None
+    final_loss: float | None = None
+    quality: dict[str, Any] | None = Field(None, description="random architectures scored "
+                                           "through the supernet: reliable, accuracy_mean, "
+                                           "split_half_rho, tests, accuracies (by arch), …")
+
+
+class EvolutionInsight(_Open):
+    budget_ms: float | None = None
+    evaluated: int | None = Field(None, description="architectures scored through the supernet")
+    history: list[dict[str, Any]] = Field(default_factory=list, description="per iteration: "
+                                          "iteration, evaluated, best_accuracy, best_arch")
+    pareto: list[dict[str, Any]] = Field(default_factory=list, description="arch, accuracy, "
+                                         "latency_ms of the accuracy/latency Pareto set")
+    top: list[dict[str, Any]] = Field(default_factory=list, description="the best under budget")
+    rescored: dict[str, Any] | None = None
+
+
+class SpaceInsight(_Open):
+    kind: str = Field(description="pool, hardware or manual")
+    num_layers: int
+    ops: list[str]
+    choices: list[list[str]] = Field(description="the candidate ops of each layer")
+    scores: dict[str, dict[str, dict[str, float | None]]] | None = Field(
+        None, description="hardware space: {device: {layer: {op: Eq. 2 score}}}")
+    chosen: dict[str, list[list[str]]] | None = Field(
+        None, description="hardware space: {device the space was generated for: choices}")
+
+
+class TableInsight(_Open):
+    fixed_ms: float
+    ops: dict[str, dict[str, float]] = Field(description="{layer: {op: ms}}")
+    source: str = Field(description="profiled (measured by the search) or imported")
+
+
+class PredictorPoint(_Open):
+    arch: str
+    measured_ms: float
+    predicted_ms: float
+    table_ms: float | None = None
+    split: str = Field(description="train (fitted on) or test (held out)")
+
+
+class PredictorInsight(_Open):
+    metrics: dict[str, float | None] | None = Field(None, description="held out: mape, "
+                                                    "within_10pct, srcc, max_ape")
+    table_sum: dict[str, float | None] | None = None
+    points: list[PredictorPoint] = Field(default_factory=list)
+
+
+class CorrelationInsight(_Open):
+    devices: list[str]
+    srcc: list[list[float | None]] | None = Field(None, description="rows and columns in "
+                                                  "devices' order")
+    source: str | None = Field(None, description="measured (the predictor step's "
+                               "architectures) or tables (sampled, priced by each table)")
+    proxy: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per device "
+                                             "served by a proxy: proxy, k, srcc, action, …")
+
+
+class LayerInsight(_Open):
+    index: int
+    op: str
+    kernel: int
+    expansion: int
+    se: bool
+    stride: int
+    cin: int
+    cout: int
+    hw: int = Field(description="input height and width")
+    macs: int
+    params: int
+
+
+class WinnerInsight(DevicePublic):
+    macs: int | None = Field(None, description="multiply-adds of one image, whole network")
+    params: int | None = None
+    layers: list[LayerInsight] | None = None
+
+
+class InsightsPublic(_Open):
+    search_id: str
+    strategy: str
+    state: str
+    supernets: dict[str, SupernetInsight] = Field(description="per supernet training")
+    evolution: dict[str, dict[str, EvolutionInsight]] = Field(description="{step: {device: …}}")
+    space: SpaceInsight | None = None
+    tables: dict[str, TableInsight] = Field(description="per device")
+    predictors: dict[str, PredictorInsight] = Field(description="per measured device")
+    correlation: CorrelationInsight | None = Field(None, description="two devices or more")
+    winners: dict[str, WinnerInsight] = Field(description="per device")
+
+
+class UnitLogPublic(_Open):
+    step: str
+    unit: str
+    state: str = Field(description="the unit's state (pending before it ran)")
+    attempt: int | None = None
+    lines: list[str] = Field(description="the newest lines, oldest first")
+    updated: float | None = Field(None, description="when the tail was written (Unix time)")
+    exit_code: int | None = Field(None, description="once the job ended")

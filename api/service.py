@@ -45,7 +45,7 @@ from hurricane.workers.dispatch import enqueue_advance, enqueue_cleanup, revoke_
 
 log = logging.getLogger("hurricane.api")
 
-INTERNAL = ("state/", "actions/", "jobs/")  # records, not artifacts
+INTERNAL = ("state/", "actions/", "jobs/", "logs/")  # records, not artifacts
 # A status read whose view is older than status_cache_s starts a refresh in the background and
 # gets the view it had (stale while revalidating), unless that view is older than STALE_MAX_S:
 # a slow or frozen object store delays the view, never the request.
@@ -103,6 +103,20 @@ def winners(store: ArtifactStore, search_id: str, meta: dict[str, Any]) -> dict[
         out.setdefault(dev, {}).update(measured_latency_ms=r.get("measured_latency_ms"),
                                        predicted_latency_ms=r.get("predicted_latency_ms"))
     return out
+
+
+def summary_numbers(view: dict[str, Any]) -> dict[str, Any]:
+    """A listing's progress (steps succeeded of the plan) and per-device results: the retrained
+    top-1, the latency (measured if known, else predicted) and the budget, null until known."""
+    done = sum(1 for s in view["plan"] if view["steps"].get(s, {}).get("state") == "succeeded")
+    results = {}
+    for dev in view["targets"]:
+        w = view["devices"].get(dev) or {}
+        measured = w.get("measured_latency_ms")
+        results[dev] = {"top1": w.get("top1"), "budget_ms": w.get("budget_ms"),
+                        "latency_ms": w.get("predicted_latency_ms") if measured is None
+                        else measured}
+    return {"progress": {"done": done, "total": len(view["plan"])}, "results": results}
 
 
 class SearchService:
@@ -254,7 +268,8 @@ class SearchService:
                 continue
             out.append({k: v[k] for k in ("search_id", "name", "owner", "strategy", "state",
                                           "created")}
-                       | {"finished": v.get("finished"), "devices": v["targets"]})
+                       | {"finished": v.get("finished"), "devices": v["targets"]}
+                       | summary_numbers(v))
             if len(out) == limit:
                 nxt = f"{stamp}-{sid}"
                 break
