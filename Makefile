@@ -9,7 +9,7 @@ PY = $(VENV)/bin/python
 $(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
 export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow lint bench
+.PHONY: demo test test-slow lint bench screenshots ui
 
 demo:  ## run the demo search end to end (digits, this CPU)
 	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
@@ -19,6 +19,12 @@ test: lint  ## the default test run (CI)
 
 test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (CI runs them too)
 	cd "$(CURDIR)" && $(PY) -m pytest -m slow -q
+
+ui:  ## rebuild the dashboard's assets (dashboard/ -> api/ui/; bootstrap does it when they changed)
+	scripts/build_ui.sh --force
+
+screenshots:  ## the dashboard's screenshots (docs/dashboard/), from real searches of a local stack
+	cd "$(CURDIR)" && $(VENV) >/dev/null && HURRICANE_SCREENSHOTS="$(CURDIR)/docs/dashboard" $(PY) -m pytest tests/test_dashboard.py -q
 
 lint:  ## ruff, mypy, and import-layer contracts on the installed layout
 	scripts/lint.sh "$(VENV)"

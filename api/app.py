@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hurricane import __version__
-from hurricane.api import devices, health, insights, searches
+from hurricane.api import devices, health, insights, searches, ui
 from hurricane.api.body import SafeJSONResponse, clean_errors
 from hurricane.api.limits import BodyLimit
 from hurricane.runs.records import SearchNotFound
@@ -34,6 +34,7 @@ def create_app() -> FastAPI:
     app.include_router(devices.router)
     app.include_router(health.router)
     app.include_router(health.files)
+    ui.mount(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(health.MetricsMiddleware, metrics=app.state.metrics)
 

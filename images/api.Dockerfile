@@ -4,6 +4,17 @@
 # Base images are pinned to exact version tags; the release pipeline should pin their digests
 # too (name:tag@sha256:...), which cannot be resolved offline where these files were written.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+
+# The dashboard's assets (dashboard/: TypeScript, Vite, ECharts) from its lockfile.
+FROM ${NODE_IMAGE} AS ui
+WORKDIR /src/dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY dashboard/index.html dashboard/vite.config.ts dashboard/tsconfig.json ./
+COPY dashboard/src ./src
+COPY examples/*.yaml /src/examples/
+RUN npm run build && test -f /src/api/ui/index.html
 
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
@@ -22,6 +33,8 @@ COPY hurricane ./hurricane
 COPY api ./api
 COPY workers ./workers
 COPY operator ./operator
+# The web dashboard, built in the `ui` stage below (Node only there): package data of hurricane.api.
+COPY --from=ui /src/api/ui ./api/ui
 # Built with the venv's pinned setuptools (no build isolation: nothing unpinned is fetched).
 # The wheel carries api/, workers/, operator/ as hurricane.api/.workers/.operator (package-dir).
 # --no-deps: the project's torch, onnxruntime, openvino, typer, kubernetes stay out of this image.

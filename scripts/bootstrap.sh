@@ -27,6 +27,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "bootstrap: redis-server is missing; install it (apt-get install -y redis-server)" >&2
   fi
 fi
+# The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  mkdir -p "$cache"
+  echo "bootstrap: installing chromium (apt-get)" >&2
+  { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } \
+    >"$cache/apt-chromium.log" 2>&1 || { cat "$cache/apt-chromium.log" >&2; exit 1; }
+fi
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
   echo "bootstrap: creating $venv (first run installs torch: a few minutes)" >&2
   rm -rf "$venv"
@@ -51,5 +58,7 @@ if ! "$venv/bin/pip" install -q --no-deps --no-build-isolation -e "$here" >"$cac
   cat "$cache/editable.log" >&2
   exit 1
 fi
+# The web dashboard's assets (api/ui/, served at /ui/): built once per source change.
+"$here/scripts/build_ui.sh"
 ln -sfn "$venv" "$here/.venv"
 echo "$venv"

@@ -14,6 +14,9 @@ trap 'rm -rf "$tmp"' EXIT
 for m in api/service.py api/app.py workers/tasks.py workers/app.py operator/manifests.py; do
   test -f "$tmp/site/hurricane/$m" || { echo "lint: wheel lacks hurricane/$m" >&2; exit 1; }
 done
+# the built dashboard ships as package data (scripts/build_ui.sh; bootstrap builds it)
+ls "$tmp/site/hurricane/api/ui/assets/"*.js >/dev/null 2>&1 && test -f "$tmp/site/hurricane/api/ui/index.html" \
+  || { echo "lint: wheel lacks the dashboard (hurricane/api/ui): scripts/build_ui.sh" >&2; exit 1; }
 for top in api operator workers; do
   test ! -e "$tmp/site/$top" || { echo "lint: wheel installs a top-level '$top'" >&2; exit 1; }
 done

@@ -29,7 +29,10 @@ def anchors(page: Path) -> set[str]:
 
 
 def links(page: Path) -> list[str]:
-    return LINK.findall(prose(page.read_text()))
+    """Markdown link and image targets, and the ``src`` of HTML images."""
+    text = prose(page.read_text())
+    return (LINK.findall(text) + re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", text)
+            + re.findall(r'<img [^>]*src="([^"]+)"', text))
 
 
 def test_the_slug_matches_githubs_rule() -> None:

@@ -234,6 +234,7 @@ def stack_up(
         return
     typer.echo(f"hurricane stack up: {info['url']} (store {info['store']})")
     typer.echo(f"  token for {info['user']} (admin): in {st.dir / 'token'}; the CLI uses it")
+    typer.echo(f"  dashboard: {info['url']}/ui/ (log in with that token)")
     typer.echo(f"  logs: {st.dir / 'logs'}   stop: hurricane stack down")
 
 
