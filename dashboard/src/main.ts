@@ -10,13 +10,7 @@ import { loginView } from "./views/login";
 import { searchView } from "./views/search";
 import { searchesView } from "./views/searches";
 import { submitView } from "./views/submit";
-
-export interface Ctx {
-  me: Me;
-  main: HTMLElement;
-  /** aborted when the user navigates away: views stop their streams and timers with it */
-  signal: AbortSignal;
-}
+import type { Ctx } from "./types";
 
 let me: Me | null = null;
 let current: AbortController | null = null;
@@ -120,11 +114,6 @@ async function route_(): Promise<void> {
   } catch (err) {
     if (!ctx.signal.aborted) main.appendChild(errorBox(err));
   }
-}
-
-export function navigate(hash: string): void {
-  if (location.hash === hash) void route_();
-  else location.hash = hash;
 }
 
 applyTheme(initialTheme());

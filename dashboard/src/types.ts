@@ -1,4 +1,13 @@
-// What the API returns (the subset the dashboard reads); see docs/service.md.
+// What the API returns (the subset the dashboard reads; see docs/service.md), and what every
+// view is given.
+import type { Me } from "./api";
+
+export interface Ctx {
+  me: Me;
+  main: HTMLElement;
+  /** aborted when the user navigates away: views stop their streams and timers with it */
+  signal: AbortSignal;
+}
 
 export interface Progress {
   description: string;

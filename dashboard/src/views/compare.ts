@@ -2,8 +2,7 @@
 // accuracy–latency fronts on each shared device.
 import { get } from "../api";
 import { clear, duration, h, ms, num, pct } from "../dom";
-import type { Ctx } from "../main";
-import type { Insights, SearchView } from "../types";
+import type { Ctx, Insights, SearchView } from "../types";
 import { frontChart } from "./results";
 
 export async function compareView(ctx: Ctx, ids: string[]): Promise<void> {

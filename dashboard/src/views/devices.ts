@@ -3,7 +3,7 @@
 import { ApiError, get, request } from "../api";
 import { axis, chart, esc, palette } from "../charts";
 import { clear, errorBox, h, ms } from "../dom";
-import type { Ctx } from "../main";
+import type { Ctx } from "../types";
 
 interface Device {
   name: string;

@@ -2,8 +2,7 @@
 // timeline live from the event stream, unit logs), the method and the results.
 import { ApiError, followEvents, get, request } from "../api";
 import { age, badge, clear, confirmDialog, duration, errorBox, h } from "../dom";
-import type { Ctx } from "../main";
-import type { SearchView, Step, Unit } from "../types";
+import type { Ctx, SearchView, Step, Unit } from "../types";
 import { methodTab } from "./method";
 import { resultsTab } from "./results";
 
@@ -22,10 +21,14 @@ export async function searchView(ctx: Ctx, id: string, tab: string): Promise<voi
     }, label)));
   clear(main, head, tabs, panel);
 
+  let gone = false; // purged: this page asks the API nothing more about it
   const renderHead = () => clear(head, header(view, async () => {
     view = await get<SearchView>(`/v1/searches/${encodeURIComponent(id)}`);
     renderHead();
     onView.forEach((f) => f(view));
+  }, () => {
+    gone = true;
+    if (pending !== null) clearTimeout(pending);
   }));
   const onView: ((v: SearchView) => void)[] = [];
   renderHead();
@@ -34,9 +37,10 @@ export async function searchView(ctx: Ctx, id: string, tab: string): Promise<voi
   let pending: number | null = null;
   const events: { event: string; data: any; at: Date }[] = [];
   const refresh = () => {
-    if (pending !== null) return;
+    if (pending !== null || gone) return;
     pending = window.setTimeout(async () => {
       pending = null;
+      if (gone || signal.aborted) return;
       try {
         view = await get<SearchView>(`/v1/searches/${encodeURIComponent(id)}`);
       } catch {
@@ -62,7 +66,7 @@ export async function searchView(ctx: Ctx, id: string, tab: string): Promise<voi
   else runTab(panel, view, events, onView, onEvent, signal);
 }
 
-function header(v: SearchView, changed: () => Promise<void>): HTMLElement[] {
+function header(v: SearchView, changed: () => Promise<void>, purged: () => void): HTMLElement[] {
   const enc = encodeURIComponent(v.search_id);
   const msg = h("p", { role: "status", class: "muted" });
   const act = (label: string, title: string, text: string, run: () => Promise<unknown>,
@@ -70,7 +74,7 @@ function header(v: SearchView, changed: () => Promise<void>): HTMLElement[] {
     h("button", { class: danger ? "danger" : "", onclick: async () => {
       if (!(await confirmDialog(title, text, label, danger))) return;
       try {
-        await run();
+        if ((await run()) === "gone") return;
         msg.textContent = `${label}: done.`;
         await changed();
       } catch (err) {
@@ -87,8 +91,10 @@ function header(v: SearchView, changed: () => Promise<void>): HTMLElement[] {
     act("Purge", `Purge ${v.name}?`,
       "Every artifact and record of this search is deleted. This cannot be undone.",
       async () => {
+        purged();
         await request("DELETE", `/v1/searches/${enc}?purge=true`);
-        location.hash = "#/";
+        location.hash = "#/"; // leaving the page stops its stream
+        return "gone";
       }, true),
   ];
   return [

@@ -2,8 +2,7 @@
 // per device; filter, sort, paging, live updates; pick two or more to compare.
 import { get } from "../api";
 import { age, badge, clear, h, ms, pct } from "../dom";
-import type { Ctx } from "../main";
-import type { SearchSummary } from "../types";
+import type { Ctx, SearchSummary } from "../types";
 
 const STATES = ["", "queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 25;

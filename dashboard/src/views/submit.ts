@@ -1,10 +1,10 @@
 // Submit a search: a YAML editor with the spec's JSON-schema help for the field at the cursor,
 // starter specs from examples/, and the server's validation errors shown at their lines.
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import type { Ctx } from "../types";
 
 import { ApiError, get, request } from "../api";
 import { clear, h } from "../dom";
-import type { Ctx } from "../main";
 
 // the repository's examples/*.yaml, bundled at build time
 const STARTERS = import.meta.glob("../../../examples/*.yaml", { query: "?raw", import: "default",
