@@ -51,7 +51,8 @@ export interface DeviceResult {
   budget_ms?: number | null;
 }
 
-export interface SearchView {
+/** What a search's full view and its summary in the listing both carry. */
+interface SearchHead {
   search_id: string;
   name: string;
   owner: string;
@@ -59,6 +60,9 @@ export interface SearchView {
   state: string;
   created: string;
   finished?: string | null;
+}
+
+export interface SearchView extends SearchHead {
   generation: number;
   plan: string[];
   targets: string[];
@@ -70,14 +74,7 @@ export interface SearchView {
   progress?: Record<string, Progress>;
 }
 
-export interface SearchSummary {
-  search_id: string;
-  name: string;
-  owner: string;
-  strategy: string;
-  state: string;
-  created: string;
-  finished?: string | null;
+export interface SearchSummary extends SearchHead {
   devices: string[];
   progress?: { done: number; total: number } | null;
   results?: Record<string, { top1?: number | null; latency_ms?: number | null;
