@@ -36,6 +36,7 @@ export async function searchView(ctx: Ctx, id: string, tab: string): Promise<voi
   // one event stream per page: every tab re-renders from the fresh view it triggers
   let pending: number | null = null;
   const events: { event: string; data: any; at: Date }[] = [];
+  const onEvent: ((e: { event: string; data: any }) => void)[] = [];
   const refresh = () => {
     if (pending !== null || gone) return;
     pending = window.setTimeout(async () => {
@@ -59,7 +60,6 @@ export async function searchView(ctx: Ctx, id: string, tab: string): Promise<voi
       refresh();
     }, signal).catch(() => {});
   }
-  const onEvent: ((e: { event: string; data: any }) => void)[] = [];
 
   if (tab === "method") await methodTab(panel, view, signal, onView);
   else if (tab === "results") await resultsTab(panel, view, signal, onView);
