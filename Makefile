@@ -9,16 +9,22 @@ PY = $(VENV)/bin/python
 $(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
 export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow lint bench screenshots ui
+.PHONY: demo test test-slow test-cluster cluster-binaries lint bench screenshots ui
 
 demo:  ## run the demo search end to end (digits, this CPU)
 	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
 
 test: lint  ## the default test run (CI)
-	cd "$(CURDIR)" && $(PY) -m pytest -m "not slow" -q
+	cd "$(CURDIR)" && $(PY) -m pytest -m "not slow and not cluster" -q
 
 test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (CI runs them too)
-	cd "$(CURDIR)" && $(PY) -m pytest -m slow -q
+	cd "$(CURDIR)" && $(PY) -m pytest -m "slow and not cluster" -q
+
+cluster-binaries:  ## build etcd, the Kubernetes control plane, kubectl and Kueue from their pinned Go modules (cached)
+	scripts/build_controlplane.sh
+
+test-cluster: cluster-binaries  ## the executor (and chart) on a real control plane: kube-apiserver, controllers, scheduler, Kueue, the node agent
+	cd "$(CURDIR)" && $(PY) -m pytest -m cluster -q
 
 ui:  ## rebuild the dashboard's assets (dashboard/ -> api/ui/; bootstrap does it when they changed)
 	scripts/build_ui.sh --force

@@ -303,7 +303,12 @@ class KubernetesExecutor(BaseExecutor):
                     ended = ("cancelled", None)
                     raise JobCancelled(f"Kubernetes {kind} {name} deleted: the search was "
                                        "cancelled")
-                obj = self._call(kind, "read", name)
+                try:
+                    obj = self._call(kind, "read", name)
+                except ApiException as err:
+                    if err.status != 404:
+                        raise
+                    raise self._vanished(job, kind, name, "".join(tail)) from None
                 outcome = job_outcome(obj)
                 if outcome is not None:
                     for t in streams.values():
@@ -334,6 +339,22 @@ class KubernetesExecutor(BaseExecutor):
         finally:
             relay.close()
             unit_log.close(*ended)
+
+    def _vanished(self, job: JobSpec, kind: str, name: str,
+                  tail: str) -> JobFailed | JobCancelled:
+        """The followed object is gone: the garbage collector removed it because the search's
+        owner object was deleted (a purge: cancelled), or someone deleted it (failed)."""
+        owner = owner_configmap(job.search_id, self.cluster)["metadata"]["name"]
+        try:
+            self.core.read_namespaced_config_map(owner, self.cluster.namespace,
+                                                 _preload_content=False)
+        except ApiException as err:
+            if err.status == 404:
+                return JobCancelled(f"Kubernetes {kind} {name} was removed with its search's "
+                                    f"owner object {owner} (the search was purged)")
+            raise
+        return JobFailed(f"Kubernetes {kind} {name} was deleted while it ran (not by hurricane)"
+                         f"\n{tail}".rstrip())
 
     def _stop(self, objs: list[Manifest], selector: str) -> None:
         """Deletes the job's objects, then waits (at most ``settings.stop_wait_s``) until its
@@ -395,14 +416,22 @@ class KubernetesExecutor(BaseExecutor):
                                      name=f"log-{pname}", daemon=True)
                 streams[pname] = t
                 t.start()
-            elif phase == "Pending" and pname not in reported and _age_s(pod) > PENDING_REPORT_S:
-                reported.add(pname)
-                events = self._json(self.core.list_namespaced_event(
-                    ns, field_selector=f"involvedObject.name={pname}", _preload_content=False))
-                for ev in (events.get("items") or [])[-3:]:
-                    if ev.get("type") == "Warning":
-                        relay.reporter.message(f"pod {pname} pending: {ev.get('reason')}: "
-                                               f"{ev.get('message')}")
+            elif phase == "Pending" and _age_s(pod) > PENDING_REPORT_S:
+                if pname not in reported:
+                    reported.add(pname)
+                    events = self._json(self.core.list_namespaced_event(
+                        ns, field_selector=f"involvedObject.name={pname}", _preload_content=False))
+                    for ev in (events.get("items") or [])[-3:]:
+                        if ev.get("type") == "Warning":
+                            relay.reporter.message(f"pod {pname} pending: {ev.get('reason')}: "
+                                                   f"{ev.get('message')}")
+                # a container the node cannot start (a Secret or ConfigMap missing, an image
+                # that cannot be pulled): Kubernetes waits for it to be fixed; say why, once
+                for name, reason, msg in waiting_containers(pod):
+                    if f"{pname}/{name}/{reason}" not in reported:
+                        reported.add(f"{pname}/{name}/{reason}")
+                        relay.reporter.message(f"pod {pname} pending: container {name}: "
+                                               f"{reason}: {msg}")
 
     def _stream_log(self, pod: str, container: str, relay: ProgressRelay,
                     tail: deque[str], unit_log: UnitLog | None = None) -> None:
@@ -420,6 +449,21 @@ class KubernetesExecutor(BaseExecutor):
                 self.relay_line(buf.decode(errors="replace") + "\n", relay, tail, unit_log)
         except Exception as err:  # a log stream is best effort: the Job's status decides
             log.warning("log stream of pod %s ended: %s", pod, err)
+
+STARTING = ("ContainerCreating", "PodInitializing")
+
+
+def waiting_containers(pod: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(container, reason, message) of each container that waits for something other than
+    its start (CreateContainerConfigError, ImagePullBackOff, CrashLoopBackOff, ...)."""
+    st = pod.get("status") or {}
+    out = []
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        w = (cs.get("state") or {}).get("waiting") or {}
+        if w.get("reason") and w["reason"] not in STARTING:
+            out.append((cs.get("name", ""), w["reason"], w.get("message", "")))
+    return out
+
 
 def _age_s(pod: dict[str, Any]) -> float:
     import datetime as dt
