@@ -59,6 +59,12 @@ def binaries(build: bool = True) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the parent ends (Linux's PR_SET_PDEATHSIG), so
     a test session killed outright leaves no control plane behind."""
@@ -309,6 +315,123 @@ class ControlPlane:
         self._wait("kube-controller-manager", lambda: bool(self.get(
             "/api/v1/namespaces/default/serviceaccounts/default")), timeout)
         return self
+
+    # Kueue ------------------------------------------------------------------------------------
+
+    def kueue_up(self, frameworks: Iterable[str] = ("batch/job",), timeout: float = 120.0,
+                 extra_config: dict[str, Any] | None = None) -> None:
+        """Kueue's manager from the pinned build: its CRDs (with the conversion webhook the
+        release configures), its webhooks for the API groups of ``frameworks`` and Kueue's own,
+        served on loopback with a certificate of this CA, its ClusterRole bound to its own
+        identity. Waits until the manager is ready and its webhooks answer."""
+        import yaml
+
+        bin_dir = Path(self.state()["bin"])
+        config = bin_dir.parent / "kueue-config" / "components"
+        health, hook = free_port(), free_port()
+        certs = self.dir / "kueue-certs"
+        certs.mkdir(exist_ok=True)
+        crt, key = self.pki.cert("kueue-webhook", "kueue-webhook", server=True, client=False,
+                                 sans=["IP:127.0.0.1", "DNS:localhost"])
+        shutil.copy(crt, certs / "tls.crt")
+        shutil.copy(key, certs / "tls.key")
+        ca_b64 = _b64(self.pki.ca.read_bytes())
+        url = f"https://127.0.0.1:{hook}"
+        converted = {"localqueues", "clusterqueues", "cohorts", "workloads", "multikueueclusters"}
+        docs: list[dict[str, Any]] = []
+        for path in sorted((config / "crd" / "bases").glob("*.yaml")):
+            crd = yaml.safe_load(path.read_text())
+            if crd["spec"]["names"]["plural"] in converted:
+                crd["spec"]["conversion"] = {"strategy": "Webhook", "webhook": {
+                    "clientConfig": {"url": f"{url}/convert", "caBundle": ca_b64},
+                    "conversionReviewVersions": ["v1"]}}
+            docs.append(crd)
+        groups = {"kueue.x-k8s.io"} | {f.split("/")[0] for f in frameworks}
+        for doc in yaml.safe_load_all((config / "webhook" / "manifests.yaml").read_text()):
+            if not doc:
+                continue
+            hooks = [h for h in doc["webhooks"]
+                     if set(h["rules"][0]["apiGroups"]) & groups or
+                     (h["rules"][0]["apiGroups"] == [""] and "pod" in frameworks)]
+            for h in hooks:
+                h["clientConfig"] = {"url": url + h["clientConfig"]["service"]["path"],
+                                     "caBundle": ca_b64}
+            doc["metadata"]["name"] = "kueue-" + doc["metadata"]["name"]
+            doc["webhooks"] = hooks
+            docs.append(doc)
+        role = yaml.safe_load((config / "rbac" / "role.yaml").read_text())
+        role["metadata"]["name"] = "kueue-manager-role"
+        docs.append(role)
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                     "metadata": {"name": "kueue-manager-rolebinding"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                 "name": "kueue-manager-role"},
+                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                   "name": "kueue-manager"}]})
+        secrets = yaml.safe_load((config / "rbac" / "manager_secrets_role.yaml").read_text())
+        secrets["metadata"] = {"name": "kueue-manager-secrets-role", "namespace": "kueue-system"}
+        docs.append(secrets)
+        docs.append({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": "kueue-manager-secrets-rolebinding",
+                                  "namespace": "kueue-system"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                 "name": "kueue-manager-secrets-role"},
+                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                   "name": "kueue-manager"}]})
+        self.apply([{"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": "kueue-system"}}])
+        self.apply(docs)
+        names = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+        self._wait("kube-apiserver", lambda: all(any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+                      .get("status") or {}).get("conditions") or []) for n in names), timeout)
+        cfg: dict[str, Any] = {
+            "apiVersion": "config.kueue.x-k8s.io/v1beta2", "kind": "Configuration",
+            "namespace": "kueue-system",
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"},
+            "metrics": {"bindAddress": "0"},
+            "webhook": {"port": hook, "host": "127.0.0.1", "certDir": str(certs)},
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "integrations": {"frameworks": list(frameworks)},
+            **(extra_config or {})}
+        (self.dir / "kueue.yaml").write_text(yaml.safe_dump(cfg))
+        # Kueue 0.17's manager, when it does not manage its own certificates, reads a metrics
+        # certificate from this fixed path (its Deployment mounts one there) even with metrics
+        # off: put one of this CA there (the same for every local cluster)
+        metrics = Path(os.environ.get("HURRICANE_KUEUE_METRICS_CERTS", "/etc/kueue/metrics/certs"))
+        try:
+            metrics.mkdir(parents=True, exist_ok=True)
+            for name in ("tls.crt", "tls.key"):
+                if not (metrics / name).is_file():
+                    shutil.copy(certs / name, metrics / name)
+        except OSError as err:
+            raise ControlPlaneError(f"Kueue needs its metrics certificate in {metrics}: {err} "
+                                    "(run as root once, or create it)") from err
+        kc = self.identity("kueue", "kueue-manager")
+        self._start("kueue", [str(bin_dir / "kueue"), f"--config={self.dir / 'kueue.yaml'}",
+                              f"--kubeconfig={kc}", "--zap-log-level=info",
+                              # the on-demand visibility API would be an aggregated API server
+                              "--feature-gates=VisibilityOnDemand=false"])
+        self._wait("kueue", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{health}/readyz", timeout=2).status == 200, timeout)
+        st = self.state()
+        st["kueue"] = {"webhook": url, "health": health}
+        self.state_file.write_text(json.dumps(st, indent=2))
+
+    def apply(self, docs: Iterable[dict[str, Any]], identity: str = "admin") -> None:
+        """Server-side apply of each document (field manager ``hurricane``) with this build's
+        kubectl, as ``identity``."""
+        import yaml
+
+        text = yaml.safe_dump_all(list(docs))
+        kubectl = Path(self.state()["bin"]) / "kubectl"
+        r = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig(identity)}", "apply",
+                            "--server-side", "--field-manager=hurricane", "--force-conflicts",
+                            "-f", "-"], input=text, text=True, capture_output=True)
+        if r.returncode != 0:
+            raise ControlPlaneError(f"kubectl apply failed: {r.stderr.strip()}")
 
     def down(self, timeout: float = 20.0) -> None:
         """Stops every component (SIGTERM, then SIGKILL), the API server's clients first."""

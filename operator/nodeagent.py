@@ -24,10 +24,10 @@ processes, the way a kubelet runs containers:
   certificate required), so that ``pods/log`` through the API server works, follow included.
 
 Not reproduced: images, container isolation (every pod shares this machine's network, PID
-and file namespaces; pod IPs are 127.0.0.1), cgroup limits and OOM kills, liveness and startup
-probes, ``exec``/``attach``/``port-forward``, static pods, eviction on node pressure, volume
-plugins other than those above, DNS (a headless Service's pod hostnames in torchrun's
-``--rdzv-endpoint`` become 127.0.0.1 on a port kept per Job).
+and file namespaces; a pod's IP is the machine's primary address), cgroup limits and OOM
+kills, liveness and startup probes, ``exec``/``attach``/``port-forward``, static pods,
+eviction on node pressure, volume plugins other than those above, DNS (a headless Service's
+pod hostnames in torchrun's ``--rdzv-endpoint`` become 127.0.0.1 on a port kept per Job).
 """
 
 from __future__ import annotations
@@ -66,6 +66,16 @@ RENEW_S = 10.0
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 PASS_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TZ",
             "OMP_NUM_THREADS")
+
+
+def pod_ip() -> str:
+    """This machine's primary IPv4 address: every pod's IP (pods share the machine's network;
+    the API server refuses loopback addresses in Endpoints and EndpointSlices). 127.0.0.1 on
+    a machine without another address."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the route
+        return str(s.getsockname()[0])
+    return "127.0.0.1"
 
 
 def now() -> str:
@@ -259,8 +269,8 @@ class Pod:
         return str({"metadata.name": self.name, "metadata.namespace": self.ns,
                     "metadata.uid": self.uid, "spec.nodeName": self.node,
                     "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-                    "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1",
-                    "status.podIPs": "127.0.0.1", "status.hostIPs": "127.0.0.1"}.get(path, ""))
+                    "status.podIP": self.agent.pod_ip, "status.hostIP": "127.0.0.1",
+                    "status.podIPs": self.agent.pod_ip, "status.hostIPs": "127.0.0.1"}.get(path, ""))
 
     def _write_files(self, d: Path, items: dict[str, str], mode: int = 0o644) -> None:
         d.mkdir(parents=True, exist_ok=True)
@@ -593,7 +603,7 @@ class Pod:
             if self.start_time:
                 st["startTime"] = self.start_time
             if self.phase != "Pending" or self.start_time:
-                st["podIP"], st["podIPs"] = "127.0.0.1", [{"ip": "127.0.0.1"}]
+                st["podIP"], st["podIPs"] = self.agent.pod_ip, [{"ip": self.agent.pod_ip}]
             return st
 
 
@@ -609,6 +619,7 @@ class NodeAgent:
         self.server, self.ca, self.nodes, self.root = server, ca, nodes, Path(root).resolve()
         self.api_port = int(urlsplit(server).port or 443)
         self.python = python or sys.executable
+        self.pod_ip = pod_ip()
         self.pass_env = pass_env
         self.core = {n.name: k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfigs[n.name])))
                      for n in nodes}

@@ -9,6 +9,7 @@ chart's Role) and a client authenticated with that ServiceAccount's token."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
@@ -68,6 +69,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
     d = tmp_path_factory.mktemp("controlplane")
     cp = ControlPlane(d, die_with_parent=True)
     cp.up()
+    cp.kueue_up()
     agent = agent_for(cp, NODES, pass_env=PASS_ENV)
     try:
         agent.start()
@@ -151,6 +153,40 @@ def _has_default_sa(core: k8s.CoreV1Api, ns: str) -> bool:
 def pods_of(rc: RealCluster, ns: str, job: str) -> list[Any]:
     return list(rc.core.list_namespaced_pod(
         ns, label_selector=f"batch.kubernetes.io/job-name={job}").items)
+
+
+def describe(rc: RealCluster, ns: str) -> str:
+    """The namespace's Jobs, pods (with container states) and Kueue Workloads, and the tails
+    of the controller logs: what a failed wait prints to say where things stood."""
+    import json
+
+    out = []
+    for j in rc.batch.list_namespaced_job(ns).items:
+        out.append(f"job {j.metadata.name}: suspend={j.spec.suspend} active={j.status.active} "
+                   f"conditions={[(c.type, c.reason) for c in j.status.conditions or []]}")
+    for p in rc.core.list_namespaced_pod(ns).items:
+        cs = [(c.name, c.state.to_dict()) for c in p.status.container_statuses or []]
+        out.append(f"pod {p.metadata.name} on {p.spec.node_name}: {p.status.phase} "
+                   f"deleting={bool(p.metadata.deletion_timestamp)} {json.dumps(cs, default=str)}")
+    with contextlib.suppress(Exception):
+        wls = k8s.CustomObjectsApi(rc.admin).list_namespaced_custom_object(
+            "kueue.x-k8s.io", "v1beta2", ns, "workloads")["items"]
+        for w in wls:
+            out.append(f"workload {w['metadata']['name']}: " + json.dumps(
+                [(c["type"], c["status"], c.get("reason"), c.get("message"))
+                 for c in (w.get("status") or {}).get("conditions", [])]))
+    for e in rc.core.list_namespaced_event(ns).items[-15:]:
+        out.append(f"event {e.involved_object.name}: {e.type} {e.reason}: {e.message}")
+    return "\n".join(out)
+
+
+@contextlib.contextmanager
+def explained(rc: RealCluster, ns: str) -> Iterator[None]:
+    """A wait that times out inside says where the namespace stood."""
+    try:
+        yield
+    except TimeoutError as err:
+        raise TimeoutError(f"{err}\n{describe(rc, ns)}") from err
 
 
 def node_of(pod: Any) -> str:
