@@ -420,18 +420,26 @@ class ControlPlane:
         st["kueue"] = {"webhook": url, "health": health}
         self.state_file.write_text(json.dumps(st, indent=2))
 
-    def apply(self, docs: Iterable[dict[str, Any]], identity: str = "admin") -> None:
-        """Server-side apply of each document (field manager ``hurricane``) with this build's
-        kubectl, as ``identity``."""
+    def kubectl(self, *args: str, identity: str = "admin", input: str | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        """This build's kubectl as ``identity``."""
+        kubectl = Path(self.state()["bin"]) / "kubectl"
+        r = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig(identity)}", *args],
+                           input=input, text=True, capture_output=True)
+        if check and r.returncode != 0:
+            raise ControlPlaneError(f"kubectl {' '.join(args[:2])} failed: {r.stderr.strip()}")
+        return r
+
+    def apply(self, docs: Iterable[dict[str, Any]], identity: str = "admin", *,
+              namespace: str | None = None, dry_run: bool = False) -> str:
+        """Server-side apply of each document (field manager ``hurricane``) as ``identity``;
+        ``dry_run``: the API server validates and admits everything but stores nothing."""
         import yaml
 
-        text = yaml.safe_dump_all(list(docs))
-        kubectl = Path(self.state()["bin"]) / "kubectl"
-        r = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig(identity)}", "apply",
-                            "--server-side", "--field-manager=hurricane", "--force-conflicts",
-                            "-f", "-"], input=text, text=True, capture_output=True)
-        if r.returncode != 0:
-            raise ControlPlaneError(f"kubectl apply failed: {r.stderr.strip()}")
+        args = ["apply", "--server-side", "--field-manager=hurricane", "--force-conflicts",
+                *(["-n", namespace] if namespace else []),
+                *(["--dry-run=server"] if dry_run else []), "-f", "-"]
+        return self.kubectl(*args, identity=identity, input=yaml.safe_dump_all(list(docs))).stdout
 
     def down(self, timeout: float = 20.0) -> None:
         """Stops every component (SIGTERM, then SIGKILL), the API server's clients first."""
