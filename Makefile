@@ -9,7 +9,7 @@ PY = $(VENV)/bin/python
 $(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
 export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow test-cluster cluster-binaries lint bench screenshots ui
+.PHONY: demo test test-slow test-faults test-cluster cluster-binaries cluster-up lint bench screenshots ui
 
 demo:  ## run the demo search end to end (digits, this CPU)
 	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
@@ -20,11 +20,17 @@ test: lint  ## the default test run (CI)
 test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (CI runs them too)
 	cd "$(CURDIR)" && $(PY) -m pytest -m "slow and not cluster" -q
 
+test-faults:  ## the part of test-slow CI runs: the service end to end and under faults (SIGKILL, Redis/API restarts, S3 stopped)
+	cd "$(CURDIR)" && $(PY) -m pytest -m "slow and not cluster" -q tests/test_service_e2e.py tests/test_service_faults.py
+
 cluster-binaries:  ## build etcd, the Kubernetes control plane, kubectl and Kueue from their pinned Go modules (cached)
 	scripts/build_controlplane.sh
 
 test-cluster: cluster-binaries  ## the executor (and chart) on a real control plane: kube-apiserver, controllers, scheduler, Kueue, the node agent
 	cd "$(CURDIR)" && $(PY) -m pytest -m cluster -q
+
+cluster-up: cluster-binaries  ## a local Kubernetes (control plane, Kueue, node agent with CPU/GPU/DSP/training nodes) in the foreground; kubectl works against it
+	$(PY) -m hurricane.operator.controlplane up
 
 ui:  ## rebuild the dashboard's assets (dashboard/ -> api/ui/; bootstrap does it when they changed)
 	scripts/build_ui.sh --force

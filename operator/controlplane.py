@@ -476,3 +476,54 @@ class ControlPlane:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
+
+
+# -- command line -----------------------------------------------------------------------------
+
+DEFAULT_NODES = (
+    "cpu-0:hurricane.io/device=cpu::cpu=4,memory=16Gi",
+    "gpu-0:hurricane.io/device=gpu:nvidia.com/gpu=NoSchedule:cpu=8,nvidia.com/gpu=2",
+    "dsp-0:hurricane.io/device=dsp:hurricane.io/device~dsp=NoSchedule:cpu=2,qualcomm.com/hexagon=1",
+    "train-0:hurricane.io/pool=train::cpu=8,memory=32Gi",
+)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hurricane.operator.controlplane up``: the control plane, Kueue and the node
+    agent in the foreground until Ctrl-C; prints the admin kubeconfig for kubectl."""
+    import argparse
+    import threading
+
+    ap = argparse.ArgumentParser(prog="python -m hurricane.operator.controlplane",
+                                 description=main.__doc__)
+    ap.add_argument("command", choices=["up"])
+    ap.add_argument("--dir", type=Path, default=Path(os.environ.get(
+        "HURRICANE_CLUSTER_DIR", "~/.local/state/hurricane/cluster")).expanduser())
+    ap.add_argument("--no-kueue", action="store_true")
+    ap.add_argument("--node", action="append",
+                    help="name:labels:taints:capacity (repeat); default: a CPU, a GPU, a DSP "
+                         "and a training node")
+    args = ap.parse_args(argv)
+    from hurricane.operator.nodeagent import NodeSpec, agent_for
+
+    cp = ControlPlane(args.dir)
+    t0 = time.monotonic()
+    print(f"starting the control plane in {cp.dir} (binaries: {binaries()})", flush=True)
+    cp.up()
+    if not args.no_kueue:
+        cp.kueue_up()
+    agent = agent_for(cp, [NodeSpec.parse(n) for n in args.node or DEFAULT_NODES],
+                      pass_env=("PYTHONPATH",)).start()
+    print(f"ready in {time.monotonic() - t0:.0f} s: {cp.server}\n"
+          f"  export KUBECONFIG={cp.kubeconfig('admin')}\n  kubectl get nodes\n"
+          "Ctrl-C stops everything.", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    agent.close()
+    cp.down()
+
+
+if __name__ == "__main__":
+    main()
