@@ -17,10 +17,10 @@ demo:  ## run the demo search end to end (digits, this CPU)
 test: lint  ## the default test run (CI)
 	cd "$(CURDIR)" && $(PY) -m pytest -m "not slow and not cluster" -q
 
-test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (CI runs them too)
+test-slow:  ## slower end-to-end tests: the service under faults, multi-process training, the demo spec (by hand before a landing; CI runs test and test-cluster)
 	cd "$(CURDIR)" && $(PY) -m pytest -m "slow and not cluster" -q
 
-test-faults:  ## the part of test-slow CI runs: the service end to end and under faults (SIGKILL, Redis/API restarts, S3 stopped)
+test-faults:  ## the service part of test-slow: the service end to end and under faults (SIGKILL, Redis/API restarts, S3 stopped)
 	cd "$(CURDIR)" && $(PY) -m pytest -m "slow and not cluster" -q tests/test_service_e2e.py tests/test_service_faults.py
 
 cluster-binaries:  ## build etcd, the Kubernetes control plane, kubectl and Kueue from their pinned Go modules (cached)
