@@ -10,7 +10,6 @@ pod's phase, a file the pod gate writes), with bounds that only catch a hang."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -43,33 +42,12 @@ from tests.realcluster import (  # noqa: F401  (fixtures)
     real_cluster,
 )
 from tests.servers import in_thread, wait_for
+from tests.test_shared_cluster import Recorder
 
 pytestmark = pytest.mark.cluster
 POD_GATE = Path(__file__).parent / "pod_gate"
 HOLD = 3
 EVENT_S = 300  # bounds on events a real process must reach: they only catch a hang
-
-
-class Recorder:
-    """A progress reporter: tasks as [description, total, advanced] and messages."""
-
-    def __init__(self) -> None:
-        self.tasks: list[list[Any]] = []
-        self.messages: list[str] = []
-
-    @contextlib.contextmanager
-    def task(self, description: str, total: int, completed: int = 0) -> Iterator[Any]:
-        entry = [description, total, 0]
-        self.tasks.append(entry)
-
-        class T:
-            def advance(self, n: int = 1, **metrics: Any) -> None:
-                entry[2] += n
-
-        yield T()
-
-    def message(self, text: str) -> None:
-        self.messages.append(text)
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +181,7 @@ def test_a_profile_job_runs_on_its_pools_node_completes_and_relays_progress(ns, 
     term = pods[0].status.container_statuses[0].state.terminated
     assert term.exit_code == 0 and term.reason == "Completed"
     # the pod's progress bar, read from its log through the API server (pods/log, follow)
-    assert any(t[0].startswith("profile") and t[2] > 0 for t in rec.tasks), rec.tasks
+    assert any(t[0].startswith("profile") and t[3] > 0 for t in rec.tasks), rec.tasks
     assert store.exists(f"searches/{sid}/profile/cpu/latency.json")  # the pod's work
     # a retried task adopts the finished Job instead of starting a second one
     executor(ns).run(job)

@@ -35,10 +35,10 @@ from tests.test_kube_real import (  # noqa: F401  (fixtures)
     EVENT_S,
     HOLD,
     POD_GATE,
-    Recorder,
     prepared,
     search,
 )
+from tests.test_shared_cluster import Recorder
 
 pytestmark = pytest.mark.cluster
 KUEUE = "kueue.x-k8s.io"
