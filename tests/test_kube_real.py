@@ -240,6 +240,28 @@ def test_a_failing_pod_is_retried_up_to_the_backoff_limit(ns) -> None:
     assert all(p.status.container_statuses[0].state.terminated.exit_code == 1 for p in pods)
 
 
+def test_a_failed_job_of_an_earlier_attempt_is_replaced_on_resume(ns, tmp_path) -> None:
+    """The first attempt's Job failed (its store was unusable, backoffLimit 1); a resumed
+    search's task meets it on create (409), deletes it (the garbage collector takes its pods),
+    waits until the API server no longer has it, and creates it again: it completes."""
+    bad = JobSpec("again", "profile", "file:///dev/null/store", device="cpu", node_label="cpu")
+    with pytest.raises(JobFailed):
+        executor(ns).run(bad)
+    name = job_name(bad)
+    first_uid = job_obj(ns, name).metadata.uid
+    store = LocalStore(tmp_path / "store")
+    submit(SearchSpec.model_validate(tiny_spec_dict()), store, "again")
+    executor(ns).run(JobSpec("again", "profile", store.url, device="cpu", node_label="cpu"))
+    j = job_obj(ns, name)
+    assert j.metadata.uid != first_uid and conditions(j)["Complete"][0] == "True"
+    def of(uid: str) -> list[Any]:
+        return list(ns.cluster.core.list_namespaced_pod(
+            ns.name, label_selector=f"batch.kubernetes.io/controller-uid={uid}").items)
+
+    assert [p.status.phase for p in of(j.metadata.uid)] == ["Succeeded"]
+    wait_for(lambda: not of(first_uid), EVENT_S, "the failed Job's pods collected")
+
+
 def test_a_pending_pod_relays_why_the_scheduler_cannot_place_it(ns, tmp_path) -> None:
     """The DSP node has one hexagon; a pod holds it, so the profile job's pod (tolerating the
     pool's taint, asking for one) stays Pending and the executor relays the real scheduler's
