@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,21 @@ def ns(real_cluster: RealCluster) -> Namespace:  # noqa: F811
 
 def executor(ns: Namespace, **kw: Any) -> KubernetesExecutor:
     return KubernetesExecutor(settings=ns.settings, api_client=ns.client, **kw)
+
+
+def relayed(ns: Namespace, job: JobSpec, word: str) -> tuple[threading.Thread, dict[str, Any], str]:
+    """Runs ``job`` in a thread and waits until the executor relays a message holding
+    ``word`` (a pending pod's reason): (thread, its outcome, that message)."""
+    rec = Recorder()
+
+    def run() -> None:
+        with progress.use_reporter(rec):
+            executor(ns).run(job)
+
+    t, out = in_thread(run)
+    msg = wait_for(lambda: next((m for m in rec.messages if word in m), None),
+                   PENDING_REPORT_S + EVENT_S, f"a {word} message relayed")
+    return t, out, str(msg)
 
 
 def job_obj(ns: Namespace, name: str) -> Any:
@@ -208,16 +222,7 @@ def test_a_pod_waiting_for_a_missing_secret_says_why_and_starts_once_it_exists(n
     core.delete_namespaced_secret(ns.settings.k8s_s3_secret, ns.name)
     job = JobSpec("nosuch", "profile", f"file://{tmp_path / 'empty'}", device="cpu",
                   node_label="cpu")
-    rec = Recorder()
-
-    def run() -> None:
-        with progress.use_reporter(rec):
-            executor(ns).run(job)
-
-    t, out = in_thread(run)
-    wait_for(lambda: any("CreateContainerConfigError" in m for m in rec.messages),
-             PENDING_REPORT_S + EVENT_S, "the container's waiting reason relayed")
-    msg = next(m for m in rec.messages if "CreateContainerConfigError" in m)
+    t, out, msg = relayed(ns, job, "CreateContainerConfigError")
     assert ns.settings.k8s_s3_secret in msg, msg
     events = core.list_namespaced_event(ns.name, field_selector="reason=Failed").items
     assert any(ns.settings.k8s_s3_secret in (e.message or "") for e in events)  # describe shows it
@@ -279,16 +284,7 @@ def test_a_pending_pod_relays_why_the_scheduler_cannot_place_it(ns, tmp_path) ->
              EVENT_S, "the holder pod running")
     job = JobSpec("nosuch", "profile", f"file://{tmp_path / 'empty'}", device="dsp",
                   node_label="dsp")
-    rec = Recorder()
-
-    def run() -> None:
-        with progress.use_reporter(rec):
-            executor(ns).run(job)
-
-    t, out = in_thread(run)
-    wait_for(lambda: any("FailedScheduling" in m for m in rec.messages),
-             PENDING_REPORT_S + EVENT_S, "the scheduling event relayed")
-    msg = next(m for m in rec.messages if "FailedScheduling" in m)
+    t, out, msg = relayed(ns, job, "FailedScheduling")
     assert "Insufficient qualcomm.com/hexagon" in msg, msg
     core.delete_namespaced_pod("holder", ns.name, grace_period_seconds=1)
     t.join(EVENT_S)
@@ -296,12 +292,11 @@ def test_a_pending_pod_relays_why_the_scheduler_cannot_place_it(ns, tmp_path) ->
     assert [node_of(p) for p in pods_of(ns.cluster, ns.name, job_name(job))] == ["dsp-0"]
 
 
-def _held_training(ns: Namespace, search: Any, gate: Path, **kw: Any) -> tuple[
+def _held_training(ns: Namespace, search: Any, **kw: Any) -> tuple[
         KubernetesExecutor, JobSpec, threading.Thread, dict[str, Any], threading.Event]:
+    """A two-node stage-1 Job run by the executor in a thread (its trainings hold at the
+    gate: the test takes the ``gated`` fixture)."""
     store, sid, _ = search
-    gate.mkdir(exist_ok=True)
-    os.environ["HURRICANE_TEST_HOLD_AT"] = str(HOLD)
-    os.environ["HURRICANE_TEST_HOLD_DIR"] = str(gate)
     stop = threading.Event()
     ex = executor(ns, cancelled=stop.is_set, **kw)
     job = JobSpec(sid, "stage1", store.url, nodes=2, nprocs=1)
@@ -310,25 +305,27 @@ def _held_training(ns: Namespace, search: Any, gate: Path, **kw: Any) -> tuple[
 
 
 @pytest.fixture
-def gated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Pods see the pod gate first on their PYTHONPATH (the agent passes PYTHONPATH on)."""
+def gated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Trainings in the pods hold before step HOLD (tests/pod_gate first on their PYTHONPATH,
+    which the agent passes on, as are the gate's variables); the gate's folder."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(POD_GATE),
                                                       os.environ.get("PYTHONPATH", "")]))
-    yield
-    for k in ("HURRICANE_TEST_HOLD_AT", "HURRICANE_TEST_HOLD_DIR"):
-        os.environ.pop(k, None)
+    monkeypatch.setenv("HURRICANE_TEST_HOLD_AT", str(HOLD))
+    monkeypatch.setenv("HURRICANE_TEST_HOLD_DIR", str(gate))
+    return gate
 
 
 def test_a_two_node_training_job_runs_indexed_pods_and_cancel_removes_everything(
-        ns, search, gated, tmp_path) -> None:
+        ns, search, gated) -> None:
     """An Indexed Job of two pods with its headless Service: the scheduler puts them on the
     training nodes, torchrun's two ranks meet (both reach the gate's step), and cancelling
     deletes the Job (background propagation) and the Service; the garbage collector deletes
     the pods, whose processes get SIGTERM."""
-    gate = tmp_path / "gate"
-    _, job, t, out, stop = _held_training(ns, search, gate)
+    _, job, t, out, stop = _held_training(ns, search)
     name = job_name(job)
-    wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, EVENT_S, "both ranks at the gate")
+    wait_for(lambda: len(list(gated.glob("reached-*"))) == 2, EVENT_S, "both ranks at the gate")
     pods = pods_of(ns.cluster, ns.name, name)
     assert sorted(node_of(p) for p in pods) in (["train-0", "train-1"], ["train-0", "train-0"],
                                                 ["train-1", "train-1"])
@@ -350,11 +347,11 @@ def test_a_two_node_training_job_runs_indexed_pods_and_cancel_removes_everything
 
 
 def test_deleting_a_search_collects_its_jobs_through_the_owner_configmap(
-        ns, search, gated, tmp_path) -> None:
-    gate = tmp_path / "gate"
-    ex, job, t, out, _ = _held_training(ns, search, gate)
+        ns, search, gated) -> None:
+
+    ex, job, t, out, _ = _held_training(ns, search)
     name = job_name(job)
-    wait_for(lambda: len(list(gate.glob("reached-*"))) == 2, EVENT_S, "both ranks at the gate")
+    wait_for(lambda: len(list(gated.glob("reached-*"))) == 2, EVENT_S, "both ranks at the gate")
     ex.delete_search(job.search_id)  # deletes the owner ConfigMap only
     wait_for(lambda: _gone(lambda: job_obj(ns, name)), EVENT_S, "the Job collected")
     wait_for(lambda: not pods_of(ns.cluster, ns.name, name), EVENT_S, "the pods collected")
@@ -372,12 +369,11 @@ def _gone(read: Any) -> bool:
     return False
 
 
-def test_a_job_past_its_deadline_fails_with_deadline_exceeded(ns, search, gated, tmp_path) -> None:
+def test_a_job_past_its_deadline_fails_with_deadline_exceeded(ns, search, gated) -> None:
     """activeDeadlineSeconds (60, the least the settings allow) on a training held at the
     gate: the Job controller fails it and deletes its pods."""
     ns2 = make_namespace(ns.cluster, {}, k8s_active_deadline_s=60, k8s_backoff_limit=0)
-    gate = tmp_path / "gate"
-    _, job, t, out, _ = _held_training(ns2, search, gate)
+    _, job, t, out, _ = _held_training(ns2, search)
     t.join(EVENT_S + 60)
     assert isinstance(out.get("error"), JobFailed), out
     assert "activeDeadlineSeconds" in str(out["error"])

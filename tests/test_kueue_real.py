@@ -8,7 +8,6 @@ checkpoints on SIGTERM), is admitted again, and resumes from its checkpoint to t
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from tests.servers import in_thread, wait_for
 from tests.test_kube_real import (  # noqa: F401  (fixtures)
     EVENT_S,
     HOLD,
-    POD_GATE,
+    gated,
     prepared,
     search,
 )
@@ -98,20 +97,14 @@ def _create(call: Any) -> None:
 
 
 def test_kueue_queues_admits_preempts_and_readmits_a_training_that_resumes(
-        queue, search, tmp_path, monkeypatch) -> None:  # noqa: F811
+        queue, search, gated) -> None:  # noqa: F811
     with explained(queue.cluster, queue.name):
-        _evicted_and_resumed(queue, search, tmp_path, monkeypatch)
+        _evicted_and_resumed(queue, search, gated)
 
 
-def _evicted_and_resumed(queue: Namespace, ready: Any, tmp_path: Path, monkeypatch: Any) -> None:
+def _evicted_and_resumed(queue: Namespace, ready: Any, gate: Path) -> None:
     store, sid, spec = ready
     rc = queue.cluster
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(POD_GATE),
-                                                      os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("HURRICANE_TEST_HOLD_AT", str(HOLD))
-    monkeypatch.setenv("HURRICANE_TEST_HOLD_DIR", str(gate))
     batch = rc.batch
     batch.create_namespaced_job(queue.name, blocker("first", queue.name, "nas-high", "2"))
     wait_for(lambda: any(p.status.phase == "Running" for p in pods_of(rc, queue.name, "first")),
