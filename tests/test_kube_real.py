@@ -348,7 +348,6 @@ def test_a_two_node_training_job_runs_indexed_pods_and_cancel_removes_everything
 
 def test_deleting_a_search_collects_its_jobs_through_the_owner_configmap(
         ns, search, gated) -> None:
-
     ex, job, t, out, _ = _held_training(ns, search)
     name = job_name(job)
     wait_for(lambda: len(list(gated.glob("reached-*"))) == 2, EVENT_S, "both ranks at the gate")
