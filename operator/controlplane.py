@@ -304,6 +304,9 @@ class ControlPlane:
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,"
             "-node-route-controller,-persistentvolume-binder-controller,"
             "-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller",
+            # a loaded 2-core machine can hold the agent's heartbeat thread back: a node turns
+            # NotReady (and tainted) only after two minutes without a lease renewal, not 50 s
+            "--node-monitor-grace-period=120s",
             "--concurrent-job-syncs=5", "--v=1"])
         sch_cfg = str(self.kubeconfig("kube-scheduler"))
         self._start("kube-scheduler", [

@@ -8,7 +8,8 @@ processes, the way a kubelet runs containers:
   ServiceAccount tokens of its own pods and writes only their status;
 - a container's command and args, with ``$(VAR)`` expanded, its env (values, fieldRef,
   resourceFieldRef, configMapKeyRef, secretKeyRef) and envFrom, resolved through the API;
-  ``python`` is this interpreter; an image is never pulled;
+  ``python`` is this interpreter, and other commands (``celery``, ``uvicorn``) are looked up in
+  its folder first, which stands for the image; an image is never pulled;
 - volumes are directories under the agent's root: emptyDir (per pod), persistentVolumeClaim
   (the bound PersistentVolume's hostPath or local path, else one folder per claim), configMap,
   secret, downwardAPI and projected ones (the ServiceAccount token from the TokenRequest API);
@@ -23,11 +24,12 @@ processes, the way a kubelet runs containers:
 - the kubelet's log endpoint (``/containerLogs/...``, TLS, the API server's client
   certificate required), so that ``pods/log`` through the API server works, follow included.
 
-Not reproduced: images, container isolation (every pod shares this machine's network, PID
-and file namespaces; a pod's IP is the machine's primary address), cgroup limits and OOM
-kills, liveness and startup probes, ``exec``/``attach``/``port-forward``, static pods,
-eviction on node pressure, volume plugins other than those above, DNS (a headless Service's
-pod hostnames in torchrun's ``--rdzv-endpoint`` become 127.0.0.1 on a port kept per Job).
+Not reproduced: images, securityContext (users, read-only roots), container isolation (every
+pod shares this machine's network, PID and file namespaces; a pod's IP is the machine's primary
+address), cgroup limits and OOM kills, liveness and startup probes, ``exec``, ``attach``,
+``port-forward``, static pods, eviction on node pressure, volume plugins other than those above,
+NetworkPolicies, Services (no kube-proxy) and DNS (a headless Service's pod hostnames in
+torchrun's ``--rdzv-endpoint`` become 127.0.0.1 on a port kept per Job).
 """
 
 from __future__ import annotations
@@ -174,6 +176,13 @@ class Container:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def reason(self) -> str:
+        """The terminated state's reason: StartError when the process never started (exit 128,
+        as containerd reports it), else Completed or Error."""
+        if self.proc is None and self.exit_code == 128:
+            return "StartError"
+        return "Completed" if self.exit_code == 0 else "Error"
+
     def status(self) -> dict[str, Any]:
         cid = f"hurricane://{self.proc.pid}" if self.proc is not None else ""
         st: dict[str, Any] = {"name": self.name, "image": self.spec.get("image", ""),
@@ -186,8 +195,7 @@ class Container:
         elif self.exit_code is not None:
             st["state"] = {"terminated": {
                 "exitCode": self.exit_code, "startedAt": self.started_at or None,
-                "finishedAt": self.finished_at,
-                "reason": "Completed" if self.exit_code == 0 else "Error", "containerID": cid}}
+                "finishedAt": self.finished_at, "reason": self.reason(), "containerID": cid}}
         else:
             reason, msg = self.waiting or ("ContainerCreating", "")
             st["state"] = {"waiting": {"reason": reason, **({"message": msg} if msg else {})}}
@@ -223,6 +231,7 @@ class Pod:
         self.killed = False
         self.done = False  # removed from the API server
         self.last_sent = ""
+        self.status_retry_at, self.status_failures = 0.0, 0
         self.lock = threading.RLock()
         self.kubeconfig: Path | None = None
 
@@ -332,6 +341,9 @@ class Pod:
 
     def _env(self, c: dict[str, Any], mounts: dict[str, str]) -> dict[str, str]:
         env = {k: os.environ[k] for k in (*PASS_ENV, *self.agent.pass_env) if k in os.environ}
+        # the "image": the agent's Python environment, its scripts (celery, uvicorn) first
+        env["PATH"] = os.pathsep.join(p for p in (str(Path(self.agent.python).parent),
+                                                  env.get("PATH", os.defpath)) if p)
         env.update({"HOSTNAME": self.name, "KUBERNETES_SERVICE_HOST": "127.0.0.1",
                     "KUBERNETES_SERVICE_PORT": str(self.agent.api_port),
                     "PYTHONUNBUFFERED": "1"})
@@ -542,9 +554,8 @@ class Pod:
                 self.agent.event(self, "Warning", "BackOff",
                                  f"Back-off restarting failed container {c.name}", c.name)
             elif time.monotonic() >= c.next_start:
-                c.last = {"exitCode": c.exit_code, "startedAt": c.started_at,
-                          "finishedAt": c.finished_at,
-                          "reason": "Completed" if c.exit_code == 0 else "Error"}
+                c.last = {"exitCode": c.exit_code, "startedAt": c.started_at or None,
+                          "finishedAt": c.finished_at, "reason": c.reason()}
                 c.restarts += 1
                 c.proc, c.exit_code, c.next_start = None, None, 0.0
                 self.start(c)
@@ -781,16 +792,20 @@ class NodeAgent:
         st = p.status()
         text = json.dumps(st, sort_keys=True, default=str)
         stable = re.sub(r'"lastTransitionTime": "[^"]*"', "", text)
-        if stable == p.last_sent:
+        if stable == p.last_sent or time.monotonic() < p.status_retry_at:
             return
         try:
             p.client.patch_namespaced_pod_status(p.name, p.ns, {"status": st})
-            p.last_sent = stable
+            p.last_sent, p.status_failures = stable, 0
         except ApiException as err:
             if err.status == 404:
                 p.done = True
-            else:
-                log.warning("%s: status: %s %s", p.key(), err.status, err.reason)
+                return
+            # backs off (1 s doubling to 30 s) so that a refused status never floods the server
+            p.status_failures += 1
+            p.status_retry_at = time.monotonic() + min(30.0, 2.0 ** (p.status_failures - 1))
+            log.warning("%s: status refused (%s %s): %s", p.key(), err.status, err.reason,
+                        (err.body or "")[-400:])
 
     def loop(self) -> None:
         while not self.stop.wait(0.1):

@@ -147,11 +147,14 @@ class MotoServer:
 
 
 class RedisServer:
-    """``redis-server`` (the OS package) on a free loopback port, no persistence."""
+    """``redis-server`` (the OS package) on a free loopback port, no persistence; with
+    ``password``, clients must AUTH (requirepass)."""
 
-    def __init__(self, *, port: int | None = None, log: Path | None = None) -> None:
+    def __init__(self, *, port: int | None = None, log: Path | None = None,
+                 password: str | None = None) -> None:
         self.port = port or free_port()
         self.log = log
+        self.password = password
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -168,8 +171,9 @@ class RedisServer:
         try:
             self._proc = subprocess.Popen(
                 [exe, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
+                 "--appendonly", "no",
+                 *(("--requirepass", self.password) if self.password else ())],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             if self.log:
                 out.close()  # type: ignore[union-attr]

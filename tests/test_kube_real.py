@@ -109,7 +109,15 @@ def conditions(job: Any) -> dict[str, tuple[str, str]]:
 
 def test_nodes_register_with_their_labels_taints_and_capacity_and_stay_ready(real_cluster) -> None:  # noqa: F811
     core = real_cluster.core
-    nodes = {n.metadata.name: n for n in core.list_node().items}
+
+    def settled() -> dict[str, Any] | None:
+        """The nodes once the lifecycle controller has seen them Ready: it taints a node
+        `not-ready` from its creation until it observes the agent's Ready condition."""
+        items = {n.metadata.name: n for n in core.list_node().items}
+        return None if any(t.key.startswith("node.kubernetes.io/") for n in items.values()
+                           for t in n.spec.taints or []) else items
+
+    nodes = wait_for(settled, EVENT_S, "the node lifecycle controller sees every node Ready")
     assert set(nodes) == {n.name for n in NODES}
     dsp = nodes["dsp-0"]
     assert dsp.metadata.labels["hurricane.io/device"] == "dsp"
@@ -120,8 +128,6 @@ def test_nodes_register_with_their_labels_taints_and_capacity_and_stay_ready(rea
     for n in nodes.values():
         ready = next(c for c in n.status.conditions if c.type == "Ready")
         assert ready.status == "True"
-        # the node lifecycle controller would taint a node whose lease lapsed
-        assert not any(t.key.startswith("node.kubernetes.io/") for t in n.spec.taints or [])
     leases = k8s.CoordinationV1Api(real_cluster.admin).list_namespaced_lease("kube-node-lease")
     assert {item.metadata.name for item in leases.items} >= set(nodes)
 
