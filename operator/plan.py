@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from hurricane.operator.chart import default_chart, merge_values, render_chart
 from hurricane.operator.manifests import Cluster, Manifest, manifests, owner_configmap
 from hurricane.settings import Settings, get_settings
 from hurricane.spec import SearchSpec
@@ -30,24 +30,6 @@ PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"  # the cluster assigns 
 S3_KEYS = ("HURRICANE_S3_ACCESS_KEY", "HURRICANE_S3_SECRET_KEY")
 
 
-def default_chart() -> Path | None:
-    """charts/hurricane of the checkout this package runs from, if there is one."""
-    import hurricane
-
-    here = Path(hurricane.__file__).resolve().parents[1] / "charts" / "hurricane"
-    return here if (here / "Chart.yaml").is_file() else None
-
-
-def merge_values(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing of user values: maps merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
 
 def dotted(key: str, value: Any) -> dict[str, Any]:
     """``a.b.c`` = value as nested maps (helm --set's keys)."""
@@ -55,21 +37,6 @@ def dotted(key: str, value: Any) -> dict[str, Any]:
     for part in reversed(key.split(".")):
         out = {part: out}
     return out  # type: ignore[no-any-return]
-
-
-def render_chart(chart: Path, values: dict[str, Any], *, release: str,
-                 namespace: str) -> list[dict[str, Any]]:
-    """Every object of the chart for these user values (raises helm_python.HelmError, naming
-    the key, when the chart refuses them)."""
-    import helm_python as helm
-
-    with helm.Chart.load(chart) as c:
-        templates = c.render(values, name=release, namespace=namespace)
-    objs: list[dict[str, Any]] = []
-    for path, text in sorted(templates.items()):
-        if path.endswith((".yaml", ".yml")):
-            objs.extend(doc for doc in yaml.safe_load_all(text) if doc)
-    return objs
 
 
 def release_env(objs: list[dict[str, Any]]) -> dict[str, str]:
@@ -157,7 +124,8 @@ def to_yaml(planned: list[Planned], *, header: list[str]) -> str:
 
 # -- the command line --------------------------------------------------------------------------
 
-cluster_app = typer.Typer(no_args_is_help=True, help="Kubernetes: what a search creates.")
+cluster_app = typer.Typer(no_args_is_help=True,
+                          help="Kubernetes: what a search creates; a local cluster to try it.")
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -256,4 +224,7 @@ def _header(spec: Any, sid: str, settings: Any, planned: list[Any], release: str
 
 def register(app: typer.Typer) -> None:
     """The ``cluster`` command group of ``hurricane`` (entry point hurricane.commands)."""
+    from hurricane.operator.localcluster import add_commands
+
+    add_commands(cluster_app)  # up, down, status: the Kubernetes mode on this machine
     app.add_typer(cluster_app, name="cluster")
