@@ -9,7 +9,7 @@ PY = $(VENV)/bin/python
 $(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
 export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow test-faults test-cluster cluster-binaries cluster-up lint bench screenshots ui
+.PHONY: demo test test-slow test-faults test-cluster cluster-binaries cluster-up cluster-down lint bench screenshots ui
 
 demo:  ## run the demo search end to end (digits, this CPU)
 	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
@@ -29,8 +29,11 @@ cluster-binaries:  ## build etcd, the Kubernetes control plane, kubectl and Kueu
 test-cluster: cluster-binaries  ## the executor (and chart) on a real control plane: kube-apiserver, controllers, scheduler, Kueue, the node agent
 	cd "$(CURDIR)" && $(PY) -m pytest -m cluster -q
 
-cluster-up: cluster-binaries  ## a local Kubernetes (control plane, Kueue, node agent with CPU/GPU/DSP/training nodes) in the foreground; kubectl works against it
-	$(PY) -m hurricane.operator.controlplane up
+cluster-up: cluster-binaries  ## the Kubernetes mode on this machine: control plane, Kueue, node agent, Redis, S3 and the chart (in the background; prints HURRICANE_SERVER/TOKEN and KUBECONFIG)
+	$(PY) -m hurricane cluster up
+
+cluster-down:  ## stop what cluster-up started
+	$(PY) -m hurricane cluster down
 
 ui:  ## rebuild the dashboard's assets (dashboard/ -> api/ui/; bootstrap does it when they changed)
 	scripts/build_ui.sh --force
