@@ -9,7 +9,7 @@ PY = $(VENV)/bin/python
 $(shell mkdir -p "$(CURDIR)/.pypath" && ln -sfn ../hurricane "$(CURDIR)/.pypath/hurricane")
 export PYTHONPATH := $(CURDIR)/.pypath$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test test-slow test-faults test-cluster cluster-binaries cluster-up cluster-down lint bench screenshots ui
+.PHONY: demo test test-slow test-faults test-cluster cluster-binaries training-operators cluster-up cluster-down lint bench screenshots ui
 
 demo:  ## run the demo search end to end (digits, this CPU)
 	$(PY) -m hurricane run examples/digits-cpu.yaml --store ./runs
@@ -26,7 +26,10 @@ test-faults:  ## the service part of test-slow: the service end to end and under
 cluster-binaries:  ## build etcd, the Kubernetes control plane, kubectl and Kueue from their pinned Go modules (cached)
 	scripts/build_controlplane.sh
 
-test-cluster: cluster-binaries  ## the executor (and chart) on a real control plane: kube-apiserver, controllers, scheduler, Kueue, the node agent
+training-operators:  ## build JobSet's and Kubeflow Trainer's controller managers from their pinned Go modules (cached)
+	scripts/build_training_operators.sh
+
+test-cluster: cluster-binaries training-operators  ## the executor, Kueue, JobSet/Trainer, the chart and the HurricaneSearch CRD on a real control plane (kube-apiserver, controllers, scheduler, the node agent)
 	cd "$(CURDIR)" && $(PY) -m pytest -m cluster -q
 
 cluster-up: cluster-binaries  ## the Kubernetes mode on this machine: control plane, Kueue, node agent, Redis, S3 and the chart (in the background; prints HURRICANE_SERVER/TOKEN and KUBECONFIG)

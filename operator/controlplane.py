@@ -198,12 +198,13 @@ class ControlPlane:
 
     # processes ----------------------------------------------------------------------------
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         log = self.dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.procs[name] = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=self.dir,
+                                                env={**os.environ, **env} if env else None,
                                                 start_new_session=True,
                                                 preexec_fn=_die_with_parent if self.die_with_parent
                                                 else None)
@@ -432,6 +433,129 @@ class ControlPlane:
         if check and r.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args[:2])} failed: {r.stderr.strip()}")
         return r
+
+    # JobSet and Kubeflow Trainer ---------------------------------------------------------------
+
+    def _webhooked(self, name: str, docs: Iterable[dict[str, Any]], url: str,
+                   selectors: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Webhook configurations with each service reference replaced by ``url`` + its path
+        and this CA; ``selectors`` adds objectSelectors by webhook name (what a release's
+        kustomize patches add)."""
+        out = []
+        ca_b64 = _b64(self.pki.ca.read_bytes())
+        for doc in docs:
+            if not doc:
+                continue
+            for h in doc.get("webhooks", []):
+                h["clientConfig"] = {"url": url + h["clientConfig"]["service"]["path"],
+                                     "caBundle": ca_b64}
+                if selectors and h["name"] in selectors:
+                    h["objectSelector"] = selectors[h["name"]]
+            doc["metadata"]["name"] = f"{name}-{doc['metadata']['name']}"
+            out.append(doc)
+        return out
+
+    def _manager_rbac(self, role: dict[str, Any], name: str, user: str) -> list[dict[str, Any]]:
+        role["metadata"] = {"name": name}
+        return [role, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": {"name": name},
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io",
+                                   "kind": "ClusterRole", "name": name},
+                       "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                     "name": user}]}]
+
+    def _established(self, docs: list[dict[str, Any]], timeout: float) -> None:
+        names = [d["metadata"]["name"] for d in docs if d["kind"] == "CustomResourceDefinition"]
+        self._wait("kube-apiserver", lambda: all(any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+                      .get("status") or {}).get("conditions") or []) for n in names), timeout)
+
+    def training_up(self, timeout: float = 120.0) -> None:
+        """JobSet's and Kubeflow Trainer's controller managers from the pinned build
+        (``scripts/build_training_operators.sh``): their CRDs, webhooks (on loopback, this CA)
+        and ClusterRoles bound to identities of their own; Trainer's ``torch-distributed``
+        ClusterTrainingRuntime. Waits until both managers are ready."""
+        import yaml
+
+        out = Path(os.environ.get("HURRICANE_TRAINING_OPERATORS") or subprocess.run(
+            [str(BUILD.parent / "build_training_operators.sh")], check=True, text=True,
+            stdout=subprocess.PIPE).stdout.strip().splitlines()[-1])
+        crt, key = self.pki.cert("training-webhooks", "training-webhooks", server=True,
+                                 client=False, sans=["IP:127.0.0.1", "DNS:localhost"])
+
+        def load(path: Path) -> list[dict[str, Any]]:
+            return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+        # JobSet: its pod webhooks only for JobSet's pods (the release's kustomize patch)
+        cfg = out / "jobset-config" / "components"
+        health, hook = free_port(), free_port()
+        certs = self.dir / "jobset-certs"
+        certs.mkdir(exist_ok=True)
+        shutil.copy(crt, certs / "tls.crt")
+        shutil.copy(key, certs / "tls.key")
+        only_jobset_pods = {"matchExpressions": [{"key": "jobset.sigs.k8s.io/jobset-name",
+                                                  "operator": "Exists"}]}
+        docs = [d for p in sorted((cfg / "crd" / "bases").glob("*.yaml")) for d in load(p)]
+        docs += self._webhooked("jobset", load(cfg / "webhook" / "manifests.yaml"),
+                                f"https://127.0.0.1:{hook}",
+                                {"mpod.kb.io": only_jobset_pods, "vpod.kb.io": only_jobset_pods})
+        docs += self._manager_rbac(load(cfg / "rbac" / "role.yaml")[0], "jobset-manager-role",
+                                   "jobset-manager")
+        self.apply(docs)
+        self._established(docs, timeout)
+        (self.dir / "jobset.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "config.jobset.x-k8s.io/v1alpha1", "kind": "Configuration",
+            "leaderElection": {"leaderElect": False},
+            "internalCertManagement": {"enable": False},
+            "webhook": {"port": hook, "host": "127.0.0.1", "certDir": str(certs)},
+            "metrics": {"bindAddress": "0"},
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{health}"}}))
+        self._start("jobset", [str(out / "bin" / "jobset-manager"),
+                               f"-config={self.dir / 'jobset.yaml'}",
+                               f"-kubeconfig={self.identity('jobset', 'jobset-manager')}"])
+        self._wait("jobset", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{health}/readyz", timeout=2).status == 200, timeout)
+
+        # Trainer: its webhook server reads $TMPDIR/k8s-webhook-server/serving-certs
+        man = out / "trainer-manifests" / "base"
+        t_health, t_hook = free_port(), free_port()
+        tmp = self.dir / "trainer-tmp"
+        serving = tmp / "k8s-webhook-server" / "serving-certs"
+        serving.mkdir(parents=True, exist_ok=True)
+        shutil.copy(crt, serving / "tls.crt")
+        shutil.copy(key, serving / "tls.key")
+        docs = [d for p in sorted((man / "crds").glob("trainer.kubeflow.org_*.yaml"))
+                for d in load(p)]
+        docs += self._webhooked("trainer", load(man / "webhook" / "manifests.yaml"),
+                                f"https://127.0.0.1:{t_hook}")
+        docs += self._manager_rbac(load(man / "rbac" / "role.yaml")[0], "trainer-manager-role",
+                                   "trainer-manager")
+        self.apply(docs)
+        self._established(docs, timeout)
+        (self.dir / "trainer.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "config.trainer.kubeflow.org/v1alpha1", "kind": "Configuration",
+            "health": {"healthProbeBindAddress": f"127.0.0.1:{t_health}",
+                       "readinessEndpointName": "readyz", "livenessEndpointName": "healthz"},
+            "metrics": {"bindAddress": "0", "secureServing": False},
+            "webhook": {"port": t_hook, "host": "127.0.0.1"},
+            "leaderElection": {"leaderElect": False},
+            "certManagement": {"enable": False}}))
+        self._start("trainer", [str(out / "bin" / "trainer-controller-manager"),
+                                f"-config={self.dir / 'trainer.yaml'}",
+                                f"-kubeconfig={self.identity('trainer', 'trainer-manager')}"],
+                    env={"TMPDIR": str(tmp)})
+        self._wait("trainer", lambda: urllib.request.urlopen(
+            f"http://127.0.0.1:{t_health}/readyz", timeout=2).status == 200, timeout)
+        # the runtime goes through Trainer's validating webhook: it answers once applied
+        runtime = load(man / "runtimes" / "torch_distributed.yaml")
+        self._wait("trainer", lambda: self.kubectl(
+            "apply", "--server-side", "--field-manager=hurricane", "-f", "-",
+            input=yaml.safe_dump_all(runtime), check=False).returncode == 0, timeout)
+        st = self.state()
+        st["training"] = {"jobset": f"https://127.0.0.1:{hook}",
+                          "trainer": f"https://127.0.0.1:{t_hook}", "build": str(out)}
+        self.state_file.write_text(json.dumps(st, indent=2))
 
     def apply(self, docs: Iterable[dict[str, Any]], identity: str = "admin", *,
               namespace: str | None = None, dry_run: bool = False) -> str:

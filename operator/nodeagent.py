@@ -29,7 +29,8 @@ pod shares this machine's network, PID and file namespaces; a pod's IP is the ma
 address), cgroup limits and OOM kills, liveness and startup probes, ``exec``, ``attach``,
 ``port-forward``, static pods, eviction on node pressure, volume plugins other than those above,
 NetworkPolicies, Services (no kube-proxy) and DNS (a headless Service's pod hostnames in
-torchrun's ``--rdzv-endpoint`` become 127.0.0.1 on a port kept per Job).
+torchrun's ``--rdzv-endpoint`` and in env values such as a JobSet's ``PET_MASTER_ADDR`` become
+127.0.0.1, and the master port a port kept per subdomain).
 """
 
 from __future__ import annotations
@@ -380,6 +381,15 @@ class Pod:
             else:
                 own[e["name"]] = expand(e.get("value", ""), {**env, **own})
         env.update({k: self._local(v, mounts) for k, v in own.items()})
+        sub = self.obj["spec"].get("subdomain")
+        if sub:  # no DNS: a pod hostname of the pod's own subdomain (a JobSet's torchrun
+            # master, PET_MASTER_ADDR) is this machine, on the port the agent keeps per subdomain
+            for k, v in env.items():
+                if re.fullmatch(rf"[a-z0-9-]+\.{re.escape(sub)}(\.[a-z0-9.-]+)?", v):
+                    env[k] = "127.0.0.1"
+            for k in ("PET_MASTER_PORT", "MASTER_PORT"):
+                if k in env:
+                    env[k] = str(self.agent.rdzv_port(self.ns, sub))
         return env
 
     def _local(self, value: str, mounts: dict[str, str]) -> str:
