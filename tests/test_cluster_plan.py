@@ -30,7 +30,8 @@ from tests.kube_fake import FakeKubeServer, condition
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "hurricane"
 EXAMPLES = ROOT / "examples"
-SPECS = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("values-"))
+SPECS = sorted(p for p in EXAMPLES.glob("*.yaml")
+               if not p.name.startswith("values-") and not p.name.endswith("-cr.yaml"))
 SECRET = ["--set", "s3.secretKey=plan-test-secret-0123456789"]
 SHARED = ["-f", str(EXAMPLES / "values-shared-cluster.yaml")]
 NO_KUEUE = ["--set", "kueue.queue=", "--set", "kueue.priorityClass="]

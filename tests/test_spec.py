@@ -15,10 +15,20 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.glob("*.yaml")
-                                         if not p.name.startswith("values-")),  # Helm values
+                                         if not p.name.startswith("values-")  # Helm values
+                                         and not p.name.endswith("-cr.yaml")),  # resources
                          ids=lambda p: p.name)
 def test_examples_are_valid(path: Path) -> None:
     assert isinstance(read_spec_file(path), SearchSpec)
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*-cr.yaml")), ids=lambda p: p.name)
+def test_the_resource_examples_hold_valid_specs(path: Path) -> None:
+    """A HurricaneSearch's spec is a search spec (the API server checks the CRD's schema,
+    tests/test_crd_real.py)."""
+    doc = yaml.safe_load(path.read_text())
+    assert doc["kind"] == "HurricaneSearch"
+    SearchSpec.model_validate(doc["spec"])
 
 
 def test_yaml_and_json_load_the_same_spec(tmp_path: Path) -> None:
