@@ -122,9 +122,17 @@ async def create_search(
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", min_length=1, max_length=255,
         description="a retried POST with the same key returns the same search")] = None,
+    owner: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z0-9][-a-z0-9_.]*$",
+                                       description=(
+        "admins: submit on behalf of this user, whose limits, data sources and searches "
+        "apply (the HurricaneSearch operator: the resource's namespace)"))] = None,
 ) -> SearchCreated:
     """Submit a search spec (JSON or YAML); it is checked against the operator's limits and
     data sources, recorded durably, then enqueued."""
+    if owner is not None and owner != user.name:
+        if not user.is_admin:
+            raise HTTPException(403, "only an admin submits on behalf of another user (owner)")
+        user = User(owner)  # the owner's limits, sources and tenancy, not the admin's
     raw = await read_limited(request, s.max_spec_bytes, "the spec")
     spec = await run_in_threadpool(_admit, raw, request.headers.get("content-type"), user, s,
                                    store)

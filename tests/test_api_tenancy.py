@@ -208,3 +208,27 @@ def test_a_job_reads_no_data_outside_the_roots(tmp_path: Path, monkeypatch) -> N
         assert not marker.exists()
     finally:
         get_settings.cache_clear()
+
+
+def test_an_admin_submits_on_behalf_of_an_owner_and_a_user_cannot(clients) -> None:  # type: ignore[no-untyped-def]
+    """POST ?owner= (the HurricaneSearch operator submits for the resource's namespace): the
+    search is the owner's (listed and readable by them, not by others); a user naming another
+    owner is refused (403) and nothing is recorded."""
+    alice, bob, root = clients["alice"], clients["bob"], clients["root"]
+    r = root.post("/v1/searches", params={"owner": "alice"}, json=tiny_spec_dict(name="for-alice"))
+    assert r.status_code == 201, r.text
+    sid = r.json()["search_id"]
+    assert alice.get(f"/v1/searches/{sid}").json()["owner"] == "alice"
+    assert [s["search_id"] for s in alice.get("/v1/searches").json()["data"]] == [sid]
+    assert bob.get(f"/v1/searches/{sid}").status_code == 404
+    assert root.get("/v1/searches", params={"owner": "root"}).json()["data"] == []
+    r = bob.post("/v1/searches", params={"owner": "alice"}, json=tiny_spec_dict(name="sneaky"))
+    assert r.status_code == 403 and "only an admin" in r.json()["detail"]
+    assert [s["search_id"] for s in alice.get("/v1/searches").json()["data"]] == [sid]
+    assert bob.get("/v1/searches").json()["data"] == []
+    r = root.post("/v1/searches", params={"owner": "Not An Owner"}, json=tiny_spec_dict())
+    assert r.status_code == 422 and "owner" in r.text
+    # a user naming themselves is just a submission
+    r = bob.post("/v1/searches", params={"owner": "bob"}, json=tiny_spec_dict(name="own"))
+    assert r.status_code == 201 and bob.get(
+        f"/v1/searches/{r.json()['search_id']}").json()["owner"] == "bob"
