@@ -111,6 +111,9 @@ STATUS_SCHEMA: dict[str, Any] = {
         "strategy": {"type": "string"},
         "devices": {"type": "string", "description": "comma-separated device targets"},
         "bestTop1": {"type": "string", "description": "the best winner's test top-1 (%)"},
+        "warnings": {"type": "array", "items": {"type": "string"},
+                     "description": "what makes the result doubtful though the search ran"},
+        "suspended": {"type": "boolean"},
         "conditions": {"type": "array", "x-kubernetes-list-type": "map",
                        "x-kubernetes-list-map-keys": ["type"], "items": {
                            "type": "object", "required": ["type", "status"],
@@ -156,7 +159,7 @@ def crd() -> dict[str, Any]:
                 "subresources": {"status": {}},
                 "additionalPrinterColumns": [
                     {"name": "State", "type": "string", "jsonPath": ".status.state"},
-                    {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
+                    {"name": "Strategy", "type": "string", "jsonPath": ".status.strategy"},
                     {"name": "Devices", "type": "string", "jsonPath": ".status.devices"},
                     {"name": "Top-1", "type": "string", "jsonPath": ".status.bestTop1"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],

@@ -85,6 +85,13 @@ class Client:
         return self._call("POST", "/v1/searches", content=spec.read_bytes(),  # type: ignore[no-any-return]
                           headers=headers).json()
 
+    def submit_spec(self, spec: dict[str, Any], *, owner: str | None = None,
+                    idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submits a spec given as a mapping; ``owner`` (admins) submits on that user's behalf."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/v1/searches", json=spec,  # type: ignore[no-any-return]
+                          params={"owner": owner} if owner else None, headers=headers).json()
+
     def searches(self, *, state: str | None = None, limit: int = 50,
                  cursor: str | None = None) -> dict[str, Any]:
         params = {k: v for k, v in {"state": state, "limit": limit, "cursor": cursor}.items() if v}
