@@ -18,7 +18,7 @@ from hurricane import surface
 _PUBLIC = {
     "admission": ("Limits",),
     "cli_service": ("register", "remote_status"),
-    "client": ("NoServer", "resolve"),
+    "client": ("ApiError", "Client", "NoServer", "resolve"),
     "tokens": ("TokenTable", "USER", "User"),
 }
 __all__ = [name for names in _PUBLIC.values() for name in names]
