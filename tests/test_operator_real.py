@@ -8,6 +8,7 @@ takes over when it stops."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,10 +32,33 @@ SEARCH_S = 1800  # a bound on the whole search (a hang guard, not a target)
 EVENT_S = 120
 
 
+POD_GATE = Path(__file__).parent / "pod_gate"
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    with ServiceStack(tmp_path_factory.mktemp("operator-service")) as s:
-        yield s
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("gate")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, gate: Path) -> Iterator[ServiceStack]:
+    """The service's processes with the training gate armed on demand (tests/pod_gate: only
+    the training that claims ``<gate>/armed`` holds at step 5, until its SIGTERM)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "HURRICANE_TEST_HOLD_AT",
+                                            "HURRICANE_TEST_HOLD_DIR", "HURRICANE_TEST_HOLD_ARM")}
+    os.environ.update({"PYTHONPATH": os.pathsep.join([str(POD_GATE),
+                                                      os.environ.get("PYTHONPATH", "")]),
+                       "HURRICANE_TEST_HOLD_AT": "5", "HURRICANE_TEST_HOLD_DIR": str(gate),
+                       "HURRICANE_TEST_HOLD_ARM": "1"})
+    try:
+        with ServiceStack(tmp_path_factory.mktemp("operator-service")) as s:
+            yield s
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _get(rc: RealCluster, ns: str, name: str) -> dict[str, Any]:
@@ -124,3 +148,44 @@ def test_two_replicas_one_leads_and_the_other_takes_over(installed, service) -> 
         stop_a.set()
         stop_b.set()
         tb.join(30)
+
+
+def test_an_operator_restarted_mid_run_keeps_the_one_search_and_a_delete_mid_run_purges_it(
+        installed, service, gate) -> None:  # noqa: F811
+    """The search's training held mid-way (the gate): the operator stops and a new one
+    starts; the resource keeps its one search (no second submission: the REST API lists one
+    for the owner), and the new operator handles its deletion: cancelled (the held training
+    gets its SIGTERM) and purged."""
+    rc = installed
+    ns = namespace(rc, "team-restart")
+    admin = Client(service.url, service.token)
+    (gate / "armed").write_text("")
+    first = Controller(rc.admin, admin, namespace=ns, lease_namespace=ns, identity="op-0",
+                       resync_s=1.0)
+    stop, t = _running(first)
+    doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HurricaneSearch",
+           "metadata": {"name": "held"}, "spec": tiny_spec_dict(name="held")}
+    rc.cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+    wait_for(lambda: list(gate.glob("reached-*")), SEARCH_S, "the search's training held")
+    held = wait_for(lambda: (lambda o: o if (o.get("status") or {}).get("state") == "running"
+                             else None)(_get(rc, ns, "held")), EVENT_S, "status: running")
+    sid = held["status"]["searchId"]
+    stop.set()
+    t.join(30)
+    second = Controller(rc.admin, admin, namespace=ns, lease_namespace=ns, identity="op-0",
+                        resync_s=1.0)  # the restarted replica (the same pod name)
+    stop, t = _running(second)
+    try:
+        wait_for(second.leading.is_set, EVENT_S, "the restarted operator leads")
+        mine = admin.http.get("/v1/searches", params={"owner": ns}).json()["data"]
+        assert [s["search_id"] for s in mine] == [sid]
+        rc.cp.kubectl("delete", "hsearch", "held", "-n", ns, "--wait=false")
+        wait_for(lambda: not k8s.CustomObjectsApi(rc.admin).list_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL)["items"], EVENT_S, "the resource gone")
+        with pytest.raises(ApiError) as info:
+            admin.get(sid)
+        assert info.value.status == 404
+        assert admin.http.get("/v1/searches", params={"owner": ns}).json()["data"] == []
+    finally:
+        stop.set()
+        t.join(30)
