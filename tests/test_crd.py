@@ -120,3 +120,23 @@ def test_descriptions_reach_the_crd(name: str) -> None:
     model = SearchSpec.model_fields[name]
     node = spec_schema()["properties"][name]
     assert node.get("description") or model.description is None
+
+
+def test_the_chart_ships_the_generated_crd() -> None:
+    """charts/hurricane/files/hurricanesearch-crd.yaml is `python -m hurricane.operator.crd`
+    (regenerate it when the spec changes), and the chart installs it only when asked."""
+    from pathlib import Path
+
+    import yaml
+
+    from tests.test_chart import render
+
+    shipped = Path(__file__).resolve().parents[1] / "charts" / "hurricane" / "files" / \
+        "hurricanesearch-crd.yaml"
+    assert yaml.safe_load(shipped.read_text()) == crd(), (
+        "the chart's CRD is stale: python -m hurricane.operator.crd > " + str(shipped))
+    kinds = [o["kind"] for o in render({"operator": {"enabled": True}})]
+    assert kinds.count("CustomResourceDefinition") == 1
+    assert "CustomResourceDefinition" not in [o["kind"] for o in render(
+        {"operator": {"enabled": True, "installCRD": False}})]
+    assert "CustomResourceDefinition" not in [o["kind"] for o in render()]

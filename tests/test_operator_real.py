@@ -18,16 +18,19 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from hurricane.operator.chart import render_chart
 from hurricane.operator.controller import FINALIZER, Controller
 from hurricane.operator.crd import GROUP, PLURAL, VERSION
 from hurricane.service.client import ApiError, Client
 from tests.conftest import tiny_spec_dict
 from tests.realcluster import RealCluster, real_cluster  # noqa: F401
 from tests.servers import ServiceStack, in_thread, wait_for
+from tests.test_chart import chart_values
 from tests.test_chart_real import namespace
 from tests.test_crd_real import installed  # noqa: F401
 
 pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[1]
 SEARCH_S = 1800  # a bound on the whole search (a hang guard, not a target)
 EVENT_S = 120
 
@@ -77,12 +80,38 @@ def _running(ctl: Controller) -> tuple[threading.Event, threading.Thread]:
     return stop, t
 
 
+def chart_operator_client(rc: RealCluster, release_ns: str) -> k8s.ApiClient:
+    """The chart's operator ServiceAccount, ClusterRole and Lease Role applied for real
+    (release ``hur`` in ``release_ns``), and a client with that ServiceAccount's token: the
+    operator runs with exactly the chart's RBAC."""
+    objs = render_chart(ROOT / "charts" / "hurricane", chart_values(
+        {"operator": {"enabled": True, "installCRD": False}}), release="hur",
+        namespace=release_ns)
+    rbac = [o for o in objs if o["kind"] in ("ServiceAccount", "ClusterRole", "Role",
+                                             "ClusterRoleBinding", "RoleBinding")
+            and "operator" in o["metadata"]["name"]]
+    assert {o["kind"] for o in rbac} == {"ServiceAccount", "ClusterRole", "Role",
+                                         "ClusterRoleBinding", "RoleBinding"}
+    rc.cp.apply(rbac, namespace=release_ns)
+    sa = next(o for o in rbac if o["kind"] == "ServiceAccount")["metadata"]["name"]
+    token = rc.core.create_namespaced_service_account_token(
+        sa, release_ns, {"spec": {"expirationSeconds": 3600}}).status.token
+    cfg = k8s.Configuration()
+    cfg.host, cfg.ssl_ca_cert = rc.cp.server, str(rc.cp.pki.ca)
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    return k8s.ApiClient(cfg)
+
+
 def test_apply_runs_the_search_mirrors_its_status_and_delete_purges_it(
         installed, service, tmp_path: Path) -> None:  # noqa: F811
     rc = installed
     ns = namespace(rc, "team-op")
+    release = namespace(rc, "hurricane-op")
     admin = Client(service.url, service.token)
-    ctl = Controller(rc.admin, admin, namespace=ns, lease_namespace=ns, resync_s=1.0)
+    # the operator with the chart's own ServiceAccount and RBAC, the Lease in its release's
+    # namespace: every call it makes is allowed, and nothing else is needed
+    ctl = Controller(chart_operator_client(rc, release), admin, namespace=ns,
+                     lease_namespace=release, resync_s=1.0)
     stop, t = _running(ctl)
     try:
         doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HurricaneSearch",
