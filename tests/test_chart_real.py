@@ -41,6 +41,10 @@ def namespace(rc: RealCluster, name: str) -> str:
 def test_every_rendered_object_passes_the_api_servers_dry_run(real_cluster, values_file) -> None:  # noqa: F811
     ns = namespace(real_cluster, f"dry-{(values_file.stem if values_file else 'defaults')}")
     objs = render_into(ns, values_file)
+    if values_file is None:  # the defaults with the operator: its CRD, RBAC and Deployment too
+        objs = _objects(render_templates(chart_values({"operator": {"enabled": True}}),
+                                         namespace=ns))
+        assert {"CustomResourceDefinition", "ClusterRole"} <= {o["kind"] for o in objs}
     out = real_cluster.cp.apply(objs, namespace=ns, dry_run=True)
     assert out.count("(server dry run)") == len(objs), out
     # nothing was stored
