@@ -46,7 +46,8 @@ FINALIZER = "hurricane.io/purge"
 KEEP = "hurricane.io/keep-artifacts"
 LEASE = "hurricane-operator"
 TERMINAL = ("succeeded", "failed", "cancelled")
-REFUSED = (400, 403, 409, 413, 422, 429)  # the service's answers that name a problem of the spec
+# the service's answers that name a problem of the spec (429: the owner's limit, retried)
+REFUSED = (400, 403, 409, 413, 422, 429)
 
 
 def _now() -> str:
@@ -238,17 +239,22 @@ class Controller:
         generation = int(md.get("generation", 1))
         conditions = list(status.get("conditions") or [])
         if not sid:
+            if status.get("state") == "refused" and status.get("observedGeneration") == generation:
+                return  # refused for good (the spec is frozen): not submitted again
             search = {k: v for k, v in spec.items() if k not in MUTABLE}
             try:
                 created = self.service.submit_spec(search, owner=ns, idempotency_key=uid)
             except ApiError as err:
                 if err.status not in REFUSED:
                     raise
-                cond = _condition("Accepted", False, "Refused", str(err), generation, conditions)
+                busy = err.status == 429  # the owner's limit of active searches: retried
+                reason = "TooManyActive" if busy else "Refused"
+                cond = _condition("Accepted", False, reason, str(err), generation, conditions)
                 if not any(c.get("type") == "Accepted" and c.get("message") == cond["message"]
                            for c in conditions):
-                    self.event(obj, "Warning", "Refused", str(err))
-                self._patch_status(obj, {"state": "refused", "message": str(err)[:1000],
+                    self.event(obj, "Warning", reason, str(err))
+                self._patch_status(obj, {"state": "pending" if busy else "refused",
+                                         "message": str(err)[:1000],
                                          "observedGeneration": generation,
                                          "conditions": [cond]})
                 return

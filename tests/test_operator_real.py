@@ -218,3 +218,39 @@ def test_an_operator_restarted_mid_run_keeps_the_one_search_and_a_delete_mid_run
     finally:
         stop.set()
         t.join(30)
+
+
+def test_a_spec_the_service_refuses_is_reported_once_and_not_resubmitted(
+        installed, service) -> None:  # noqa: F811
+    """Within the CRD's schema but over the service's admission limit (supernet iterations):
+    Accepted=False with the service's 422 naming the field, one Warning event, no search for
+    the owner, and no second submission on the following resyncs."""
+    rc = installed
+    ns = namespace(rc, "team-refused")
+    admin = Client(service.url, service.token)
+    ctl = Controller(rc.admin, admin, namespace=ns, lease_namespace=ns, resync_s=1.0)
+    stop, t = _running(ctl)
+    try:
+        spec = tiny_spec_dict(name="too-long")
+        spec["supernet"] = {**spec["supernet"], "iterations": 5_000_000}
+        doc = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HurricaneSearch",
+               "metadata": {"name": "too-long"}, "spec": spec}
+        rc.cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+        got = wait_for(lambda: (lambda o: o if (o.get("status") or {}).get("state") == "refused"
+                                else None)(_get(rc, ns, "too-long")), EVENT_S, "refused")
+        cond = next(c for c in got["status"]["conditions"] if c["type"] == "Accepted")
+        assert cond["status"] == "False" and cond["reason"] == "Refused"
+        assert "supernet" in cond["message"] and "iterations" in cond["message"], cond
+        # later resyncs (the operator reconciles every second) leave it as it is
+        version = got["metadata"]["resourceVersion"]
+        wait_for(lambda: ctl.leading.is_set(), EVENT_S, "the operator leads")
+        for _ in range(3):
+            ctl.reconcile(_get(rc, ns, "too-long"))
+        assert _get(rc, ns, "too-long")["metadata"]["resourceVersion"] == version
+        events = [e for e in rc.core.list_namespaced_event(
+            ns, field_selector="involvedObject.name=too-long").items if e.reason == "Refused"]
+        assert len(events) == 1
+        assert admin.http.get("/v1/searches", params={"owner": ns}).json()["data"] == []
+    finally:
+        stop.set()
+        t.join(30)
