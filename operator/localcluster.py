@@ -37,6 +37,8 @@ from typing import Annotated, Any
 
 import typer
 
+from hurricane.machine import pid_alive
+
 DEFAULT_DIR = Path(os.environ.get("HURRICANE_CLUSTER_DIR",
                                   "~/.local/state/hurricane/cluster")).expanduser()
 NAMESPACE = RELEASE = "hurricane"
@@ -260,13 +262,7 @@ def read_state(d: Path) -> dict[str, Any]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid > 0 and pid_alive(pid)
 
 
 # -- the command line --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from hurricane import settings as settings_mod
+from hurricane.operator.chart import merge_values
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "hurricane"
@@ -48,15 +49,7 @@ LABELS = ("name", "instance", "version", "component", "managed-by", "part-of")
 
 # -- rendering -------------------------------------------------------------------------------
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Helm's coalescing of user values: maps merge key by key, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+_merge = merge_values  # Helm's coalescing of user values (the operator's own)
 
 
 def chart_values(values: dict[str, Any] | None = None, values_file: Path | None = None) -> dict[str, Any]:
