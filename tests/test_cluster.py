@@ -122,9 +122,15 @@ class Admitter:
 
 
 @pytest.mark.parametrize("values", [GPU_VALUES, SHARED_VALUES], ids=["gpu-cluster", "shared"])
-def test_the_role_grants_exactly_what_the_executor_calls(values, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_role_grants_exactly_what_the_executor_calls(values, monkeypatch, request) -> None:  # type: ignore[no-untyped-def]
     objs = render(values_file=values)
     s = chart_settings(objs, monkeypatch).model_copy(update={"k8s_poll_s": 0.05})
+    # no object store answers here: the executor's job logs (UnitLog) give up at once instead
+    # of retrying each write for store_retry_s (90 s by default, minutes of idle per run)
+    monkeypatch.setenv("HURRICANE_STORE_RETRY_S", "0")
+    monkeypatch.setenv("HURRICANE_S3_TIMEOUT_S", "1")
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)  # before the environment is restored
     measure = JobSpec("s-1", "profile", s.store, device="cpu", node_label="cpu")
     train = JobSpec("s-1", "stage1", s.store, nodes=2)
     trainjob = s.k8s_training_backend == "trainjob"
