@@ -56,6 +56,23 @@ class DevicePublic(_Open):
     budget_ms: float | None = None
 
 
+class SupernetVerdict(_Open):
+    reliable: bool = Field(description="every test passed: the supernet's ranking can be "
+                           "trusted to pick among architectures")
+    tests: dict[str, bool] = Field(default_factory=dict, description="learned (mean accuracy "
+                                   "above the floor), consistent (split-half rank agreement), "
+                                   "stable (rank agreement with the check before)")
+    accuracy_mean: float | None = None
+    split_half_rho: float | None = Field(None, description="rank agreement of random "
+                                         "architectures' scores on two halves of the "
+                                         "validation split under two BN recalibrations")
+    consistency_needed: float | None = None
+    stability_rho: float | None = None
+    stability_needed: float | None = None
+    iterations: int | None = Field(None, description="iterations the supernet trained")
+    warning: str | None = Field(None, description="what failed and what to change")
+
+
 class SearchPublic(BaseModel):
     search_id: str
     name: str
@@ -74,6 +91,9 @@ class SearchPublic(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="what makes the result "
                                 "doubtful though the search ran, e.g. a supernet that did not "
                                 "learn (its winner is close to a random pick)")
+    supernets: dict[str, SupernetVerdict] = Field(
+        default_factory=dict, description="each supernet training's ranking verdict, by its "
+        "label (stage1, stage2 (<arch>), proxyless (<device>)); absent until measured")
     cancelled_at: str | None = None
 
 

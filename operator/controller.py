@@ -54,15 +54,28 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(kind: str, ok: bool, reason: str, message: str, generation: int,
+def _condition(kind: str, ok: bool | str, reason: str, message: str, generation: int,
                old: list[dict[str, Any]]) -> dict[str, Any]:
-    status = "True" if ok else "False"
+    """A status condition; ``ok`` True/False, or "Unknown"."""
+    status = ok if isinstance(ok, str) else "True" if ok else "False"
     prev = next((c for c in old if c.get("type") == kind), None)
     changed = prev is None or prev.get("status") != status
     return {"type": kind, "status": status, "reason": reason, "message": message[:1000],
             "observedGeneration": generation,
             "lastTransitionTime": _now() if changed or prev is None
             else prev.get("lastTransitionTime") or _now()}
+
+
+_VERDICT_FIELDS = (("reliable", "reliable"), ("tests", "tests"),
+                   ("accuracy_mean", "accuracyMean"), ("split_half_rho", "splitHalfRho"),
+                   ("consistency_needed", "consistencyNeeded"), ("stability_rho", "stabilityRho"),
+                   ("stability_needed", "stabilityNeeded"), ("iterations", "iterations"),
+                   ("warning", "warning"))
+
+
+def _verdict(v: dict[str, Any]) -> dict[str, Any]:
+    """A supernet's verdict as the status spells it (camelCase, nulls left out)."""
+    return {dst: v[src] for src, dst in _VERDICT_FIELDS if v.get(src) is not None}
 
 
 class LeaseElector:
@@ -327,7 +340,9 @@ class Controller:
         state = view["state"]
         old = list(status.get("conditions") or [])
         warnings = list(view.get("warnings") or [])
-        unreliable = [m for m in warnings if "unreliable" in m or "did not learn" in m]
+        verdicts = view.get("supernets") or {}
+        unreliable = [f"{label}: {v.get('warning') or 'unreliable'}"
+                      for label, v in sorted(verdicts.items()) if not v.get("reliable")]
         old_warnings = set((obj.get("status") or {}).get("warnings") or [])
         for m in warnings:
             if m not in old_warnings:
@@ -341,9 +356,10 @@ class Controller:
             _condition("Succeeded", state == "succeeded", state.title(), state, generation, old),
             _condition("Failed", state == "failed", state.title(), view.get("error") or state,
                        generation, old),
-            _condition("SupernetUnreliable", bool(unreliable),
-                       "Unreliable" if unreliable else "Reliable",
-                       "; ".join(unreliable) or "the supernet's ranking passed its checks",
+            _condition("SupernetUnreliable", bool(unreliable) if verdicts else "Unknown",
+                       ("Unreliable" if unreliable else "Reliable") if verdicts else "NotMeasured",
+                       "; ".join(unreliable) or ("every supernet's ranking passed its checks"
+                                                 if verdicts else "no supernet measured yet"),
                        generation, old),
         ]
         top = [w["top1"] for w in winners.values() if "top1" in w]
@@ -353,6 +369,7 @@ class Controller:
             "strategy": view.get("strategy", ""), "devices": ",".join(view.get("targets") or []),
             "conditions": conditions, "steps": steps, "winners": winners,
             "warnings": warnings, "suspended": bool(status.get("suspended")),
+            "supernets": {label: _verdict(v) for label, v in verdicts.items()},
             "message": view.get("error") or "",
             **({"bestTop1": f"{100 * max(top):.1f}%"} if top else {}),
             **({"artifacts": {"prefix": f"searches/{view['search_id']}/"}}

@@ -139,6 +139,20 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "artifacts": {"type": "object",
                               "additionalProperties": {"type": "string"}}}}},
         "artifacts": {"type": "object", "additionalProperties": {"type": "string"}},
+        "supernets": {"type": "object", "description": "each supernet training's ranking "
+                      "verdict, by label (stage1, stage2 (<arch>), proxyless (<device>))",
+                      "additionalProperties": {
+                          "type": "object", "properties": {
+                              "reliable": {"type": "boolean"},
+                              "tests": {"type": "object",
+                                        "additionalProperties": {"type": "boolean"}},
+                              "accuracyMean": {"type": "number"},
+                              "splitHalfRho": {"type": "number"},
+                              "consistencyNeeded": {"type": "number"},
+                              "stabilityRho": {"type": "number"},
+                              "stabilityNeeded": {"type": "number"},
+                              "iterations": {"type": "integer"},
+                              "warning": {"type": "string"}}}},
     },
 }
 

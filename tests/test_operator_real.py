@@ -132,6 +132,11 @@ def test_apply_runs_the_search_mirrors_its_status_and_delete_purges_it(
         assert win["arch"] and 0 < win["top1"] <= 1 and win["budgetMs"] > 0
         assert win["artifacts"]["onnx"].endswith("/model.onnx")
         assert st["bestTop1"].endswith("%")
+        # the supernet's ranking verdict, structured: the condition follows it
+        sn = st["supernets"]["stage1"]
+        assert isinstance(sn["reliable"], bool) and "learned" in sn["tests"]
+        assert _cond(done, "SupernetUnreliable") == ("False" if all(
+            v["reliable"] for v in st["supernets"].values()) else "True")
         assert FINALIZER in done["metadata"]["finalizers"]
         sid = st["searchId"]
         view = admin.get(sid)

@@ -202,6 +202,9 @@ def test_supernet_quality_is_measured_and_a_random_pick_is_flagged(store) -> Non
     assert status["warnings"] and status["warnings"][0].startswith(
         "stage1: the supernet's ranking is unreliable after 12 iterations: it did not learn")
     assert status["steps"]["stage1"]["warnings"] == status["warnings"]
+    v = status["supernets"]["stage1"]  # the same verdict, structured
+    assert v["reliable"] is False and v["tests"] == q["tests"] and v["iterations"] == 12
+    assert v["split_half_rho"] == q["split_half_rho"] and v["warning"] == q["warning"]
     assert report["warnings"] == status["warnings"]
     sn = report["supernets"]["stage1"]
     assert sn["quality"]["accuracy_mean"] == q["accuracy_mean"] and sn["iterations"] == 12
@@ -219,6 +222,7 @@ def test_supernet_quality_is_measured_and_a_random_pick_is_flagged(store) -> Non
     assert q2["reliable"] == all(q2["tests"].values())
     assert bool(report2["warnings"]) == (not q2["reliable"])
     assert ("warnings" in summarize(store, sid2)) == (not q2["reliable"])
+    assert summarize(store, sid2)["supernets"]["stage1"]["reliable"] == q2["reliable"]
 
 
 def test_quality_can_be_switched_off(store) -> None:
@@ -226,4 +230,4 @@ def test_quality_can_be_switched_off(store) -> None:
     sid, report = run_search(spec, store, InlineExecutor(), "q3")
     assert "quality" not in store.get_json(search_key(sid, "stage1", "train.json"))
     assert report["supernets"]["stage1"]["quality"] is None and report["warnings"] == []
-    assert "warnings" not in summarize(store, sid)
+    assert "warnings" not in summarize(store, sid) and "supernets" not in summarize(store, sid)

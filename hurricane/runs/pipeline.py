@@ -232,7 +232,7 @@ def finish_step(name: str, spec: SearchSpec, search_id: str, store: ArtifactStor
         return store.get_json(key)  # type: ignore[no-any-return]
     write_step_state(store, search_id, name, "succeeded", generation=gen, started=timer.started,
                      finished=out["_meta"]["finished"], seconds=seconds,
-                     **({"warnings": out["warnings"]} if out.get("warnings") else {}))
+                     **{k: out[k] for k in ("warnings", "supernets") if out.get(k)})
     return out
 
 

@@ -407,6 +407,9 @@ def summarize(store: ArtifactStore, search_id: str) -> dict[str, Any]:
     warnings = [w for s in steps.values() for w in s.get("warnings") or ()]
     if warnings:
         out["warnings"] = warnings
+    verdicts = {label: v for s in steps.values() for label, v in (s.get("supernets") or {}).items()}
+    if verdicts:
+        out["supernets"] = verdicts
     if failed and search_state == "failed":
         out["failed_step"], out["error"] = failed
     if control.cancelled:

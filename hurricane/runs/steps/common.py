@@ -263,11 +263,30 @@ def loss_curve(history: Sequence[Sequence[float]], points: int = 12) -> list[lis
 
 
 def quality_warnings(trainings: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``{"warnings": [...]}`` naming each training (by its label) whose supernet did not
-    learn; empty when all did or none was measured."""
+    """``{"warnings": [...], "supernets": {label: verdict}}``: a warning naming each training
+    (by its label) whose supernet's ranking is unreliable, and every measured training's verdict
+    in a structured form (``supernet_verdict``) for status, API and operator; empty when none
+    was measured."""
     warnings = [f"{label}: {t['quality']['warning']}" for label, t in trainings.items()
                 if (t.get("quality") or {}).get("warning")]
-    return {"warnings": sorted(set(warnings))} if warnings else {}
+    verdicts = {label: supernet_verdict(t["quality"], t.get("iterations"))
+                for label, t in trainings.items() if t.get("quality")}
+    return {**({"warnings": sorted(set(warnings))} if warnings else {}),
+            **({"supernets": verdicts} if verdicts else {})}
+
+
+VERDICT_KEYS = ("reliable", "tests", "accuracy_mean", "split_half_rho", "consistency_needed",
+                "stability_rho", "stability_needed", "warning")
+
+
+def supernet_verdict(quality: dict[str, Any], iterations: int | None = None) -> dict[str, Any]:
+    """The machine-readable part of a supernet's quality verdict: reliable, which tests passed
+    (learned, consistent, stable), the rank agreements against what they need, and the warning
+    (what failed and what to change) when unreliable."""
+    out = {k: quality[k] for k in VERDICT_KEYS if k in quality}
+    if iterations is not None:
+        out["iterations"] = int(iterations)
+    return out
 
 
 def evolution_config(spec: SearchSpec) -> EvolutionConfig:
