@@ -142,7 +142,9 @@ class Controller:
         self.custom = k8s.CustomObjectsApi(api_client)
         self.core = k8s.CoreV1Api(api_client)
         self.service, self.namespace, self.resync_s = service, namespace, resync_s
-        self.identity = identity or f"{socket.gethostname()}-{os.getpid()}"
+        # a pod's name (HOSTNAME in a pod) and the process: unique per replica and restart
+        self.identity = identity or (f"{os.environ.get('HOSTNAME') or socket.gethostname()}"
+                                     f"-{os.getpid()}")
         self.elector = LeaseElector(api_client, lease_namespace, self.identity)
         self.leading = threading.Event()
 

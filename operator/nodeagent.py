@@ -205,6 +205,12 @@ class Container:
         return st
 
 
+# a Service's in-cluster name: <service>.<namespace>.svc[.cluster.local][:port]
+SERVICE_HOST = re.compile(r"(?<![\w.-])(?P<svc>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\."
+                          r"(?P<ns>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc(?:\.cluster\.local)?"
+                          r"(?![\w-])(?::(?P<port>\d+))?")
+
+
 class EnvError(Exception):
     """A container's configuration cannot be resolved yet (CreateContainerConfigError)."""
 
@@ -380,7 +386,7 @@ class Pod:
                     own[e["name"]] = value
             else:
                 own[e["name"]] = expand(e.get("value", ""), {**env, **own})
-        env.update({k: self._local(v, mounts) for k, v in own.items()})
+        env.update({k: self._services(self._local(v, mounts)) for k, v in own.items()})
         sub = self.obj["spec"].get("subdomain")
         if sub:  # no DNS: a pod hostname of the pod's own subdomain (a JobSet's torchrun
             # master, PET_MASTER_ADDR) is this machine, on the port the agent keeps per subdomain
@@ -391,6 +397,44 @@ class Pod:
                 if k in env:
                     env[k] = str(self.agent.rdzv_port(self.ns, sub))
         return env
+
+    def _services(self, value: str) -> str:
+        """No DNS or kube-proxy: a Service's cluster name in a value (``svc.ns.svc[.cluster.local]``,
+        with its port or not) becomes 127.0.0.1 and the port its pods listen on (pods share this
+        machine's network), a named targetPort resolved from a ready pod the Service selects.
+        An address of a Service that exists but has no such pod yet waits
+        (CreateContainerConfigError, as a pod whose Secret is missing)."""
+        def one(m: re.Match[str]) -> str:
+            name, ns, port = m["svc"], m["ns"], m["port"]
+            try:
+                svc = self.client.read_namespaced_service(name, ns)
+            except ApiException as err:
+                if err.status == 404:
+                    return m[0]  # not a Service of this cluster: left as written
+                raise EnvError(f"Service {ns}/{name} cannot be read: {err.status} "
+                               f"{err.reason}") from err
+            ports = svc.spec.ports or []
+            sp = next((p for p in ports if port is None or p.port == int(port)), None)
+            if sp is None:
+                return m[0]
+            target = sp.target_port if sp.target_port is not None else sp.port
+            if isinstance(target, str) and not target.isdigit():
+                target = self._named_port(ns, svc.spec.selector or {}, target)
+            return f"127.0.0.1:{int(target)}" if port is not None or target != sp.port \
+                else "127.0.0.1"
+
+        return SERVICE_HOST.sub(one, value)
+
+    def _named_port(self, ns: str, selector: dict[str, str], name: str) -> int:
+        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        pods = self.client.list_namespaced_pod(ns, label_selector=sel).items if sel else []
+        for pod in pods:
+            for c in pod.spec.containers or []:
+                for cp in c.ports or []:
+                    if cp.name == name:
+                        return int(cp.container_port)
+        raise EnvError(f"no pod behind the Service ({sel or 'no selector'}) has a port named "
+                       f"{name!r} yet")
 
     def _local(self, value: str, mounts: dict[str, str]) -> str:
         """A mount path in a value (or at its start after ``=``) mapped onto its folder."""

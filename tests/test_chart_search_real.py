@@ -21,12 +21,15 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from hurricane.operator.controller import LEASE
+from hurricane.operator.crd import GROUP, PLURAL, VERSION
 from hurricane.service.tokens import hash_token
 from tests.conftest import tiny_spec_dict
 from tests.realcluster import RealCluster, explained, real_cluster  # noqa: F401
 from tests.servers import MotoServer, RedisServer, free_port, wait_for
 from tests.test_chart import _objects, chart_values, render_templates
 from tests.test_chart_real import namespace
+from tests.test_crd_real import installed  # noqa: F401
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +70,9 @@ def release_values(redis: RedisServer, moto: MotoServer, api_port: int) -> dict[
         "devicePools": [{"name": "cpu", "label": "cpu", "resources": small}],
         "training": {"nodeSelector": {"hurricane.io/pool": "train"}, "resources": small},
         "settings": {"HURRICANE_RECONCILE_INTERVAL_S": "5"},
+        # the operator as the chart deploys it: two replicas, one leading; the CRD is the
+        # cluster's already (tests/test_crd_real.py's fixture), as when GitOps owns it
+        "operator": {"enabled": True, "installCRD": False, "replicas": 2, "resyncSeconds": 2},
     }
 
 
@@ -80,8 +86,8 @@ def _ready(pod: Any) -> bool:
 
 
 def test_a_search_runs_end_to_end_through_the_charts_deployments(
-        real_cluster, services, tmp_path: Path) -> None:  # noqa: F811
-    rc = real_cluster
+        installed, services, tmp_path: Path) -> None:  # noqa: F811
+    rc = installed
     redis, moto = services
     ns = namespace(rc, "chart-search")
     rc.core.create_namespaced_secret(ns, {"metadata": {"name": "external-redis"},
@@ -89,8 +95,10 @@ def test_a_search_runs_end_to_end_through_the_charts_deployments(
     rc.core.create_namespaced_secret(ns, {"metadata": {"name": "external-s3-jobs"}, "stringData": {
         "HURRICANE_S3_ACCESS_KEY": ACCESS, "HURRICANE_S3_SECRET_KEY": SECRET}})
     api_port = free_port()
+    values = release_values(redis, moto, api_port)
+    values["operator"]["watchNamespace"] = ns  # not other tests' resources
     objs = [o for path, text in sorted(render_templates(
-                chart_values(release_values(redis, moto, api_port)), namespace=ns).items())
+                chart_values(values), namespace=ns).items())
             if "/tests/" not in path for o in _objects({path: text})]
     # nothing of the bundled Redis and MinIO: the release uses the external ones
     assert not [o["metadata"]["name"] for o in objs if o["kind"] in ("Deployment", "StatefulSet")
@@ -102,12 +110,19 @@ def test_a_search_runs_end_to_end_through_the_charts_deployments(
                            EVENT_S, "the API pod Ready (its readiness probe: Redis and S3)")
             deployments = k8s.AppsV1Api(rc.admin).list_namespaced_deployment(ns).items
             assert {d.metadata.name.removeprefix("hur-hurricane-") for d in deployments} == {
-                "api", "control", "train", "profile-cpu", "beat"}
+                "api", "control", "train", "profile-cpu", "beat", "operator"}
             wait_for(lambda: all(_pods(rc, ns, c) and all(p.status.phase == "Running"
                                                           for p in _pods(rc, ns, c))
                                  for c in ("worker-control", "worker-train",
-                                           "worker-profile-cpu", "beat")),
-                     EVENT_S, "the workers and beat running")
+                                           "worker-profile-cpu", "beat", "operator")),
+                     EVENT_S, "the workers, beat and the operator running")
+            # a HurricaneSearch in the release's namespace, beside the CLI's search: the
+            # operator pod reaches the API through the Service's cluster name
+            cr = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HurricaneSearch",
+                  "metadata": {"name": "by-crd"}, "spec": tiny_spec_dict()}
+            applied = rc.cp.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(cr),
+                                    check=False)
+            assert applied.returncode == 0, applied.stderr
             url = f"http://{api.status.pod_ip}:{api_port}"
             env = {**os.environ, "HURRICANE_SERVER": url, "HURRICANE_TOKEN": TOKEN}
             spec = tmp_path / "digits.yaml"
@@ -122,8 +137,30 @@ def test_a_search_runs_end_to_end_through_the_charts_deployments(
             assert watch.returncode == 0 and f"{sid} succeeded" in watch.stdout, (
                 watch.stdout[-2000:] + watch.stderr[-4000:])
 
+            custom = k8s.CustomObjectsApi(rc.admin)
+
+            def finished() -> dict[str, Any] | None:
+                o = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "by-crd")
+                conds = {c["type"]: c["status"] for c in (o.get("status") or {}).get(
+                    "conditions") or []}
+                return o if "True" in (conds.get("Succeeded"), conds.get("Failed")) else None
+
+            done = wait_for(finished, SEARCH_S, "the HurricaneSearch finished")
+
+        # the resource's search: run for its namespace, its winner and artifacts in .status
+        st = done["status"]
+        assert st["state"] == "succeeded" and st["owner"] == ns, st
+        assert st["winners"]["cpu"]["arch"] and 0 < st["winners"]["cpu"]["top1"] <= 1
+        assert st["searchId"] != sid and "stage1" in st["supernets"]
+        # two operator pods, one leader: the Lease names one of them
+        ops = _pods(rc, ns, "operator")
+        lease = k8s.CoordinationV1Api(rc.admin).read_namespaced_lease(LEASE, ns)
+        assert len(ops) == 2 and lease.spec.holder_identity.rsplit("-", 1)[0] in {
+            p.metadata.name for p in ops}
+
         # every step ran as a Job the workers created, its pods on the pool's nodes
-        jobs = rc.batch.list_namespaced_job(ns).items
+        jobs = [j for j in rc.batch.list_namespaced_job(ns).items
+                if j.metadata.labels.get("hurricane.io/search-id") == sid]
         by_step: dict[str, list[str]] = {}
         for j in jobs:
             step = j.metadata.labels.get("hurricane.io/step", "")
