@@ -161,6 +161,8 @@ def release_values(svc: Services, api_port: int, token_sha256: str, user: str) -
         "auth": {"tokens": [{"user": user, "role": "admin", "sha256": token_sha256}]},
         "devicePools": [{"name": "cpu", "label": "cpu", "resources": small}],
         "training": {"nodeSelector": {"hurricane.io/pool": "train"}, "resources": small},
+        # `kubectl apply` a HurricaneSearch: the CRD and one operator replica
+        "operator": {"enabled": True, "replicas": 1, "resyncSeconds": 2},
     }
 
 

@@ -14,9 +14,12 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.servers import wait_for
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,15 +75,25 @@ def test_cluster_up_installs_the_chart_and_down_stops_everything(tmp_path: Path)
 
         # kubectl with the printed kubeconfig: the release's pods, running on the agent's nodes
         kubectl = Path(json.loads((d / "controlplane" / "controlplane.json").read_text())["bin"])
-        pods = json.loads(subprocess.run(
-            [str(kubectl / "kubectl"), "--kubeconfig", st["kubeconfig"], "-n", st["namespace"],
-             "get", "pods", "-o", "json"], capture_output=True, text=True, check=True,
-            timeout=60).stdout)["items"]
-        running = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]["nodeName"]
-                   for p in pods if p["status"]["phase"] == "Running"}
-        assert set(running) == {"api", "worker-control", "worker-train", "worker-profile-cpu",
-                                "beat"}
-        assert running["worker-profile-cpu"] == "cpu-0"  # the pool's node
+
+        def get(*args: str) -> dict[str, Any]:
+            return json.loads(subprocess.run(  # type: ignore[no-any-return]
+                [str(kubectl / "kubectl"), "--kubeconfig", st["kubeconfig"], "-n",
+                 st["namespace"], "get", *args, "-o", "json"], capture_output=True, text=True,
+                check=True, timeout=60).stdout)
+
+        def running() -> dict[str, str]:
+            return {p["metadata"]["labels"]["app.kubernetes.io/component"]: p["spec"]["nodeName"]
+                    for p in get("pods")["items"] if p["status"]["phase"] == "Running"}
+
+        # the operator starts once the API's Service has a pod to resolve to: wait for it
+        comps = {"api", "worker-control", "worker-train", "worker-profile-cpu", "beat",
+                 "operator"}
+        on = wait_for(lambda: (lambda r: r if set(r) == comps else None)(running()), 300,
+                      "the release's pods running, the operator's too")
+        assert on["worker-profile-cpu"] == "cpu-0"  # the pool's node
+        # the CRD is served: `kubectl get hurricanesearches` answers (none yet)
+        assert get("hurricanesearches")["items"] == []
         assert st["redis"] and st["s3"]
     finally:
         down = subprocess.run([*CLI, "down", "--dir", str(d)], capture_output=True, text=True,
