@@ -52,7 +52,11 @@ class DevicePublic(_Open):
     supernet_top1: float | None = None
     top1: float | None = Field(None, description="test top-1 of the retrained winner")
     predicted_latency_ms: float | None = None
-    measured_latency_ms: float | None = None
+    measured_latency_ms: float | None = Field(None, description="the median of the final "
+                                              "check's rounds")
+    latency_check: dict[str, Any] | None = Field(
+        None, description="the final check: verdict (within, over, inconclusive), median_ms, "
+        "low_ms/high_ms (the interval at confidence), rounds_ms, spread, reason")
     budget_ms: float | None = None
 
 

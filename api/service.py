@@ -101,7 +101,9 @@ def winners(store: ArtifactStore, search_id: str, meta: dict[str, Any]) -> dict[
     export = _result(store, search_id, "export") or {}
     for dev, r in export.get("devices", {}).items():
         out.setdefault(dev, {}).update(measured_latency_ms=r.get("measured_latency_ms"),
-                                       predicted_latency_ms=r.get("predicted_latency_ms"))
+                                       predicted_latency_ms=r.get("predicted_latency_ms"),
+                                       **({"latency_check": r["latency_check"]}
+                                          if r.get("latency_check") else {}))
     return out
 
 

@@ -136,7 +136,9 @@ def run(
     typer.echo(f"\nsearch {sid} finished in {report['total_s']:.1f} s")
     for name, d in report["devices"].items():
         measured = d["measured_latency_ms"]
-        shown = "not measurable (table)" if measured is None else f"{measured:.3f} ms measured"
+        chk = d.get("latency_check")
+        shown = "not measurable (table)" if measured is None else f"{measured:.3f} ms measured" + (
+            f" [{chk['low_ms']:.3f}-{chk['high_ms']:.3f}, {chk['verdict']}]" if chk else "")
         typer.echo(f"  {name}: top-1 {d['top1']:.2%}, latency {shown} "
                    f"/ {d['predicted_latency_ms']:.3f} ms predicted "
                    f"(budget {d['budget_ms']:.3f} ms)\n    arch {d['arch']}")

@@ -221,7 +221,23 @@ class ProfileSpec(_Strict):
     repeats: int = Field(20, ge=3, le=10000)
     batch_size: int = Field(1, ge=1, le=256)
     threads: int = Field(1, ge=1, le=256)
-    measure_final: int = Field(30, ge=0, le=10000, description="end-to-end timings of winners")
+    measure_final: int = Field(30, ge=0, le=10000, description="end-to-end timings of winners "
+                               "per round of the final check")
+    final_rounds: int = Field(3, ge=2, le=50, description="independent rounds the final check "
+                              "times a winner in (each its own warm-up and repeats)")
+    final_max_rounds: int = Field(7, ge=2, le=100, description="rounds the final check may add "
+                                  "while the rounds spread by over 10% or their interval "
+                                  "straddles the budget")
+    final_confidence: float = Field(0.9, ge=0.5, lt=1, description="confidence of the final "
+                                    "check's interval: within budget, over budget or "
+                                    "inconclusive")
+
+    @model_validator(mode="after")
+    def _rounds(self) -> ProfileSpec:
+        if self.final_max_rounds < self.final_rounds:
+            raise ValueError(f"final_max_rounds ({self.final_max_rounds}) must be >= "
+                             f"final_rounds ({self.final_rounds})")
+        return self
 
 
 class TrainSettings(_Strict):

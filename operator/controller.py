@@ -330,7 +330,11 @@ class Controller:
                              ("budget_ms", "budgetMs")):
                 if d.get(src) is not None:
                     w[dst] = float(d[src])
-            if d.get("budget_ms") is not None:
+            check = d.get("latency_check") or {}
+            if check.get("verdict"):  # the final check's: within, over or inconclusive
+                w["latencyVerdict"] = check["verdict"]
+                w["meetsBudget"] = check["verdict"] == "within"
+            elif d.get("budget_ms") is not None:
                 lat = d.get("measured_latency_ms") or d.get("predicted_latency_ms")
                 if lat is not None:
                     w["meetsBudget"] = float(lat) <= float(d["budget_ms"])

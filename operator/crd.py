@@ -136,6 +136,8 @@ STATUS_SCHEMA: dict[str, Any] = {
                 "predictedLatencyMs": {"type": "number"},
                 "measuredLatencyMs": {"type": "number"}, "budgetMs": {"type": "number"},
                 "meetsBudget": {"type": "boolean"},
+                "latencyVerdict": {"type": "string", "enum": ["within", "over", "inconclusive"],
+                                   "description": "the final check's verdict on the budget"},
                 "artifacts": {"type": "object",
                               "additionalProperties": {"type": "string"}}}}},
         "artifacts": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -155,6 +155,8 @@ def test_a_finished_search_shows_winners_report_and_artifacts(alice, finished, s
     cpu = view["devices"]["cpu"]
     assert cpu["arch"].count("-") == 4 and 0 <= cpu["top1"] <= 1
     assert cpu["measured_latency_ms"] > 0 and cpu["budget_ms"] > 0
+    assert cpu["latency_check"]["median_ms"] == pytest.approx(cpu["measured_latency_ms"], abs=1e-4)
+    assert cpu["latency_check"]["verdict"] in ("within", "over", "inconclusive")
     report = alice.get(f"/v1/searches/{sid}/report").json()
     assert report["devices"]["cpu"]["arch"] == cpu["arch"]
     assert alice.get(f"/v1/searches/{sid}/report?format=md").text.startswith(f"# Search {sid}")

@@ -50,6 +50,16 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
     d = report["devices"]["cpu"]
     assert d["meets_budget"] and d["predicted_latency_ms"] <= d["budget_ms"]
     assert 0.0 <= d["top1"] <= 1.0 and d["measured_latency_ms"] > 0
+    # the final check: rounds timed, their median reported with an interval and a verdict
+    chk = d["latency_check"]
+    assert 3 <= len(chk["rounds_ms"]) <= 7 and chk["verdict"] in ("within", "over",
+                                                                   "inconclusive")
+    assert 0 < chk["low_ms"] < chk["high_ms"] and (chk["verdict"] == "within") == (
+        chk["high_ms"] <= chk["budget_ms"])
+    assert chk["median_ms"] == pytest.approx(d["measured_latency_ms"], abs=1e-4)
+    assert chk["budget_ms"] == pytest.approx(d["budget_ms"], abs=1e-4)
+    assert f"{len(chk['rounds_ms'])} rounds" in store.get_bytes(
+        search_key(sid, "report.md")).decode()
     assert d["onnx_max_abs_diff"] <= 1e-4
     assert set(report["timings_s"]) == {"profile", "space", "predictor", "stage1", "search1",
                                         "retrain", "export"}

@@ -78,6 +78,8 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "table_latency_ms": exp["table_latency_ms"],
             "meets_budget": exp["predicted_latency_ms"] <= win["budget_ms"],
             "measured_meets_budget": None if measured is None else measured <= win["budget_ms"],
+            # the final check: within, over or inconclusive (its interval straddles the budget)
+            "latency_check": exp.get("latency_check"),
             "onnx_max_abs_diff": exp["onnx_max_abs_diff"],
             "stages": {s: results[s]["devices"][n]["winner"] for s in winner_steps(steps)
                        if n in results[s].get("devices", {})},
@@ -168,7 +170,12 @@ def render_markdown(report: dict[str, Any]) -> str:
     for n, d in report["devices"].items():
         measured = d["measured_latency_ms"]
         ok = "yes" if d["meets_budget"] else "NO"
-        if d["measured_meets_budget"] is not None:
+        chk = d.get("latency_check")
+        if chk:
+            ok += (f" / measured {chk['verdict'].upper() if chk['verdict'] != 'within' else 'yes'}"
+                   f" ({chk['low_ms']:.3f}-{chk['high_ms']:.3f} ms, {chk['confidence']:.0%}, "
+                   f"{len(chk['rounds_ms'])} rounds)")
+        elif d["measured_meets_budget"] is not None:
             ok += " / measured " + ("yes" if d["measured_meets_budget"] else "no")
         lines.append(f"| {n} | {d['top1']:.2%} | {d['budget_ms']:.3f} | "
                      f"{d['predicted_latency_ms']:.3f} | "

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 
 from hurricane import progress
 from hurricane.data.datasets import Data
-from hurricane.latency.profiling import measure_arch
+from hurricane.latency.devices import DeviceProfile
+from hurricane.latency.profiling import Protocol, measure_arch
+from hurricane.latency.verify import VerifyConfig, verify
 from hurricane.nets.arch import Arch
 from hurricane.nets.backbone import Layout
 from hurricane.nets.distributed import Place, barrier, place
@@ -20,8 +23,10 @@ from hurricane.runs.steps.common import (
     devices_of,
     latency_model,
     layout_of,
+    load_space,
     load_table,
     protocol_of,
+    resolve_budget,
     target_profile,
     train_config,
 )
@@ -131,6 +136,11 @@ def load_final(store: ArtifactStore, search_id: str, device: str) -> Network:
     return net.eval()
 
 
+def _round_ms(layout: Layout, arch: Arch, protocol: Protocol, device: DeviceProfile) -> float:
+    """One round of the final check: its own warm-up and repeats; the median (ms)."""
+    return measure_arch(layout, arch, protocol, device).median_ms
+
+
 def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     from hurricane.nets.export import export_and_check
 
@@ -146,19 +156,27 @@ def export_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: s
                                                   inputs=x, opset=spec.retrain.onnx_opset)
             store.put_bytes(search_key(search_id, "export", name, "model.onnx"), onnx_bytes)
             bar.advance(1)
+            table = load_table(store, search_id, name)
+            latency = latency_model(store, search_id, name, table)
             prof = target_profile(spec, name)
-            timing = None if prof.backend == "table" else measure_arch(
-                layout_of(spec), net.arch,
-                protocol_of(spec, repeats=max(3, spec.profile.measure_final)), prof)
+            check = None
+            if prof.backend != "table":
+                p = spec.profile
+                budget = resolve_budget(spec, name, load_space(store, search_id), table, latency)
+                proto = protocol_of(spec, repeats=max(3, p.measure_final))
+                check = verify(partial(_round_ms, layout_of(spec), net.arch, proto, prof),
+                               budget, VerifyConfig(min_rounds=p.final_rounds,
+                                                    max_rounds=p.final_max_rounds,
+                                                    confidence=p.final_confidence))
             bar.advance(1)
-        table = load_table(store, search_id, name)
         cost = network_cost(net, spec.backbone.input_size)
         store.put_json(key, {
             "onnx": search_key(search_id, "export", name, "model.onnx"),
             "onnx_max_abs_diff": parity.max_abs_diff, "onnx_top1_agreement": parity.top1_agreement,
-            "measured_latency_ms": timing.median_ms if timing else None,
-            "measured_latency_iqr_ms": timing.iqr_ms if timing else None,
-            "predicted_latency_ms": latency_model(store, search_id, name, table)(net.arch),
+            # the median of the final check's rounds, its interval and verdict on the budget
+            "measured_latency_ms": check.median_ms if check else None,
+            "latency_check": check.to_json() if check else None,
+            "predicted_latency_ms": latency(net.arch),
             "table_latency_ms": table.arch_latency(net.arch),
             # what the model costs, whole and per layer (the API is torch-free: it cannot count)
             "macs": cost.macs, "params": cost.params,
