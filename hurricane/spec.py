@@ -480,6 +480,11 @@ class EvolutionSpec(_Strict):
     bn_batch_size: int = Field(256, ge=1, le=1 << 20)
     eval_batches: int | None = Field(None, ge=1, le=BIG, description="validation batches; all if unset")
     keep_top: int = Field(10, ge=1, le=10_000, description="architectures returned")
+    budget_confidence: float | None = Field(
+        None, ge=0.5, lt=1, description="accept an architecture only when it is within the "
+        "budget with this probability under the latency predictor's calibrated interval "
+        "(split conformal on its held-out architectures), e.g. 0.9; null: the point "
+        "prediction decides")
     rescore: int = Field(
         5, ge=0, le=100, description="evolution's best candidates (at most keep_top) scored "
         "again, each over rescore_recalibrations BN recalibrations on the whole validation "

@@ -12,7 +12,7 @@ import pytest
 from hurricane import progress
 from hurricane.runs.executor import InlineExecutor, JobSpec, ProcessExecutor
 from hurricane.runs.pipeline import STEPS, SearchConflict, run_search, run_step, submit
-from hurricane.runs.records import summarize
+from hurricane.runs.records import result_key, summarize
 from hurricane.runs.steps import load_final
 from hurricane.spec import SearchSpec
 from hurricane.storage.store import search_key
@@ -58,8 +58,12 @@ def test_tiny_search_end_to_end(tiny_spec, store) -> None:
         chk["high_ms"] <= chk["budget_ms"])
     assert chk["median_ms"] == pytest.approx(d["measured_latency_ms"], abs=1e-4)
     assert chk["budget_ms"] == pytest.approx(d["budget_ms"], abs=1e-4)
-    assert f"{len(chk['rounds_ms'])} rounds" in store.get_bytes(
-        search_key(sid, "report.md")).decode()
+    md = store.get_bytes(search_key(sid, "report.md")).decode()
+    assert f"{len(chk['rounds_ms'])} rounds" in md
+    # how many priced architectures sat near the budget edge (the predictor's 90% interval)
+    bc = d["budget_check"]
+    assert bc["confidence"] is None and 0 <= bc["near_edge"] <= bc["priced"]
+    assert f"{bc['near_edge']} of the {bc['priced']} architectures evolution priced" in md
     assert d["onnx_max_abs_diff"] <= 1e-4
     assert set(report["timings_s"]) == {"profile", "space", "predictor", "stage1", "search1",
                                         "retrain", "export"}
@@ -241,3 +245,40 @@ def test_quality_can_be_switched_off(store) -> None:
     assert "quality" not in store.get_json(search_key(sid, "stage1", "train.json"))
     assert report["supernets"]["stage1"]["quality"] is None and report["warnings"] == []
     assert "warnings" not in summarize(store, sid) and "supernets" not in summarize(store, sid)
+
+
+def test_budget_confidence_tightens_evolution_by_the_predictors_calibrated_factor(store) -> None:
+    """With evolution.budget_confidence, evolution accepts an architecture only when its
+    predicted latency times the predictor's upper factor (from its held-out architectures) is
+    within the budget; the report counts the architectures near the budget edge."""
+    d = tiny_spec_dict(devices=[{"name": "cpu", "budget_fraction": 1.0}])
+    d["predictor"] = {"samples": 20, "repeats": 3, "holdout": 0.4}
+    d["evolution"] = {**d["evolution"], "budget_confidence": 0.9}
+    spec = SearchSpec.model_validate(d)
+    sid = submit(spec, store, "bc1")
+    for s in ("profile", "space", "predictor"):
+        run_step(s, spec, sid, store, InlineExecutor())
+    # the predictor's held-out errors, fixed (this machine's timing noise is not the subject)
+    key = search_key(sid, "predictor", "cpu", "fit.json")
+    fit = store.get_json(key)
+    test = [p for p in fit["points"] if p["split"] == "test"]
+    ratios = (0.97, 1.01, 1.002, 1.004, 0.99, 1.0, 1.001, 0.98, 1.003, 0.96)
+    assert 3 <= len(test) <= len(ratios)
+    for p, ratio in zip(test, ratios, strict=False):
+        p["measured_ms"] = p["predicted_ms"] * ratio
+    store.put_json(key, fit)
+    for s in ("stage1", "search1"):
+        run_step(s, spec, sid, store, InlineExecutor())
+    evo = store.get_json(search_key(sid, "search1", "cpu", "evolution.json"))
+    bc = evo["budget_check"]
+    assert bc["held_out"] == len(test) and bc["confidence"] == 0.9
+    # the conformal rank ceil((n + 1) 0.9) of up to 10 held-out points is the largest ratio;
+    # under 9 points it is beyond them (not calibrated at 90%) and the largest is used
+    assert bc["upper_factor"]["factor"] == pytest.approx(1.01, rel=1e-3)
+    assert bc["upper_factor"]["calibrated"] == (len(test) >= 9)
+    assert bc["effective_budget_ms"] == pytest.approx(evo["budget_ms"] / bc["upper_factor"]["factor"],
+                                                      rel=1e-3)
+    assert all(c["latency_ms"] <= bc["effective_budget_ms"] + 1e-9 for c in evo["top"])
+    assert 0 <= bc["near_edge"] <= bc["priced"] and bc["priced"] >= evo["evaluated"]
+    res = store.get_json(result_key(sid, "search1"))
+    assert res["devices"]["cpu"]["budget_check"]["near_edge"] == bc["near_edge"]

@@ -80,6 +80,7 @@ def build_report(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
             "measured_meets_budget": None if measured is None else measured <= win["budget_ms"],
             # the final check: within, over or inconclusive (its interval straddles the budget)
             "latency_check": exp.get("latency_check"),
+            **({"budget_check": win["budget_check"]} if win.get("budget_check") else {}),
             "onnx_max_abs_diff": exp["onnx_max_abs_diff"],
             "stages": {s: results[s]["devices"][n]["winner"] for s in winner_steps(steps)
                        if n in results[s].get("devices", {})},
@@ -181,6 +182,18 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{d['predicted_latency_ms']:.3f} | "
                      f"{'n/a (table)' if measured is None else f'{measured:.3f}'} | {ok} | "
                      f"`{d['arch']}` |")
+    for n, d in report["devices"].items():
+        bc = d.get("budget_check")
+        if bc:
+            conf = bc["interval_confidence"]
+            lines.append(
+                f"\n{n}: {bc['near_edge']} of the {bc['priced']} architectures evolution priced "
+                f"were near the {d['budget_ms']:.3f} ms budget (their {conf:.0%} interval from "
+                f"the predictor's {bc['held_out']} held-out architectures holds it), "
+                f"{bc['top_near_edge']} of its top"
+                + (f"; evolution required {bc['confidence']:.0%} confidence (predicted <= "
+                   f"{bc['effective_budget_ms']:.3f} ms)" if bc.get("confidence") else "")
+                + ".")
     for n, d in report["devices"].items():
         if d.get("finalists"):
             lines.append(f"\n{n}: evolution's top {d['finalists']} fine-tuned from the supernet; "

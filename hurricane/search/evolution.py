@@ -103,6 +103,10 @@ class EvolutionSearch:
             self._latency[arch] = float(self.latency_fn(arch))
         return self._latency[arch]
 
+    def latencies(self) -> dict[Arch, float]:
+        """Every architecture whose latency was asked (evaluated or rejected), and its latency."""
+        return dict(self._latency)
+
     def feasible(self, arch: Arch) -> bool:
         return self.latency(arch) <= self.budget_ms
 

@@ -105,6 +105,50 @@ def latency_model(store: ArtifactStore, search_id: str, device: str,
     return lambda arch: float(model.predict([arch])[0])
 
 
+def held_out_ratios(store: ArtifactStore, search_id: str, device: str) -> Any:
+    """log(measured / predicted) of the device's predictor on the architectures it did not
+    fit (its fit.json's test points); None for a device without them (a table device)."""
+    from hurricane.latency.calibration import log_ratios
+
+    key = predictor_key(search_id, device, "fit.json")
+    if not store.exists(key):
+        return None
+    pts = [p for p in store.get_json(key)["points"] if p.get("split") == "test"]
+    r = log_ratios([p["measured_ms"] for p in pts], [p["predicted_ms"] for p in pts])
+    return r if r.size >= 3 else None
+
+
+def budget_check(spec: SearchSpec, store: ArtifactStore, search_id: str, device: str,
+                 budget_ms: float) -> dict[str, Any] | None:
+    """The budget evolution enforces: ``budget_ms``, or with ``evolution.budget_confidence``
+    the budget over the predictor's calibrated upper factor; None without held-out points."""
+    from hurricane.latency.calibration import interval_factors, upper_factor
+
+    r = held_out_ratios(store, search_id, device)
+    if r is None:
+        return None
+    conf = spec.evolution.budget_confidence
+    lo, hi = interval_factors(r, conf or 0.9)
+    up = upper_factor(r, conf) if conf else None
+    return {"budget_ms": budget_ms, "confidence": conf, "interval_confidence": conf or 0.9,
+            "effective_budget_ms": budget_ms / up.factor if up else budget_ms,
+            "upper_factor": up.to_json() if up else None,
+            "interval_factors": [lo.to_json(), hi.to_json()], "held_out": int(r.size)}
+
+
+def edge_counts(latencies: dict[Any, float], top: list[dict[str, Any]],
+                check: dict[str, Any]) -> dict[str, Any]:
+    """How many of the architectures evolution priced, and of its top, sit near the budget
+    edge: their calibrated interval holds the budget, so the predictor cannot tell their side."""
+    from hurricane.latency.calibration import Factor, near_edge
+
+    lo, hi = (Factor(f["factor"], f["level"], f["points"], f["calibrated"])
+              for f in check["interval_factors"])
+    b = check["budget_ms"]
+    return {"priced": len(latencies), "near_edge": near_edge(list(latencies.values()), b, lo, hi),
+            "top_near_edge": near_edge([c["latency_ms"] for c in top], b, lo, hi)}
+
+
 def resolve_budget(spec: SearchSpec, device: str, space: SearchSpace, table: LatencyTable,
                    latency: Callable[[Arch], float]) -> float:
     """The device's budget in ms; a ``budget_fraction`` is placed between the fastest and the

@@ -14,8 +14,10 @@ from hurricane.nets.supernet import Supernet
 from hurricane.nets.train import Checkpointer, StepLossFn, set_threads, step_seed, train
 from hurricane.runs.steps.common import (
     SupernetScorer,
+    budget_check,
     data_of,
     devices_of,
+    edge_counts,
     evolution_config,
     evolution_key,
     finalist_summary,
@@ -34,7 +36,7 @@ from hurricane.runs.steps.common import (
 from hurricane.runs.steps.keys import train_key
 from hurricane.runs.steps.quality import RankMonitor, supernet_quality
 from hurricane.runs.strategies import STRATEGIES
-from hurricane.search.evolution import EvolutionSearch
+from hurricane.search.evolution import EvolutionSearch, InfeasibleBudget
 from hurricane.spec import SearchSpec
 from hurricane.storage.store import ArtifactStore, search_key
 from hurricane.storage.torchio import load_torch, save_torch
@@ -284,12 +286,29 @@ def search_supernet(spec: SearchSpec, search_id: str, store: ArtifactStore, step
         space, scorer = loaded[stage]
         table = load_table(store, search_id, name)
         latency = latency_model(store, search_id, name, table)
+        budget = resolve_budget(spec, name, full, table, latency)
+        check = budget_check(spec, store, search_id, name, budget)
         finder = EvolutionSearch(space, evolution_config(spec), accuracy=scorer, latency=latency,
-                                 budget_ms=resolve_budget(spec, name, full, table, latency),
+                                 budget_ms=check["effective_budget_ms"] if check else budget,
                                  seeds=[table.fastest(space)])
-        found = rescore_top(finder.run(), scorer.net, data, spec)
+        try:
+            found = rescore_top(finder.run(), scorer.net, data, spec)
+        except InfeasibleBudget as err:
+            if check and check["confidence"]:
+                raise InfeasibleBudget(
+                    f"{name}: with evolution.budget_confidence = {check['confidence']}, an "
+                    f"architecture must be predicted at or under "
+                    f"{check['effective_budget_ms']:.3f} ms (the {budget:.3f} ms budget over "
+                    f"the predictor's upper factor "
+                    f"{check['upper_factor']['factor']:.3f}), and none of the space is: lower "
+                    "the confidence, raise the budget or measure more architectures "
+                    "(predictor.samples)"
+                ) from err
+            raise
         res = rank_finalists(found, scorer, data, spec)
-        res["supernet"] = stage
+        res["supernet"], res["budget_ms"] = stage, budget
+        if check:
+            res["budget_check"] = {**check, **edge_counts(finder.latencies(), res["top"], check)}
         store.put_json(evolution_key(search_id, step, name, "pareto.json"),
                        {"device": name, "step": step, "budget_ms": res["budget_ms"],
                         "pareto": res["pareto"]})
@@ -309,6 +328,10 @@ def search_result(spec: SearchSpec, search_id: str, store: ArtifactStore,
                         if res.get("rescored") else {}),
                      "latency_ms": win["latency_ms"], "budget_ms": res["budget_ms"],
                      "evaluated": res["evaluated"], "supernet": res.get("supernet"),
+                     **({"budget_check": {k: res["budget_check"][k] for k in (
+                         "confidence", "interval_confidence", "effective_budget_ms", "priced",
+                         "near_edge", "top_near_edge", "held_out")}}
+                        if res.get("budget_check") else {}),
                      "pareto": evolution_key(search_id, step, name, "pareto.json"),
                      "pareto_size": len(res.get("pareto", []))}
     return {"devices": out}
