@@ -296,3 +296,127 @@ async def correlate(request: Request, user: CurrentUser, s: SettingsDep,
     The body (at most ``max_spec_bytes``) is read only after the token is checked."""
     raw = await read_limited(request, s.max_spec_bytes, "the request")
     return await run_in_threadpool(_correlate, raw, request.headers.get("content-type"), format)
+
+
+# ----- a new device from a few measurements ---------------------------------------------------
+
+ARCH_TEXT = r"^[A-Za-z0-9_]+(-[A-Za-z0-9_]+){0,63}$"
+
+
+class Measurement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    arch: str = Field(max_length=4096, pattern=ARCH_TEXT,
+                      description="an architecture of the space: op names joined by '-'")
+    latency_ms: float = Field(gt=0, allow_inf_nan=False, description="its median latency (ms)")
+
+
+class AdaptRequest(BaseModel):
+    """Which architectures to time on a new device (``pick``), or their timings
+    (``measurements``) to build its few-shot predictor and layer table from the known
+    devices' tables: every imported table the caller can read that covers the space, or the
+    ones named in ``tables``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ops: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        ..., min_length=1, max_length=64, description="the space's candidate ops (every layer)")
+    num_layers: int = Field(..., ge=1, le=64, description="learnable layers of the backbone")
+    tables: list[Annotated[str, StringConstraints(pattern=DEVICE_NAME)]] | None = Field(
+        None, max_length=256, description="known devices' tables to use (default: all the "
+        "caller can read that cover the space)")
+    pick: int | None = Field(None, ge=3, le=1000, description="how many architectures to time")
+    measurements: list[Measurement] | None = Field(None, min_length=3, max_length=1000)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    save: bool = Field(True, description="store the distilled table and the predictor as the "
+                       "caller's imported table for this device (`table: imported` in a spec)")
+
+    @field_validator("ops")
+    @classmethod
+    def _known_ops(cls, v: list[str]) -> list[str]:
+        known = set(OPS.names())
+        bad = [o for o in v if o not in known]
+        if bad:
+            raise ValueError(f"unknown ops {bad[:5]}; allowed: {', '.join(sorted(known))}")
+        if len(set(v)) != len(v):
+            raise ValueError("an op is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> AdaptRequest:
+        if (self.pick is None) == (self.measurements is None):
+            raise ValueError("give exactly one of 'pick' (how many architectures to time) or "
+                             "'measurements' (their timings)")
+        return self
+
+
+def _adapt(raw: bytes, ctype: str | None, name: str, user: User,
+           store: ArtifactStore) -> dict[str, Any]:
+    from hurricane.latency.adapt import adapt_device, pick, prior_of
+    from hurricane.latency.latency_table import LatencyTable
+    from hurricane.nets.arch import Arch, SearchSpace
+
+    data = parse_document(raw, ctype, "the request", yaml_ok=False)
+    try:
+        req = AdaptRequest.model_validate(data)
+    except ValidationError as err:
+        pydantic_errors(err)
+    space = SearchSpace.uniform(req.ops, req.num_layers)
+    visible = tables.visible(store, user.name)
+    names = req.tables if req.tables is not None else sorted(n for n in visible if n != name)
+    missing = [n for n in names if n not in visible]
+    if missing:
+        invalid(["body", "tables"], f"no table you can read for {missing[:5]}; yours and the "
+                f"shared ones: {', '.join(sorted(visible)) or '(none)'}")
+    known = {}
+    for n in names:
+        hit = tables.resolve(store, user.name, n)
+        if hit:
+            known[n] = LatencyTable.from_json({**store.get_json(hit[0]), "device": n})
+    try:
+        prior = prior_of(known, space, seed=req.seed, device=name)
+    except ValueError as err:
+        invalid(["body", "tables"], str(err))
+    if req.pick is not None:
+        picked = pick(prior, space, req.pick, seed=req.seed)
+        return {"device": name, "known_devices": prior.names,
+                "architectures": [str(a) for a in picked]}
+    assert req.measurements is not None
+    archs: list[Arch] = []
+    for i, m in enumerate(req.measurements):
+        try:
+            a = Arch.parse(m.arch)
+        except ValueError as err:
+            invalid(["body", "measurements", i, "arch"], str(err))
+        if not space.contains(a):
+            invalid(["body", "measurements", i, "arch"],
+                    f"not in the space ({req.num_layers} layers of {', '.join(req.ops)})")
+        archs.append(a)
+    if len(set(archs)) != len(archs):
+        invalid(["body", "measurements"], "an architecture is measured twice: give each once")
+    done = adapt_device(name, prior, archs, [m.latency_ms for m in req.measurements])
+    out: dict[str, Any] = {"device": name, **done.summary(), "saved": False}
+    if req.save:
+        record = {"by": user.name, "at": now(), "owner": user.name, "shared": False,
+                  "derived": "few-shot", "samples": len(archs), "known_devices": prior.names}
+        tables.write(store, user.name, name, done.table.to_json(), done.table.to_csv(), record)
+        store.put_json(tables.table_key(user.name, name, "predictor.json"),
+                       done.predictor.to_json())
+        out["saved"] = True
+    return out
+
+
+@router.post("/{name}/adapt", openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": AdaptRequest.model_json_schema()}}}},
+             responses={413: {"description": "larger than the spec limit (1 MiB)"}})
+async def adapt_device(request: Request, user: CurrentUser, s: SettingsDep, store: StoreDep,
+                       name: DeviceName) -> Any:
+    """A new device from a few measurements. With ``pick: k``: the k architectures of the
+    space to time on it (those that best separate the known devices). With ``measurements``:
+    its few-shot predictor (prior: the known devices' tables) and leave-one-out check, the
+    known devices it follows most, and (``save``) the predictor distilled into a layer table
+    stored as the caller's imported table for ``name``, its predictor beside it: a spec's
+    ``{name: <name>, table: imported}`` then prices architectures with the predictor."""
+    raw = await read_limited(request, s.max_spec_bytes, "the request")
+    return await run_in_threadpool(_adapt, raw, request.headers.get("content-type"), name,
+                                   user, store)

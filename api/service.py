@@ -337,6 +337,12 @@ class SearchService:
                         raise Conflict(f"the table of device {d.name!r} was deleted meanwhile")
                     self.store.put_bytes(search_key(sid, "inputs", "tables", f"{d.name}.json"),
                                          self.store.get_bytes(found[0]), if_absent=True)
+                    # a few-shot device's predictor (POST /v1/devices/{name}/adapt) with it
+                    pkey = found[0].rsplit("/", 1)[0] + "/predictor.json"
+                    if self.store.exists(pkey):
+                        self.store.put_bytes(
+                            search_key(sid, "inputs", "tables", f"{d.name}.predictor.json"),
+                            self.store.get_bytes(pkey), if_absent=True)
             mark_active(self.store, sid)
         self._enqueue(sid)
         with contextlib.suppress(Exception):  # read here, in a worker thread, not by the route

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -289,6 +289,76 @@ def _read_source(arg: str):  # type: ignore[no-untyped-def]
     except ValueError as err:
         msg = str(err)
         _fail(msg if msg.startswith(str(path)) else f"{path}: {msg}")
+
+
+@devices_app.command("adapt")
+def devices_adapt(
+    name: Annotated[str, typer.Argument(help="the new device's name")],
+    spec: Annotated[Path, typer.Option(help="a search spec: the device is built for its space "
+                                             "(backbone layers and profiled ops)")],
+    table: Annotated[list[str], typer.Option(
+        "--table", metavar="NAME=FILE", help="a known device's layer table (`hurricane profile "
+        "--out` CSV or JSON) covering the spec's space; at least 2")],
+    pick: Annotated[int | None, typer.Option(
+        min=3, max=1000, help="print which K architectures to time on the device (CSV arch "
+        "column, in order) and stop")] = None,
+    measurements: Annotated[Path | None, typer.Option(
+        help="arch,latency_ms CSV of architectures timed on the device")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="write NAME.table.csv (import it: `PUT /v1/devices/NAME/table`), NAME.table.json "
+             "and NAME.predictor.json here")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the prior's reference set and the pick")] = 0,
+) -> None:
+    """A new device from a few measurements: which architectures to time on it (--pick), then
+    its predictor and layer table from the known devices' tables and those timings
+    (--measurements)."""
+    from hurricane.latency.adapt import adapt_device, prior_of, read_measurements, spec_space
+    from hurricane.latency.adapt import pick as pick_archs
+
+    if (pick is None) == (measurements is None):
+        _fail("give exactly one of --pick K (which architectures to time) or --measurements "
+              "FILE (their timings)")
+    space = spec_space(_load(spec))
+    tables: dict[str, Any] = {}
+    for arg in table:
+        label, src = _read_source(arg)
+        if label is None:
+            _fail(f"--table {arg}: not a layer table (layer,op,median_ms CSV or JSON)")
+        if label in tables:
+            _fail(f"--table: two tables are named {label!r}; name them with NAME=FILE")
+        tables[label] = src
+    try:
+        prior = prior_of(tables, space, seed=seed, device=name)
+        if pick is not None:
+            typer.echo("arch")
+            for a in pick_archs(prior, space, pick, seed=seed):
+                typer.echo(str(a))
+            return
+        assert measurements is not None
+        if not measurements.is_file():
+            _fail(f"--measurements {measurements}: no such file")
+        rows = read_measurements(measurements.read_text(), source=str(measurements))
+        bad = [str(a) for a, _ in rows if not space.contains(a)]
+        if bad:
+            _fail(f"--measurements: {len(bad)} architecture(s) are not in the spec's space "
+                  f"({space.num_layers} layers of {', '.join(space.choices[0])}), e.g. {bad[0]}")
+        done = adapt_device(name, prior, [a for a, _ in rows], [y for _, y in rows])
+    except ValueError as err:
+        _fail(str(err))
+    s = done.summary()
+    typer.echo(f"{name}: {s['samples']} measurements, a prior of {len(s['known_devices'])} "
+               f"known devices; leave-one-out MAPE {s['loo']['mape']:.2f}%, SRCC "
+               f"{s['loo']['srcc']:.3f}, within 10% {s['loo']['within_10pct']:.0%}")
+    for dev, w in s["weights"]:
+        typer.echo(f"  follows {dev:20s} {w:6.1%}")
+    fit = s["table_follows_predictor"]
+    typer.echo(f"  its layer table follows the predictor with MAPE {fit['mape']:.2f}%")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.table.csv").write_text(done.table.to_csv())
+        (out / f"{name}.table.json").write_text(json.dumps(done.table.to_json(), indent=1) + "\n")
+        (out / f"{name}.predictor.json").write_text(json.dumps(done.predictor.to_json()) + "\n")
+        typer.echo(f"  wrote {out}/{name}.table.csv, .table.json, .predictor.json")
 
 
 @devices_app.command("correlate")

@@ -207,10 +207,22 @@ class DeviceTarget(_Strict):
         "one_proxy.threshold on one_proxy.samples architectures), else its latency predictor "
         "is adapted to this device and evolution reruns on its supernet")
 
+    samples: int | None = Field(
+        None, ge=3, le=1000,
+        description="a new device from a few measurements: its layer table is not profiled; "
+        "this many architectures (chosen to separate the known devices) are timed on it, and "
+        "its latency predictor is built from every known device's table (the search's other "
+        "devices, the tables imported for its owner) with those measurements deciding how to "
+        "combine and correct them")
+
     @model_validator(mode="after")
     def _one_budget(self) -> DeviceTarget:
         if (self.latency_budget_ms is None) == (self.budget_fraction is None):
             raise ValueError("give exactly one of 'latency_budget_ms' or 'budget_fraction'")
+        if self.samples is not None and (self.proxy is not None or self.table is not None):
+            raise ValueError("'samples' (a few-shot device) cannot be combined with 'proxy' or "
+                             "'table': a few-shot device is measured, and its prior is every "
+                             "known device")
         return self
 
 
@@ -606,6 +618,14 @@ class SearchSpec(_Strict):
             if self.strategy == "proxyless":
                 raise ValueError(f"devices[{i}].proxy needs an evolution-based strategy "
                                  "(spos, hurricane): proxyless keeps no Pareto set to reuse")
+        if self.devices[0].samples is not None and (self.space.kind == "hardware"
+                                                   or self.strategy == "hurricane"):
+            raise ValueError("devices[0].samples: the hardware-aware space is built from the "
+                             "first device's profiled layer table; put a profiled device first, "
+                             "or use space.kind pool/manual with strategy spos")
+        if self.predictor.enabled is False and any(d.samples for d in self.devices):
+            raise ValueError("devices[].samples needs predictor.enabled: the few-shot device's "
+                             "predictor is its latency model")
         return self
 
     @model_validator(mode="after")

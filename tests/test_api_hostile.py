@@ -478,6 +478,8 @@ def route_cases(doc: dict[str, Any]) -> list[Case]:
                     body, headers = None, {}
                     if method == "put":
                         body, headers = table_csv(good_rows()), CSV
+                    elif path.endswith("/adapt"):  # a valid request: the parameter is the test
+                        body, headers = json.dumps({"ops": OPS, "num_layers": 5, "pick": 3}), JSON
                     cases.append(Case(f"route-{method}-{path}-{p['name']}-{i}", method.upper(),
                                       url + query, body, headers, status=0,
                                       needles=(p["name"],)))
@@ -563,6 +565,12 @@ def world(live_api: ApiServer) -> Iterator[dict[str, str]]:
     with httpx.Client(base_url=live_api.url, timeout=60) as c:
         for user in ("alice", "bob"):
             r = c.put(f"/v1/devices/{user}-dsp/table", content=table_csv(good_rows()),
+                      headers={**CSV, **live_api.headers(user)})
+            assert r.status_code == 201, r.text
+            # a second known device (another ranking): a prior for POST /v1/devices/{name}/adapt
+            other = [f"{i},{op},{0.2 * (i + 1) + (len(OPS) - j) * 0.03:.3f},"
+                     for i in range(5) for j, op in enumerate(OPS)]
+            r = c.put(f"/v1/devices/{user}-npu/table", content=table_csv(other),
                       headers={**CSV, **live_api.headers(user)})
             assert r.status_code == 201, r.text
             r = c.post("/v1/searches", json=tiny_spec_dict(name=f"{user}-s"),

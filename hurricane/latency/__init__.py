@@ -7,6 +7,10 @@ latency_table    layer × op latency tables, checked (torch-free: the API valida
 tables           imported latency tables in the store, each owned by a user or shared
 predictor        the architecture-latency predictor (Bayesian ridge, torch-free)
 proxy            one proxy device: cross-device rank correlation, reuse or adapt
+fewshot          a new device from k measurements, every known device's predictor a prior
+adapt            few-shot on a search space: which architectures to time, predictor and table
+calibration      calibrated intervals from a predictor's held-out errors (split conformal)
+verify           the final latency check: rounds, median, interval, within/over/inconclusive
 latency_sources  latencies of several devices on the same architectures
 
 _PUBLIC names, by home module, what other packages use: the library imports them from
@@ -26,6 +30,10 @@ _PUBLIC = {
     "predictor": ("fit_points", "holdout_indices", "LatencyPredictor", "metrics", "Predictor",
                   "PredictorConfig"),
     "profiling": ("measure_arch", "profile_table", "Protocol", "Timing"),
+    "fewshot": ("choose_samples", "FewShotPredictor", "is_fewshot", "Prior"),
+    "adapt": ("Adapted", "adapt_device", "pick", "prior_of", "read_measurements", "spec_space"),
+    "calibration": ("Factor", "interval_factors", "log_ratios", "near_edge", "upper_factor"),
+    "verify": ("judge", "LatencyCheck", "VerifyConfig"),
     "proxy": ("AdaptedPredictor", "decide", "matrix_json", "plot_srcc", "proxy_decisions",
               "srcc_matrix_counts"),
 }

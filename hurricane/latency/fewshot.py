@@ -41,6 +41,11 @@ from hurricane.latency.proxy import FORMAT as ADAPTED_FORMAT
 from hurricane.latency.proxy import AdaptedPredictor
 
 FORMAT = "hurricane.fewshot-predictor/1"
+
+
+def is_fewshot(d: Mapping[str, Any]) -> bool:
+    """Whether a saved predictor (its JSON) is a few-shot one."""
+    return d.get("format") == FORMAT
 PRIOR_FORMAT = "hurricane.fewshot-prior/1"
 MIN_SAMPLES = 3  # two fixed effects (offset, consensus slope) and one degree of freedom left
 

@@ -38,6 +38,11 @@ def supernet_iterations(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str,
 def _predictor_summary(m: dict[str, Any]) -> dict[str, Any]:
     """The device's latency model: the configuration its samples chose (leave-one-out MAPE)
     and its held-out error."""
+    if m.get("few_shot"):
+        fs = m["few_shot"]
+        return {"few_shot": True, "samples": fs["samples"], "known_devices": fs["known_devices"],
+                "weights": fs["weights"][:5],
+                "loo_mape": m["predictor"]["mape"], "loo_srcc": m["predictor"]["srcc"]}
     chosen = m.get("chosen") or {}
     return {"log_target": chosen.get("log_target"), "pair_scale": chosen.get("pair_scale"),
             "table_offset": chosen.get("table_offset"), "loo_mape": chosen.get("loo_mape"),
@@ -202,7 +207,13 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f"({d['finetuned_top1']:.1%} validation).")
     for n, d in report["devices"].items():
         p = d.get("predictor")
-        if p:
+        if p and p.get("few_shot"):
+            shown = ", ".join(f"{dev} {w:.0%}" for dev, w in p["weights"])
+            lines.append(f"\n{n} latency predictor: few-shot, {p['samples']} architectures "
+                         f"timed on it, prior of {len(p['known_devices'])} known devices; the "
+                         f"ones it follows most: {shown}; leave-one-out MAPE "
+                         f"{p['loo_mape']:.2f}%, SRCC {p['loo_srcc']:.3f}.")
+        elif p:
             lines.append(f"\n{n} latency predictor: {'log' if p['log_target'] else 'raw'} target, "
                          f"interactions {p['pair_scale']}, table "
                          f"{'offset' if p['table_offset'] else 'feature'}; leave-one-out MAPE "

@@ -93,9 +93,11 @@ def latency_model(store: ArtifactStore, search_id: str, device: str,
     adapted = transfer_key(search_id, device, "predictor.json")
     model: Predictor
     if store.exists(key):
+        from hurricane.latency.fewshot import FewShotPredictor, is_fewshot
         from hurricane.latency.predictor import LatencyPredictor
 
-        model = LatencyPredictor.from_json(store.get_json(key))
+        d = store.get_json(key)
+        model = FewShotPredictor.from_json(d) if is_fewshot(d) else LatencyPredictor.from_json(d)
     elif store.exists(adapted):
         from hurricane.latency.proxy import AdaptedPredictor
 

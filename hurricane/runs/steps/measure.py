@@ -51,6 +51,34 @@ def imported_table(store: ArtifactStore, search_id: str, device: str) -> Latency
                      f"{device!r}: PUT /v1/devices/{device}/table first")
 
 
+def imported_predictor(spec: SearchSpec, store: ArtifactStore, search_id: str,
+                       device: str) -> bool:
+    """An imported table made by `POST /v1/devices/{name}/adapt` comes with its few-shot
+    predictor: when it covers this search's space exactly, it becomes the device's latency
+    model (the table alone, a distillation of it, prices the rest)."""
+    copy = search_key(search_id, "inputs", "tables", f"{device}.predictor.json")
+    key: str | None = copy
+    if not store.exists(copy):
+        found = tables.resolve(store, str(load_meta(store, search_id).get("owner")), device)
+        key = found[0].rsplit("/", 1)[0] + "/predictor.json" if found else None
+    if key is None or not store.exists(key):
+        return False
+    d = store.get_json(key)
+    if _choices_of_saved(d) != [list(c) for c in pool_space(spec).choices]:
+        return False
+    store.put_json(predictor_key(search_id, device), d)
+    return True
+
+
+def _choices_of_saved(d: dict[str, Any]) -> list[list[str]] | None:
+    from hurricane.latency.fewshot import FewShotPredictor
+
+    try:
+        return [list(c) for c in FewShotPredictor.from_json(d).choices]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def profiled_ops(spec: SearchSpec) -> tuple[str, ...]:
     return MANUAL_SPACE_OPS if spec.space.kind == "manual" else spec.space.ops
 
@@ -62,11 +90,12 @@ def pool_space(spec: SearchSpec) -> SearchSpace:
 
 def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: str | None) -> None:
     for name in devices_of(spec, device):
-        if store.exists(table_key(search_id, name)):
-            continue
+        if store.exists(table_key(search_id, name)) or target(spec, name).samples:
+            continue  # a few-shot device's table is derived in the predictor step
         if target(spec, name).table == IMPORTED:
             table = imported_table(store, search_id, name)
             table.check_covers(pool_space(spec))
+            imported_predictor(spec, store, search_id, name)
             store.put_bytes(search_key(search_id, "profile", name, "latency.csv"),
                             table.to_csv().encode())
             store.put_json(table_key(search_id, name), table.to_json())
@@ -84,8 +113,11 @@ def profile_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device: 
 
 
 def profile_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for d in spec.devices:
+        if d.samples:
+            out[d.name] = {"few_shot": d.samples}
+            continue
         t = load_table(store, search_id, d.name)
         out[d.name] = {"table": table_key(search_id, d.name), "fixed_ms": t.fixed_ms,
                        "measurements": t.meta.get("unique_measurements")}
@@ -115,6 +147,8 @@ def space_result(spec: SearchSpec, search_id: str, store: ArtifactStore) -> dict
     store.put_json(search_key(search_id, "space", "space.json"), space.to_json())
     bounds = {}
     for d in spec.devices:
+        if d.samples:
+            continue  # no table yet: the predictor step derives it
         t = load_table(store, search_id, d.name)
         t.check_covers(space)
         lo, hi = t.bounds(space)
@@ -142,6 +176,11 @@ def predictor_job(spec: SearchSpec, search_id: str, store: ArtifactStore, device
     layout = layout_of(spec)
     for name in devices_of(spec, device):
         if name not in _measurable(spec) or store.exists(predictor_key(search_id, name)):
+            continue
+        if target(spec, name).samples:
+            from hurricane.runs.steps.fewshot import fewshot_job
+
+            fewshot_job(spec, search_id, store, name, space)
             continue
         rng = random.Random(step_seed(spec.seed, 0, 3))
         archs = list(dict.fromkeys(space.sample(rng) for _ in range(ps.samples * 3)))[:ps.samples]
