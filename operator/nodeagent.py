@@ -426,13 +426,20 @@ class Pod:
         return SERVICE_HOST.sub(one, value)
 
     def _named_port(self, ns: str, selector: dict[str, str], name: str) -> int:
-        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        pods = self.client.list_namespaced_pod(ns, label_selector=sel).items if sel else []
+        """The port named ``name`` of a pod the Service selects, among the pods this agent runs
+        (a node's credentials list only its own pods; pods elsewhere are not on this machine's
+        network anyway)."""
+        with self.agent.lock:
+            pods = [p.obj for p in self.agent.pods.values() if p.ns == ns]
         for pod in pods:
-            for c in pod.spec.containers or []:
-                for cp in c.ports or []:
-                    if cp.name == name:
-                        return int(cp.container_port)
+            labels = pod["metadata"].get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for c in pod["spec"].get("containers") or []:
+                for cp in c.get("ports") or []:
+                    if cp.get("name") == name:
+                        return int(cp["containerPort"])
+        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
         raise EnvError(f"no pod behind the Service ({sel or 'no selector'}) has a port named "
                        f"{name!r} yet")
 
