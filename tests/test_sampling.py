@@ -191,6 +191,10 @@ def test_verdict_fails_on_inconsistent_or_moving_rankings_and_says_what_to_chang
     moving = verdict(full, full, full, full[::-1], num_classes=10, spec=spec, iterations=100)
     assert moving["tests"]["stable"] is False and "still moves" in moving["warning"]
     assert "supernet.iterations" in moving["warning"] and "50 iterations earlier" in moving["warning"]
+    # the distance to the check before, as the monitor measured it (not "None iterations")
+    moved = verdict(full, full, full, full[::-1], num_classes=10, spec=spec, iterations=100,
+                    since=375)
+    assert "375 iterations earlier" in moved["warning"] and moved["stability_since"] == 375
     low = verdict([0.1, 0.11, 0.12], [0.1, 0.11, 0.12], [0.1, 0.11, 0.12], None,
                   num_classes=10, spec=spec, iterations=12)
     assert low["tests"] == {"learned": False, "consistent": True}  # no check before: no stability

@@ -109,7 +109,7 @@ class SplitScorer:
 
 def verdict(full: Sequence[float], half_a: Sequence[float], half_b: Sequence[float],
             previous: Sequence[float] | None, *, num_classes: int, spec: SearchSpec,
-            iterations: int | None = None) -> dict[str, Any]:
+            iterations: int | None = None, since: int | None = None) -> dict[str, Any]:
     """The quality verdict from one check's scores (module docstring); ``previous``: the same
     architectures' full-split scores at the check before, if any."""
     s = spec.supernet
@@ -130,7 +130,7 @@ def verdict(full: Sequence[float], half_a: Sequence[float], half_b: Sequence[flo
         "chance": round(chance, 4), "floor": round(floor, 4),
         "split_half_rho": round(consistency, 3), "consistency_needed": s.rank_consistency,
         "stability_rho": None if stability is None else round(stability, 3),
-        "stability_needed": s.rank_stability, "tests": tests,
+        "stability_needed": s.rank_stability, "stability_since": since, "tests": tests,
         "reliable": all(tests.values())}
     if not out["reliable"]:
         out["warning"] = _warning(out, n, iterations, spec)
@@ -160,8 +160,10 @@ def _warning(v: dict[str, Any], n: int, iterations: int | None, spec: SearchSpec
                    "dataset.val_fraction, evolution.eval_batches unset) and recalibrate BN on "
                    "more batches (evolution.bn_batches)")
     if t.get("stable") is False:
+        since = v.get("stability_since") or s.check_every
+        gap = f"{since} iterations earlier" if since else "before"
         why.append(f"its ranking still moves: Spearman {v['stability_rho']:.2f} against the "
-                   f"check {s.check_every} iterations earlier (needed: "
+                   f"check {gap} (needed: "
                    f"{v['stability_needed']:.2f})")
         fix.append("train longer (supernet.iterations) or let it train until the ranking "
                    "settles (supernet.until_reliable with a higher cap)")
@@ -236,8 +238,10 @@ class RankMonitor:
         model.train(was)
         full = [s[0] for s in scored]
         prev = self.checks[-1]["scores"] if self.checks else None
+        since = step - self.checks[-1]["step"] if self.checks else None
         v = verdict(full, [s[1] for s in scored], [s[2] for s in scored], prev,
-                    num_classes=self.data.num_classes, spec=self.spec, iterations=step)
+                    num_classes=self.data.num_classes, spec=self.spec, iterations=step,
+                    since=since)
         self.checks.append({"step": step, "scores": [round(x, 4) for x in full],
                             "verdict": v})
         return v
