@@ -400,48 +400,27 @@ class Pod:
 
     def _services(self, value: str) -> str:
         """No DNS or kube-proxy: a Service's cluster name in a value (``svc.ns.svc[.cluster.local]``,
-        with its port or not) becomes 127.0.0.1 and the port its pods listen on (pods share this
-        machine's network), a named targetPort resolved from a ready pod the Service selects.
-        An address of a Service that exists but has no such pod yet waits
-        (CreateContainerConfigError, as a pod whose Secret is missing)."""
+        with its port or not) becomes 127.0.0.1 and a port the agent forwards to the Service's
+        pods (``ServiceProxy``, kube-proxy's part): it resolves the target at each connection,
+        so a pod starts whether or not the Service has endpoints yet, as with a ClusterIP. A
+        name that is not a Service of this cluster stays as written."""
         def one(m: re.Match[str]) -> str:
             name, ns, port = m["svc"], m["ns"], m["port"]
             try:
                 svc = self.client.read_namespaced_service(name, ns)
             except ApiException as err:
                 if err.status == 404:
-                    return m[0]  # not a Service of this cluster: left as written
+                    return m[0]
                 raise EnvError(f"Service {ns}/{name} cannot be read: {err.status} "
                                f"{err.reason}") from err
             ports = svc.spec.ports or []
             sp = next((p for p in ports if port is None or p.port == int(port)), None)
             if sp is None:
                 return m[0]
-            target = sp.target_port if sp.target_port is not None else sp.port
-            if isinstance(target, str) and not target.isdigit():
-                target = self._named_port(ns, svc.spec.selector or {}, target)
-            return f"127.0.0.1:{int(target)}" if port is not None or target != sp.port \
-                else "127.0.0.1"
+            local = self.agent.proxy.port_for(ns, name, int(sp.port))
+            return f"127.0.0.1:{local}" if port is not None or sp.port != local else "127.0.0.1"
 
         return SERVICE_HOST.sub(one, value)
-
-    def _named_port(self, ns: str, selector: dict[str, str], name: str) -> int:
-        """The port named ``name`` of a pod the Service selects, among the pods this agent runs
-        (a node's credentials list only its own pods; pods elsewhere are not on this machine's
-        network anyway)."""
-        with self.agent.lock:
-            pods = [p.obj for p in self.agent.pods.values() if p.ns == ns]
-        for pod in pods:
-            labels = pod["metadata"].get("labels") or {}
-            if not selector or any(labels.get(k) != v for k, v in selector.items()):
-                continue
-            for c in pod["spec"].get("containers") or []:
-                for cp in c.get("ports") or []:
-                    if cp.get("name") == name:
-                        return int(cp["containerPort"])
-        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
-        raise EnvError(f"no pod behind the Service ({sel or 'no selector'}) has a port named "
-                       f"{name!r} yet")
 
     def _local(self, value: str, mounts: dict[str, str]) -> str:
         """A mount path in a value (or at its start after ``=``) mapped onto its folder."""
@@ -701,6 +680,7 @@ class NodeAgent:
         self.stop = threading.Event()
         self.rdzv: dict[tuple[str, str], int] = {}
         self.logs = LogServer(self, serving, ca, log_port)
+        self.proxy = ServiceProxy(self)
         self.threads: list[threading.Thread] = []
 
     # helpers --------------------------------------------------------------------------------
@@ -712,6 +692,10 @@ class NodeAgent:
                 "users": [{"name": "pod", "user": {"tokenFile": str(token_file)}}],
                 "contexts": [{"name": "pod", "context": {"cluster": "local", "user": "pod",
                                                          "namespace": namespace}}]}
+
+    def any_core(self) -> k8s.CoreV1Api:
+        """A node's client (reads Services: what a kubelet may read)."""
+        return self.core[self.nodes[0].name]
 
     def rdzv_port(self, ns: str, sub: str) -> int:
         with self.lock:
@@ -913,6 +897,104 @@ class NodeAgent:
         for p in pods:
             p.signal(signal.SIGKILL)
         self.logs.close()
+        self.proxy.close()
+
+
+# -- kube-proxy's part: Service ports on loopback ---------------------------------------------
+
+
+class ServiceProxy:
+    """One loopback listener per (namespace, Service, port), forwarding each connection to the
+    port the Service's pods listen on (its targetPort; a named one from the pods this agent
+    runs, as a node's credentials list only its own pods). No endpoint yet: the connection is
+    closed at once, as a ClusterIP without endpoints refuses it."""
+
+    def __init__(self, agent: NodeAgent) -> None:
+        self.agent = agent
+        self.lock = threading.Lock()
+        self.listeners: dict[tuple[str, str, int], socket.socket] = {}
+        self.closed = threading.Event()
+
+    def port_for(self, ns: str, svc: str, port: int) -> int:
+        with self.lock:
+            key = (ns, svc, port)
+            if key not in self.listeners:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", 0))
+                s.listen(64)
+                self.listeners[key] = s
+                threading.Thread(target=self._accept, args=(key, s), daemon=True,
+                                 name=f"svc-{ns}-{svc}-{port}").start()
+            return int(self.listeners[key].getsockname()[1])
+
+    def target(self, ns: str, svc: str, port: int) -> int | None:
+        try:
+            obj = self.agent.any_core().read_namespaced_service(svc, ns)
+        except ApiException:
+            return None
+        sp = next((p for p in obj.spec.ports or [] if p.port == port), None)
+        if sp is None:
+            return None
+        t = sp.target_port if sp.target_port is not None else sp.port
+        if isinstance(t, int) or str(t).isdigit():
+            return int(t)
+        selector = obj.spec.selector or {}
+        with self.agent.lock:
+            pods = [p.obj for p in self.agent.pods.values() if p.ns == ns and p.phase == "Running"]
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for c in pod["spec"].get("containers") or []:
+                for cp in c.get("ports") or []:
+                    if cp.get("name") == t:
+                        return int(cp["containerPort"])
+        return None
+
+    def _accept(self, key: tuple[str, str, int], listener: socket.socket) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._forward, args=(key, conn), daemon=True).start()
+
+    def _forward(self, key: tuple[str, str, int], conn: socket.socket) -> None:
+        port = self.target(*key)
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port), timeout=10) if port else None
+        except OSError:
+            upstream = None
+        if upstream is None:
+            conn.close()
+            return
+        upstream.settimeout(None)
+
+        def pump(a: socket.socket, b: socket.socket) -> None:
+            try:
+                while data := a.recv(65536):
+                    b.sendall(data)
+            except OSError:
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    b.shutdown(socket.SHUT_WR)
+
+        t = threading.Thread(target=pump, args=(upstream, conn), daemon=True)
+        t.start()
+        pump(conn, upstream)
+        t.join()
+        conn.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        with self.lock:
+            for s in self.listeners.values():
+                with contextlib.suppress(OSError):
+                    s.close()
+            self.listeners.clear()
 
 
 # -- the kubelet's log endpoint ---------------------------------------------------------------
