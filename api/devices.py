@@ -32,6 +32,7 @@ from hurricane.latency.proxy import matrix_json, plot_srcc, proxy_decisions, src
 from hurricane.nets.oppool import OPS
 from hurricane.runs.records import now
 from hurricane.service.tokens import USER, User
+from hurricane.spec import check_ops
 from hurricane.storage.store import ArtifactNotFound, ArtifactStore
 
 DEVICE_NAME = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
@@ -334,13 +335,7 @@ class AdaptRequest(BaseModel):
     @field_validator("ops")
     @classmethod
     def _known_ops(cls, v: list[str]) -> list[str]:
-        known = set(OPS.names())
-        bad = [o for o in v if o not in known]
-        if bad:
-            raise ValueError(f"unknown ops {bad[:5]}; allowed: {', '.join(sorted(known))}")
-        if len(set(v)) != len(v):
-            raise ValueError("an op is listed twice")
-        return v
+        return list(check_ops(tuple(v)))  # the spec's own check of space.ops
 
     @model_validator(mode="after")
     def _one_mode(self) -> AdaptRequest:

@@ -147,7 +147,8 @@ class BackboneSpec(_Strict):
         return sum(self.layers_per_stage)
 
 
-def _check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
+def check_ops(ops: tuple[str, ...]) -> tuple[str, ...]:
+    """Op names of a space: every one known, none repeated (the error names them)."""
     bad = [o for o in ops if o not in OPS]
     if bad:
         raise ValueError(f"unknown operator(s) {bad}; allowed: {', '.join(OPS.names())}")
@@ -176,7 +177,7 @@ class SpaceSpec(_Strict):
         "bounded = highest FLOPs × Params no slower than the layer's slowest chosen op; "
         "capacity = highest FLOPs × Params (METHOD.md literal); next = next-ranked by Eq. 2")
 
-    _ops = field_validator("ops")(classmethod(lambda cls, v: _check_ops(tuple(v))))
+    _ops = field_validator("ops")(classmethod(lambda cls, v: check_ops(tuple(v))))
 
     @model_validator(mode="after")
     def _top_p(self) -> SpaceSpec:

@@ -74,7 +74,7 @@ def test_pick_then_adapt_then_the_table_is_the_callers(alice, service_env) -> No
     ({"pick": 5, "measurements": [{"arch": "SEP_3-SEP_3-SEP_3-SEP_3-SEP_3", "latency_ms": 1}] * 3},
      ["body"], "exactly one of 'pick'"),
     ({"pick": 2}, ["body", "pick"], "greater than or equal to 3"),
-    ({"pick": 5, "ops": ["SEP_3", "NOPE"]}, ["body", "ops"], "unknown ops"),
+    ({"pick": 5, "ops": ["SEP_3", "NOPE"]}, ["body", "ops"], "unknown operator(s) ['NOPE']"),
     ({"measurements": [{"arch": "SEP_3-SEP_3-SEP_3-SEP_3", "latency_ms": 1.0}] * 3},
      ["body", "measurements", 0, "arch"], "not in the space"),
     ({"measurements": [{"arch": "SEP_3-SEP_3-SEP_3-SEP_3-SEP_3", "latency_ms": -1}] * 3},
